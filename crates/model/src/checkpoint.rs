@@ -1,0 +1,238 @@
+//! Reading weights: the official `mobile_sam.pt` (a `torch.save` zip of the state_dict) or a
+//! `.safetensors` file with the same tensor names.
+//!
+//! Every tensor is read into host memory as float32 (int64 counters stay int64) and handed
+//! out by name with its shape checked, so a wrong file fails with an error that names the
+//! tensor and both shapes.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ModelError, Result};
+
+/// The state_dict of a SAM checkpoint, tensors on the host.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    tensors: HashMap<String, Tensor>,
+    file_bytes: u64,
+}
+
+/// Parameter counts per part, as `sum(p.numel() for p in part.parameters())` in PyTorch:
+/// BatchNorm running statistics and counters are buffers, not parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ParameterCounts {
+    /// TinyViT image encoder, its unused classification head included.
+    pub image_encoder: u64,
+    /// Prompt encoder.
+    pub prompt_encoder: u64,
+    /// Mask decoder.
+    pub mask_decoder: u64,
+    /// All parts together.
+    pub total: u64,
+}
+
+impl Checkpoint {
+    /// Reads a `.pt`/`.pth` (zip) or `.safetensors` checkpoint, recognised by its content.
+    pub fn load(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let bad = |reason: String| ModelError::Checkpoint {
+            path: shown.clone(),
+            reason,
+        };
+        let tensors = if bytes.starts_with(b"PK\x03\x04") {
+            read_torch_zip(path).map_err(bad)?
+        } else if bytes.len() > 8 {
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+                .map_err(|e| bad(format!("neither a torch.save zip nor safetensors ({e})")))?
+        } else {
+            return Err(bad("file is too short to be a checkpoint".into()));
+        };
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, to_host_dtype(t)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self {
+            tensors,
+            file_bytes: bytes.len() as u64,
+        })
+    }
+
+    /// Wraps tensors already in memory (tests, generated weights).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
+        Self {
+            tensors,
+            file_bytes: 0,
+        }
+    }
+
+    /// Size of the file it was read from (0 when built in memory).
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// All tensor names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The tensor `name` as float32, checked against `expected` shape.
+    pub fn get(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+        let tensor = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+            })?;
+        if tensor.dims() != expected {
+            return Err(ModelError::ShapeMismatch {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                found: tensor.dims().to_vec(),
+            });
+        }
+        Ok(tensor.to_dtype(DType::F32)?)
+    }
+
+    /// Parameter counts per part (buffers excluded), as PyTorch's `parameters()` counts them.
+    pub fn parameter_counts(&self) -> ParameterCounts {
+        let mut counts = ParameterCounts::default();
+        for (name, tensor) in &self.tensors {
+            if is_buffer(name) {
+                continue;
+            }
+            let n = tensor.elem_count() as u64;
+            if name.starts_with("image_encoder.") {
+                counts.image_encoder += n;
+            } else if name.starts_with("prompt_encoder.") {
+                counts.prompt_encoder += n;
+            } else if name.starts_with("mask_decoder.") {
+                counts.mask_decoder += n;
+            }
+        }
+        counts.total = counts.image_encoder + counts.prompt_encoder + counts.mask_decoder;
+        counts
+    }
+}
+
+/// BatchNorm statistics and counters, and cached index tables: state, not parameters.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".running_mean")
+        || name.ends_with(".running_var")
+        || name.ends_with(".num_batches_tracked")
+        || name.ends_with(".attention_bias_idxs")
+}
+
+/// Floating tensors become float32; integer tensors keep their type.
+fn to_host_dtype(t: Tensor) -> Result<Tensor> {
+    Ok(match t.dtype() {
+        DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
+        _ => t,
+    })
+}
+
+/// Reads every tensor of a `torch.save` zip: the pickle says which storage file, offset,
+/// shape and strides each tensor has; views of one storage and non-contiguous strides
+/// are gathered into contiguous tensors.
+fn read_torch_zip(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
+    let infos =
+        candle_core::pickle::read_pth_tensor_info(path, false, None).map_err(|e| e.to_string())?;
+    if infos.is_empty() {
+        return Err("the pickle holds no tensors (expected a state_dict)".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tensors = HashMap::with_capacity(infos.len());
+    for info in infos {
+        if !storages.contains_key(&info.path) {
+            let mut entry = zip
+                .by_name(&info.path)
+                .map_err(|e| format!("tensor `{}`: storage {}: {e}", info.name, info.path))?;
+            let mut buf = Vec::with_capacity(entry.size().min(1 << 31) as usize);
+            entry
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("tensor `{}`: {e}", info.name))?;
+            storages.insert(info.path.clone(), buf);
+        }
+        let storage = &storages[&info.path];
+        let tensor = tensor_from_storage(storage, &info)
+            .map_err(|e| format!("tensor `{}`: {e}", info.name))?;
+        tensors.insert(info.name, tensor);
+    }
+    Ok(tensors)
+}
+
+/// Builds one contiguous tensor from a little-endian storage blob and a strided layout.
+fn tensor_from_storage(
+    storage: &[u8],
+    info: &candle_core::pickle::TensorInfo,
+) -> std::result::Result<Tensor, String> {
+    let elem = info.dtype.size_in_bytes();
+    let n_storage = storage.len() / elem;
+    let layout = &info.layout;
+    let dims = layout.dims().to_vec();
+    let strides = layout.stride().to_vec();
+    let offset = layout.start_offset();
+    // The largest flat index the view touches must lie inside the storage.
+    let mut max_index = offset;
+    for (d, s) in dims.iter().zip(&strides) {
+        if *d == 0 {
+            return Tensor::zeros(dims.as_slice(), info.dtype, &Device::Cpu)
+                .map_err(|e| e.to_string());
+        }
+        max_index = max_index
+            .checked_add((d - 1).checked_mul(*s).ok_or("stride overflow")?)
+            .ok_or("stride overflow")?;
+    }
+    if max_index >= n_storage {
+        return Err(format!(
+            "view reaches element {max_index} of a storage of {n_storage} elements"
+        ));
+    }
+    let flat = Tensor::from_raw_buffer(
+        &storage[..n_storage * elem],
+        info.dtype,
+        &[n_storage],
+        &Device::Cpu,
+    )
+    .map_err(|e| e.to_string())?;
+    let numel: usize = dims.iter().product();
+    if layout.is_contiguous() {
+        return flat
+            .narrow(0, offset, numel)
+            .and_then(|t| t.reshape(dims.as_slice()))
+            .map_err(|e| e.to_string());
+    }
+    let mut indexes = Vec::with_capacity(numel);
+    let mut counter = vec![0usize; dims.len()];
+    for _ in 0..numel {
+        let idx = offset
+            + counter
+                .iter()
+                .zip(&strides)
+                .map(|(c, s)| c * s)
+                .sum::<usize>();
+        indexes.push(idx as u32);
+        for axis in (0..dims.len()).rev() {
+            counter[axis] += 1;
+            if counter[axis] < dims[axis] {
+                break;
+            }
+            counter[axis] = 0;
+        }
+    }
+    let indexes = Tensor::from_vec(indexes, numel, &Device::Cpu).map_err(|e| e.to_string())?;
+    flat.index_select(&indexes, 0)
+        .and_then(|t| t.reshape(dims.as_slice()))
+        .map_err(|e| e.to_string())
+}

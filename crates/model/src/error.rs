@@ -1,0 +1,72 @@
+//! The model crate's one error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong between image bytes and masks.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that could not be read.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The checkpoint file is not a readable `.pt` or `.safetensors` file.
+    #[error("invalid checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint's path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("checkpoint has no tensor `{name}` (expected shape {expected:?})")]
+    MissingTensor {
+        /// The state_dict name of the tensor.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+    },
+    /// A tensor has a shape other than the model's.
+    #[error(
+        "tensor `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}"
+    )]
+    ShapeMismatch {
+        /// The state_dict name of the tensor.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+        /// The shape found in the checkpoint.
+        found: Vec<usize>,
+    },
+    /// The image bytes could not be decoded, or the format is not supported.
+    #[error("cannot decode image: {0}")]
+    ImageDecode(String),
+    /// The image is larger than the configured pixel limit.
+    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
+    ImageTooLarge {
+        /// Width in pixels.
+        width: u64,
+        /// Height in pixels.
+        height: u64,
+        /// width * height.
+        pixels: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A prompt is malformed (label, coordinates, box, mask input).
+    #[error("invalid prompt: {0}")]
+    InvalidPrompt(String),
+    /// A mask is malformed: an RLE that does not decode to its size, or logits of the wrong
+    /// shape.
+    #[error("invalid mask: {0}")]
+    InvalidMask(String),
+    /// A tensor operation failed.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// Result with [`ModelError`].
+pub type Result<T> = std::result::Result<T, ModelError>;

@@ -1,0 +1,25 @@
+//! MobileSAM inference on candle.
+//!
+//! The data path, top to bottom: [`image`] (decode, resize, normalize, pad) ->
+//! [`tiny_vit`] (image encoder) -> [`prompt_encoder`] -> [`mask_decoder`] (with the
+//! two-way [`transformer`]) -> [`masks`] (upscale, threshold, RLE). [`sam::Sam`] ties the
+//! steps together: `embed(image) -> Embedding`, `decode(&Embedding, prompts) -> masks`.
+//! Weights come from the official `mobile_sam.pt` or a `.safetensors` file with the same
+//! names ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod error;
+pub mod image;
+pub mod layers;
+pub mod mask_decoder;
+pub mod masks;
+pub mod prompt;
+pub mod prompt_encoder;
+pub mod sam;
+pub mod seeded;
+pub mod tiny_vit;
+pub mod transformer;
+
+pub use error::{ModelError, Result};
+pub use prompt::{BoxPrompt, ObjectPrompt, Point};
+pub use sam::{DecodeOptions, Embedding, MaskOutput, ObjectMasks, Sam};

@@ -1,0 +1,192 @@
+//! SAM's prompt encoder: points and box corners become sparse tokens through a random
+//! Fourier positional encoding plus learned type embeddings; a previous mask becomes a dense
+//! embedding through a small convolutional downscaler (or the learned "no mask" embedding).
+
+use candle_core::{Device, Module, Tensor};
+
+use crate::error::Result;
+use crate::layers::{gelu, Conv2d, LayerNorm2d, Weights};
+use crate::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
+
+/// Side of the model input in pixels.
+const INPUT_SIDE: f32 = 1024.0;
+const NUM_FREQS: usize = EMBED_CHANNELS / 2;
+
+/// One object's prompt in model-input pixel coordinates (after resizing).
+#[derive(Debug, Clone, Default)]
+pub struct ScaledPrompt {
+    /// (x, y, label) with label 1 foreground, 0 background.
+    pub points: Vec<(f32, f32, i32)>,
+    /// (x1, y1, x2, y2).
+    pub bbox: Option<[f32; 4]>,
+    /// 256x256 logits, row-major.
+    pub mask_input: Option<Vec<f32>>,
+}
+
+/// The prompt encoder's weights and its precomputed dense positional encoding.
+pub struct PromptEncoder {
+    /// (2, 128) random Fourier features.
+    gaussian: Vec<[f32; NUM_FREQS]>,
+    /// Learned embeddings: negative point, positive point, top-left corner, bottom-right corner.
+    point_embeddings: [Vec<f32>; 4],
+    not_a_point: Vec<f32>,
+    no_mask: Tensor,
+    mask_down: MaskDownscaling,
+    dense_pe: Tensor,
+    device: Device,
+}
+
+struct MaskDownscaling {
+    conv0: Conv2d,
+    norm0: LayerNorm2d,
+    conv1: Conv2d,
+    norm1: LayerNorm2d,
+    conv2: Conv2d,
+}
+
+impl MaskDownscaling {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = gelu(&self.norm0.forward(&self.conv0.forward(x)?)?)?;
+        let x = gelu(&self.norm1.forward(&self.conv1.forward(&x)?)?)?;
+        Ok(self.conv2.forward(&x)?)
+    }
+}
+
+impl PromptEncoder {
+    /// Loads `prompt_encoder.*`.
+    pub fn load(w: &Weights) -> Result<Self> {
+        let g = w
+            .get_host(
+                "pe_layer.positional_encoding_gaussian_matrix",
+                &[2, NUM_FREQS],
+            )?
+            .to_vec2::<f32>()?;
+        let mut gaussian = vec![[0f32; NUM_FREQS]; 2];
+        for (row, values) in gaussian.iter_mut().zip(g) {
+            row.copy_from_slice(&values);
+        }
+        let embedding = |name: String| -> Result<Vec<f32>> {
+            Ok(w.get_host(&name, &[1, EMBED_CHANNELS])?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        let point_embeddings = [
+            embedding("point_embeddings.0.weight".into())?,
+            embedding("point_embeddings.1.weight".into())?,
+            embedding("point_embeddings.2.weight".into())?,
+            embedding("point_embeddings.3.weight".into())?,
+        ];
+        let md = w.pp("mask_downscaling");
+        let mask_down = MaskDownscaling {
+            conv0: Conv2d::load(&md.pp(0), 1, 4, 2, 2, 0, true)?,
+            norm0: LayerNorm2d::load(&md.pp(1), 4)?,
+            conv1: Conv2d::load(&md.pp(3), 4, 16, 2, 2, 0, true)?,
+            norm1: LayerNorm2d::load(&md.pp(4), 16)?,
+            conv2: Conv2d::load(&md.pp(6), 16, EMBED_CHANNELS, 1, 1, 0, true)?,
+        };
+        let mut encoder = Self {
+            gaussian,
+            point_embeddings,
+            not_a_point: embedding("not_a_point_embed.weight".into())?,
+            no_mask: w
+                .get("no_mask_embed.weight", &[1, EMBED_CHANNELS])?
+                .reshape((1, EMBED_CHANNELS, 1, 1))?,
+            mask_down,
+            dense_pe: Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?,
+            device: w.device().clone(),
+        };
+        encoder.dense_pe = encoder.compute_dense_pe()?;
+        Ok(encoder)
+    }
+
+    /// The positional encoding of every embedding cell, (1, 256, 64, 64).
+    pub fn dense_pe(&self) -> &Tensor {
+        &self.dense_pe
+    }
+
+    fn compute_dense_pe(&self) -> Result<Tensor> {
+        let side = EMBED_SIDE;
+        let mut data = vec![0f32; side * side * EMBED_CHANNELS];
+        for y in 0..side {
+            for x in 0..side {
+                let fx = (x as f32 + 0.5) / side as f32;
+                let fy = (y as f32 + 0.5) / side as f32;
+                let enc = self.encode_normalized(fx, fy);
+                let base = (y * side + x) * EMBED_CHANNELS;
+                data[base..base + EMBED_CHANNELS].copy_from_slice(&enc);
+            }
+        }
+        let pe = Tensor::from_vec(data, (side, side, EMBED_CHANNELS), &Device::Cpu)?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .contiguous()?;
+        Ok(pe.to_device(&self.device)?)
+    }
+
+    /// Random Fourier features of a point with coordinates normalized to [0, 1].
+    fn encode_normalized(&self, x: f32, y: f32) -> [f32; EMBED_CHANNELS] {
+        let (x, y) = (2.0 * x - 1.0, 2.0 * y - 1.0);
+        let mut out = [0f32; EMBED_CHANNELS];
+        for f in 0..NUM_FREQS {
+            let v = (x * self.gaussian[0][f] + y * self.gaussian[1][f]) * std::f32::consts::TAU;
+            out[f] = v.sin();
+            out[f + NUM_FREQS] = v.cos();
+        }
+        out
+    }
+
+    /// Encoding of a point in input pixels (the pixel centre is `+0.5`).
+    fn encode_pixel(&self, x: f32, y: f32) -> [f32; EMBED_CHANNELS] {
+        self.encode_normalized((x + 0.5) / INPUT_SIDE, (y + 0.5) / INPUT_SIDE)
+    }
+
+    /// Sparse tokens for a batch of objects that share one shape (same number of points,
+    /// all with or all without a box): (B, tokens, 256). Without a box a padding
+    /// "not a point" token is appended, as the reference does.
+    pub fn sparse_embeddings(&self, objects: &[&ScaledPrompt]) -> Result<Tensor> {
+        let mut data = Vec::new();
+        let mut tokens = 0;
+        for object in objects {
+            let start = data.len();
+            for &(x, y, label) in &object.points {
+                let mut e = self.encode_pixel(x, y);
+                let learned = &self.point_embeddings[usize::from(label == 1)];
+                for (v, l) in e.iter_mut().zip(learned) {
+                    *v += l;
+                }
+                data.extend_from_slice(&e);
+            }
+            match object.bbox {
+                Some([x1, y1, x2, y2]) => {
+                    for (corner, (x, y)) in [(x1, y1), (x2, y2)].into_iter().enumerate() {
+                        let mut e = self.encode_pixel(x, y);
+                        for (v, l) in e.iter_mut().zip(&self.point_embeddings[2 + corner]) {
+                            *v += l;
+                        }
+                        data.extend_from_slice(&e);
+                    }
+                }
+                None => data.extend_from_slice(&self.not_a_point),
+            }
+            tokens = (data.len() - start) / EMBED_CHANNELS;
+        }
+        let tensor = Tensor::from_vec(data, (objects.len(), tokens, EMBED_CHANNELS), &Device::Cpu)?;
+        Ok(tensor.to_device(&self.device)?)
+    }
+
+    /// Dense embeddings (B, 256, 64, 64): the downscaled mask input, or "no mask".
+    pub fn dense_embeddings(&self, objects: &[&ScaledPrompt]) -> Result<Tensor> {
+        let masks: Option<Vec<&Vec<f32>>> = objects.iter().map(|o| o.mask_input.as_ref()).collect();
+        match masks {
+            Some(masks) if !masks.is_empty() => {
+                let side = crate::prompt::LOW_RES_MASK_SIZE;
+                let flat: Vec<f32> = masks.iter().flat_map(|m| m.iter().copied()).collect();
+                let x = Tensor::from_vec(flat, (masks.len(), 1, side, side), &self.device)?;
+                self.mask_down.forward(&x)
+            }
+            _ => Ok(self
+                .no_mask
+                .repeat((objects.len(), 1, EMBED_SIDE, EMBED_SIDE))?),
+        }
+    }
+}
