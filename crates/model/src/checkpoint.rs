@@ -103,6 +103,15 @@ impl Checkpoint {
         Ok(tensor.to_dtype(DType::F32)?)
     }
 
+    /// Writes every tensor to a `.safetensors` file (e.g. generated test weights for a
+    /// server process).
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.tensors, path).map_err(|e| ModelError::Checkpoint {
+            path: path.display().to_string(),
+            reason: format!("cannot write: {e}"),
+        })
+    }
+
     /// Parameter counts per part (buffers excluded), as PyTorch's `parameters()` counts them.
     pub fn parameter_counts(&self) -> ParameterCounts {
         let mut counts = ParameterCounts::default();
