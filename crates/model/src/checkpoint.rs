@@ -133,9 +133,11 @@ impl Checkpoint {
     }
 }
 
-/// BatchNorm statistics and counters, and cached index tables: state, not parameters.
+/// BatchNorm statistics and counters, cached index tables and the fixed random Fourier
+/// matrix: registered buffers in the reference, not parameters.
 fn is_buffer(name: &str) -> bool {
     name.ends_with(".running_mean")
+        || name.ends_with(".positional_encoding_gaussian_matrix")
         || name.ends_with(".running_var")
         || name.ends_with(".num_batches_tracked")
         || name.ends_with(".attention_bias_idxs")
@@ -191,7 +193,8 @@ fn tensor_from_storage(
     let layout = &info.layout;
     let dims = layout.dims().to_vec();
     let strides = layout.stride().to_vec();
-    let offset = layout.start_offset();
+    // candle's pickle reader records the storage offset in bytes.
+    let offset = layout.start_offset() / elem;
     // The largest flat index the view touches must lie inside the storage.
     let mut max_index = offset;
     for (d, s) in dims.iter().zip(&strides) {

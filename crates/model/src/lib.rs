@@ -15,6 +15,7 @@ pub mod mask_decoder;
 pub mod masks;
 pub mod prompt;
 pub mod prompt_encoder;
+pub mod prompt_json;
 pub mod sam;
 pub mod seeded;
 pub mod tiny_vit;

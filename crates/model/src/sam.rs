@@ -84,6 +84,15 @@ pub struct Sam {
     checkpoint_bytes: u64,
 }
 
+impl std::fmt::Debug for Sam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sam")
+            .field("device", &self.device)
+            .field("parameters", &self.parameters)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sam {
     /// Loads a checkpoint file (`mobile_sam.pt` or `.safetensors`) onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {

@@ -1,0 +1,655 @@
+//! Mask postprocessing and COCO run-length encoding.
+//!
+//! [`upscale_logits`] is the reference `Sam.postprocess_masks` for one low-resolution logit
+//! map (PyTorch's bilinear `F.interpolate`, `align_corners=False`, float32); [`BinaryMask`]
+//! thresholds the result and reports area, box and a pycocotools-compatible [`Rle`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::image::{DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SIZE};
+use crate::prompt::LOW_RES_MASK_SIZE;
+
+/// Logits above this value are foreground (`SamPredictor`'s `mask_threshold`).
+pub const MASK_THRESHOLD: f32 = 0.0;
+
+/// A COCO compressed RLE, as pycocotools' `mask.encode` returns it: runs over the
+/// column-major (Fortran-order) pixels, alternating background and foreground and starting
+/// with a (possibly empty) background run, written with pycocotools' `rleToString` ASCII
+/// encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rle {
+    /// `[height, width]` of the mask.
+    pub size: [u32; 2],
+    /// The encoded run lengths.
+    pub counts: String,
+}
+
+/// Upscales one `256 x 256` low-resolution logit map (row-major) to the original image, as
+/// the reference `Sam.postprocess_masks`: bilinear to `IMAGE_SIZE x IMAGE_SIZE`, crop to
+/// `input_size`, bilinear to `original_size` (both (height, width)). Returns the
+/// full-resolution logits, row-major; threshold them with [`BinaryMask::from_logits`].
+///
+/// The arithmetic is PyTorch's CPU `upsample_bilinear2d` (`align_corners=False`, no
+/// scale factor, the generic kernel used for one-channel maps) in float32: per axis
+/// `scale = in / out`, `src = max(scale * (dst + 0.5) - 0.5, 0)`, `i0 = floor(src)`,
+/// `i1 = i0 + (i0 < in - 1)`, `l1 = src - i0`, `l0 = 1 - l1`; then
+/// `top = fma(a, l0w, b * l1w)`, `bottom = fma(c, l0w, d * l1w)`,
+/// `value = fma(top, l0h, bottom * l1h)`, the fused multiply-adds that x86-64 builds of
+/// PyTorch (AVX2 / AVX-512 kernels) execute; this reproduces them bit for bit. Outputs
+/// with `height + width <= 128` follow PyTorch's other ("channels last") kernel, as
+/// PyTorch does for them.
+pub fn upscale_logits(
+    low_res: &[f32],
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<Vec<f32>> {
+    const LOW: usize = LOW_RES_MASK_SIZE;
+    if low_res.len() != LOW * LOW {
+        return Err(ModelError::InvalidMask(format!(
+            "low-resolution logits have {} values, expected {LOW}x{LOW}",
+            low_res.len()
+        )));
+    }
+    let (in_h, in_w) = input_size;
+    if in_h == 0 || in_w == 0 || in_h > IMAGE_SIZE || in_w > IMAGE_SIZE {
+        return Err(ModelError::InvalidMask(format!(
+            "input size {in_h}x{in_w} is not within 1..={IMAGE_SIZE}"
+        )));
+    }
+    let (out_h, out_w) = original_size;
+    if out_h == 0 || out_w == 0 || out_h.checked_mul(out_w).is_none() {
+        return Err(ModelError::InvalidMask(format!(
+            "original size {out_h}x{out_w} is empty or too large"
+        )));
+    }
+    // Only the cropped part of the IMAGE_SIZE x IMAGE_SIZE map is computed.
+    let padded = resize_bilinear(
+        low_res,
+        LOW,
+        &AxisWeights::new(LOW, IMAGE_SIZE, in_h),
+        &AxisWeights::new(LOW, IMAGE_SIZE, in_w),
+    );
+    let rows = AxisWeights::new(in_h, out_h, out_h);
+    let cols = AxisWeights::new(in_w, out_w, out_w);
+    if out_h + out_w <= SMALL_OUTPUT {
+        Ok(resize_bilinear_small(&padded, in_w, &rows, &cols))
+    } else {
+        Ok(resize_bilinear(&padded, in_w, &rows, &cols))
+    }
+}
+
+/// PyTorch resizes one-channel maps whose output height + width is at most this with its
+/// "channels last" kernel (`_use_vectorized_kernel_cond_2d`), which rounds differently.
+const SMALL_OUTPUT: usize = 128;
+
+/// PyTorch's per-axis bilinear source indices and weights (`compute_indices_weights_linear`).
+struct AxisWeights {
+    i0: Vec<usize>,
+    i1: Vec<usize>,
+    l0: Vec<f32>,
+    l1: Vec<f32>,
+}
+
+impl AxisWeights {
+    /// Weights for the first `count` of `out_size` outputs resampled from `in_size` inputs.
+    fn new(in_size: usize, out_size: usize, count: usize) -> Self {
+        let mut w = Self {
+            i0: Vec::with_capacity(count),
+            i1: Vec::with_capacity(count),
+            l0: Vec::with_capacity(count),
+            l1: Vec::with_capacity(count),
+        };
+        // `area_pixel_compute_scale`: `(float)input_size / output_size`.
+        let scale = in_size as f32 / out_size as f32;
+        for dst in 0..count {
+            if in_size == out_size {
+                w.i0.push(dst);
+                w.i1.push(dst);
+                w.l0.push(1.0);
+                w.l1.push(0.0);
+                continue;
+            }
+            // `area_pixel_compute_source_index`, then `guard_index_and_lambda`.
+            let src = (scale * (dst as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(in_size - 1);
+            let l1 = (src - i0 as f32).clamp(0.0, 1.0);
+            w.i0.push(i0);
+            w.i1.push(if i0 < in_size - 1 { i0 + 1 } else { i0 });
+            w.l0.push(1.0 - l1);
+            w.l1.push(l1);
+        }
+        w
+    }
+}
+
+/// Separable bilinear resize of a row-major map with rows of `in_w` values: each needed
+/// input row is interpolated along x once, then output rows blend two of those rows. The
+/// operations, their order and their fusing are PyTorch's, so the results are identical.
+fn resize_bilinear(src: &[f32], in_w: usize, rows: &AxisWeights, cols: &AxisWeights) -> Vec<f32> {
+    let out_w = cols.i0.len();
+    let needed_rows = rows.i1.iter().copied().max().map_or(0, |m| m + 1);
+    let mut horizontal = vec![0.0f32; needed_rows * out_w];
+    for (src_row, h_row) in src
+        .chunks_exact(in_w)
+        .zip(horizontal.chunks_exact_mut(out_w))
+    {
+        for (x, h) in h_row.iter_mut().enumerate() {
+            *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+        }
+    }
+    let mut out = vec![0.0f32; rows.i0.len() * out_w];
+    for (y, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+        let top = &horizontal[rows.i0[y] * out_w..][..out_w];
+        let bottom = &horizontal[rows.i1[y] * out_w..][..out_w];
+        let (l0, l1) = (rows.l0[y], rows.l1[y]);
+        for ((o, &t), &b) in out_row.iter_mut().zip(top).zip(bottom) {
+            *o = t.mul_add(l0, b * l1);
+        }
+    }
+    out
+}
+
+/// Bilinear resize as PyTorch's `cpu_upsample_linear_channels_last` computes one channel:
+/// four corner weights `w_hw = l_h * l_w`, then
+/// `fma(d, w11, fma(c, w10, fma(a, w00, b * w01)))`.
+fn resize_bilinear_small(
+    src: &[f32],
+    in_w: usize,
+    rows: &AxisWeights,
+    cols: &AxisWeights,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.i0.len() * cols.i0.len());
+    for y in 0..rows.i0.len() {
+        let top = &src[rows.i0[y] * in_w..][..in_w];
+        let bottom = &src[rows.i1[y] * in_w..][..in_w];
+        for x in 0..cols.i0.len() {
+            let (x0, x1) = (cols.i0[x], cols.i1[x]);
+            let w00 = rows.l0[y] * cols.l0[x];
+            let w01 = rows.l0[y] * cols.l1[x];
+            let w10 = rows.l1[y] * cols.l0[x];
+            let w11 = rows.l1[y] * cols.l1[x];
+            let acc = top[x0].mul_add(w00, top[x1] * w01);
+            let acc = bottom[x0].mul_add(w10, acc);
+            out.push(bottom[x1].mul_add(w11, acc));
+        }
+    }
+    out
+}
+
+/// A binary mask, row-major, `height x width`; any non-zero value is foreground.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryMask {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// `height * width` values, 0 or 1, row-major.
+    pub data: Vec<u8>,
+}
+
+impl BinaryMask {
+    /// Thresholds row-major logits at [`MASK_THRESHOLD`] (`> 0.0` is foreground). Missing
+    /// values (fewer than `height * width` logits) are background; extra ones are ignored.
+    pub fn from_logits(logits: &[f32], height: usize, width: usize) -> Self {
+        let len = height.saturating_mul(width);
+        let mut data: Vec<u8> = logits
+            .iter()
+            .take(len)
+            .map(|&v| u8::from(v > MASK_THRESHOLD))
+            .collect();
+        data.resize(len, 0);
+        Self {
+            height,
+            width,
+            data,
+        }
+    }
+
+    /// The number of foreground pixels.
+    pub fn area(&self) -> u64 {
+        self.data.iter().filter(|&&v| v != 0).count() as u64
+    }
+
+    /// The tight box `[x, y, width, height]` around the foreground, as pycocotools' `toBbox`
+    /// gives it; all zeros for an empty mask.
+    pub fn bbox(&self) -> [f32; 4] {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        if self.width > 0 {
+            for (y, row) in self.data.chunks(self.width).take(self.height).enumerate() {
+                let Some(first) = row.iter().position(|&v| v != 0) else {
+                    continue;
+                };
+                let last = row.iter().rposition(|&v| v != 0).unwrap_or(first);
+                x0 = x0.min(first);
+                x1 = x1.max(last);
+                y0 = y0.min(y);
+                y1 = y;
+            }
+        }
+        if x0 == usize::MAX {
+            return [0.0; 4];
+        }
+        [
+            x0 as f32,
+            y0 as f32,
+            (x1 - x0 + 1) as f32,
+            (y1 - y0 + 1) as f32,
+        ]
+    }
+
+    /// Run lengths over the column-major pixels, starting with a background run.
+    fn runs(&self) -> Vec<u64> {
+        let mut counts = Vec::new();
+        let mut current = false;
+        let mut run = 0u64;
+        for x in 0..self.width {
+            for y in 0..self.height {
+                let value = self.data.get(y * self.width + x).is_some_and(|&v| v != 0);
+                if value != current {
+                    counts.push(run);
+                    run = 0;
+                    current = value;
+                }
+                run += 1;
+            }
+        }
+        counts.push(run);
+        counts
+    }
+
+    /// Encodes as a COCO compressed RLE, byte-identical to pycocotools' `mask.encode`.
+    pub fn to_rle(&self) -> Rle {
+        let size = [saturate_u32(self.height), saturate_u32(self.width)];
+        Rle {
+            size,
+            counts: encode_counts(&self.runs()),
+        }
+    }
+
+    /// Decodes a COCO compressed RLE of at most [`DEFAULT_MAX_IMAGE_PIXELS`] pixels; see
+    /// [`BinaryMask::from_rle_with_limit`].
+    pub fn from_rle(rle: &Rle) -> Result<Self> {
+        Self::from_rle_with_limit(rle, DEFAULT_MAX_IMAGE_PIXELS)
+    }
+
+    /// Decodes a COCO compressed RLE. Characters outside pycocotools' alphabet, runs that
+    /// are negative or too long, run totals other than `height * width`, and masks over
+    /// `max_pixels` give [`ModelError::InvalidMask`]; nothing larger than the mask is
+    /// allocated.
+    pub fn from_rle_with_limit(rle: &Rle, max_pixels: u64) -> Result<Self> {
+        let [h, w] = rle.size;
+        let total = u64::from(h) * u64::from(w);
+        if total > max_pixels {
+            return Err(ModelError::InvalidMask(format!(
+                "RLE size {h}x{w} is over the limit of {max_pixels} pixels"
+            )));
+        }
+        let counts = decode_counts(&rle.counts, total)?;
+        let (height, width) = (h as usize, w as usize);
+        let mut data = vec![0u8; height * width];
+        let mut pos = 0usize;
+        for (i, &count) in counts.iter().enumerate() {
+            let count = count as usize;
+            if i % 2 == 1 {
+                // Fill the run column segment by column segment.
+                let (mut p, end) = (pos, pos + count);
+                while p < end {
+                    let (x, y) = (p / height, p % height);
+                    let segment = (height - y).min(end - p);
+                    for yy in y..y + segment {
+                        data[yy * width + x] = 1;
+                    }
+                    p += segment;
+                }
+            }
+            pos += count;
+        }
+        Ok(Self {
+            height,
+            width,
+            data,
+        })
+    }
+
+    /// Intersection over union of the foregrounds. Two empty masks of the same size give
+    /// 1.0 (they are identical); masks of different sizes give 0.0.
+    pub fn iou(&self, other: &Self) -> f64 {
+        if self.height != other.height || self.width != other.width {
+            return 0.0;
+        }
+        let (mut inter, mut union) = (0u64, 0u64);
+        for (&a, &b) in self.data.iter().zip(&other.data) {
+            let (a, b) = (a != 0, b != 0);
+            inter += u64::from(a && b);
+            union += u64::from(a || b);
+        }
+        if union == 0 {
+            1.0
+        } else {
+            inter as f64 / union as f64
+        }
+    }
+}
+
+fn saturate_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// pycocotools' `rleToString`: 5 bits per character (ASCII 48..=111), bit 0x20 set while
+/// more characters follow, sign-extended from bit 0x10; from the fourth run on, the
+/// difference to the run two back is written.
+fn encode_counts(counts: &[u64]) -> String {
+    let mut out = String::with_capacity(counts.len() * 2);
+    for (i, &count) in counts.iter().enumerate() {
+        let mut x = count as i64;
+        if i > 2 {
+            x -= counts[i - 2] as i64;
+        }
+        loop {
+            let mut c = (x & 0x1f) as u8;
+            x >>= 5;
+            let more = if c & 0x10 != 0 { x != -1 } else { x != 0 };
+            if more {
+                c |= 0x20;
+            }
+            out.push(char::from(c + 48));
+            if !more {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// pycocotools' `rleFrString`, checked: every run must be non-negative and the runs must
+/// add up to exactly `total` pixels.
+fn decode_counts(s: &str, total: u64) -> Result<Vec<u64>> {
+    let invalid = |what: String| ModelError::InvalidMask(format!("malformed RLE counts: {what}"));
+    let mut counts: Vec<u64> = Vec::new();
+    let mut sum = 0u64;
+    let mut bytes = s.bytes().enumerate();
+    while let Some((start, _)) = bytes.clone().next() {
+        let mut x = 0i64;
+        let mut k = 0u32;
+        loop {
+            let Some((pos, b)) = bytes.next() else {
+                return Err(invalid(format!("run at byte {start} is cut off")));
+            };
+            if !(48..=111).contains(&b) {
+                return Err(invalid(format!(
+                    "byte {b:#04x} at {pos} is not in '0'..='o'"
+                )));
+            }
+            // 12 characters hold 60 bits, far more than any run of a valid mask.
+            if k == 12 {
+                return Err(invalid(format!("run at byte {start} is too long")));
+            }
+            let c = i64::from(b - 48);
+            x |= (c & 0x1f) << (5 * k);
+            k += 1;
+            if c & 0x20 == 0 {
+                if c & 0x10 != 0 {
+                    x |= -1i64 << (5 * k);
+                }
+                break;
+            }
+        }
+        if counts.len() > 2 {
+            x = x.saturating_add(counts[counts.len() - 2] as i64);
+        }
+        let count = u64::try_from(x)
+            .map_err(|_| invalid(format!("run {} is negative ({x})", counts.len())))?;
+        sum = sum.saturating_add(count);
+        if sum > total {
+            return Err(invalid(format!("runs cover more than the {total} pixels")));
+        }
+        counts.push(count);
+    }
+    if sum != total {
+        return Err(invalid(format!("runs cover {sum} of {total} pixels")));
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn load_json(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/preprocess")
+            .join(name);
+        let text = std::fs::read_to_string(path).expect("fixture");
+        serde_json::from_str(&text).expect("fixture json")
+    }
+
+    fn num(v: &Value) -> usize {
+        v.as_u64().expect("number") as usize
+    }
+
+    fn pair(v: &Value) -> (usize, usize) {
+        (num(&v[0]), num(&v[1]))
+    }
+
+    fn rle_of(v: &Value) -> Rle {
+        serde_json::from_value(v.clone()).expect("rle")
+    }
+
+    /// `lowbias32` integer hash, as in make_preprocess_fixtures.py.
+    fn lowbias32(mut x: u32) -> u32 {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^= x >> 16;
+        x
+    }
+
+    /// The logit map of make_preprocess_fixtures.py `synth_logits`.
+    fn synth_logits(seed: u32) -> Vec<f32> {
+        let mut out = Vec::with_capacity(256 * 256);
+        for y in 0..256i64 {
+            for x in 0..256i64 {
+                let r1 = (x - 100).pow(2) + (y - 140).pow(2);
+                let r2 = (x - 190).pow(2) + (y - 60).pow(2);
+                let b1 = (2500 - r1) as f32 / 300.0;
+                let b2 = (1600 - r2) as f32 / 200.0;
+                let n = lowbias32((y * 256 + x) as u32 ^ seed.wrapping_mul(0x9e37_79b9));
+                let noise = ((n % 2001) as f32 - 1000.0) / 4000.0;
+                let v = if x < 24 && y < 24 {
+                    (((x / 3 + y / 3) % 2) * 2 - 1) as f32
+                } else {
+                    b1.max(b2) + noise
+                };
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    fn checksum(values: impl Iterator<Item = u64>) -> u64 {
+        const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+        const K2: u64 = 0xff51_afd7_ed55_8ccd;
+        values.enumerate().fold(0u64, |acc, (i, v)| {
+            acc.wrapping_add((v ^ (i as u64).wrapping_mul(K1)).wrapping_mul(K2))
+        })
+    }
+
+    #[test]
+    fn upscale_matches_torch() {
+        let cases = load_json("upscale_cases.json");
+        for case in cases["cases"].as_array().expect("cases") {
+            let seed = num(&case["seed"]) as u32;
+            let input_size = pair(&case["input_size"]);
+            let (h, w) = pair(&case["original_size"]);
+            let got = upscale_logits(&synth_logits(seed), input_size, (h, w)).expect("upscale");
+            assert_eq!(got.len(), h * w);
+            let mut max_err = 0.0f32;
+            for s in case["samples"].as_array().expect("samples") {
+                let (y, x) = (num(&s[0]), num(&s[1]));
+                let want = f32::from_bits(num(&s[2]) as u32);
+                max_err = max_err.max((got[y * w + x] - want).abs());
+            }
+            let mask = BinaryMask::from_logits(&got, h, w);
+            let want = BinaryMask::from_rle(&rle_of(&case["mask_rle"])).expect("rle");
+            let differing = mask
+                .data
+                .iter()
+                .zip(&want.data)
+                .filter(|(a, b)| a != b)
+                .count();
+            let sum: u64 = case["checksum"]
+                .as_str()
+                .expect("sum")
+                .parse()
+                .expect("u64");
+            let bit_exact = checksum(got.iter().map(|v| u64::from(v.to_bits()))) == sum;
+            println!(
+                "{input_size:?} -> {h}x{w}: sampled max |err| {max_err:e}, \
+                 {differing} mask pixels differ, bit-exact {bit_exact}"
+            );
+            assert_eq!(max_err, 0.0, "{h}x{w}");
+            assert_eq!(differing, 0, "{h}x{w}");
+            assert!(bit_exact, "{h}x{w}: checksum of all logits");
+            assert_eq!(mask.area(), case["mask_area"].as_u64().expect("area"));
+            assert_eq!(mask.to_rle(), rle_of(&case["mask_rle"]));
+        }
+    }
+
+    #[test]
+    fn upscale_identity_and_errors() {
+        let low: Vec<f32> = (0..256 * 256).map(|i| (i % 97) as f32 - 48.0).collect();
+        // 256 -> 1024 -> crop 1024 -> 1024 copies the second stage.
+        let full = upscale_logits(&low, (1024, 1024), (1024, 1024)).expect("upscale");
+        let quarter = upscale_logits(&low, (1024, 1024), (256, 256)).expect("upscale");
+        assert_eq!(full.len(), 1024 * 1024);
+        assert_eq!(quarter.len(), 256 * 256);
+        assert!(upscale_logits(&low[1..], (1024, 1024), (10, 10)).is_err());
+        assert!(upscale_logits(&low, (0, 1024), (10, 10)).is_err());
+        assert!(upscale_logits(&low, (1025, 1024), (10, 10)).is_err());
+        assert!(upscale_logits(&low, (1024, 1024), (0, 10)).is_err());
+    }
+
+    fn mask_of(case: &Value) -> BinaryMask {
+        let (h, w) = (num(&case["height"]), num(&case["width"]));
+        let mut data = vec![0u8; h * w];
+        if let Some(bits) = case.get("bits").and_then(Value::as_str) {
+            data = bits.bytes().map(|b| b - b'0').collect();
+        } else {
+            for r in case["rects"].as_array().expect("rects") {
+                let (x0, y0, x1, y1) = (num(&r[0]), num(&r[1]), num(&r[2]), num(&r[3]));
+                for y in y0..y1 {
+                    data[y * w + x0..y * w + x1].fill(1);
+                }
+            }
+        }
+        BinaryMask {
+            height: h,
+            width: w,
+            data,
+        }
+    }
+
+    #[test]
+    fn rle_matches_pycocotools() {
+        let cases = load_json("rle_cases.json");
+        let cases = cases["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 15);
+        for case in cases {
+            let name = case["name"].as_str().expect("name");
+            let mask = mask_of(case);
+            let want = rle_of(&case["rle"]);
+            assert_eq!(mask.to_rle(), want, "{name}");
+            assert_eq!(mask.area(), case["area"].as_u64().expect("area"), "{name}");
+            let bbox: Vec<f32> = case["bbox"]
+                .as_array()
+                .expect("bbox")
+                .iter()
+                .map(|v| v.as_f64().expect("f") as f32)
+                .collect();
+            assert_eq!(mask.bbox().to_vec(), bbox, "{name}");
+            assert_eq!(BinaryMask::from_rle(&want).expect("decode"), mask, "{name}");
+        }
+    }
+
+    #[test]
+    fn rle_round_trips() {
+        for (h, w) in [(1, 1), (3, 5), (17, 13), (64, 1), (1, 64)] {
+            for seed in 0..20u32 {
+                let data = (0..h * w)
+                    .map(|i| u8::from(lowbias32(i as u32 ^ (seed * 7919)) % (seed + 2) == 0))
+                    .collect();
+                let mask = BinaryMask {
+                    height: h,
+                    width: w,
+                    data,
+                };
+                let rle = mask.to_rle();
+                assert_eq!(BinaryMask::from_rle(&rle).expect("decode"), mask);
+            }
+        }
+        let empty = BinaryMask::from_logits(&[], 0, 0);
+        assert_eq!(empty.to_rle().counts, "0");
+        assert_eq!(
+            BinaryMask::from_rle(&empty.to_rle()).expect("decode"),
+            empty
+        );
+    }
+
+    #[test]
+    fn rle_garbage_is_an_error() {
+        let rle = |h: u32, w: u32, counts: &str| Rle {
+            size: [h, w],
+            counts: counts.into(),
+        };
+        let good = BinaryMask::from_logits(&[1.0, -1.0, 1.0, 1.0, -1.0, 1.0], 2, 3).to_rle();
+        assert!(BinaryMask::from_rle(&good).is_ok());
+        for bad in [
+            rle(2, 3, "not an rle!"),     // characters outside '0'..='o'
+            rle(2, 3, "p"),               // just above the alphabet
+            rle(2, 3, "\u{e9}"),          // non-ASCII
+            rle(2, 3, "0"),               // too few pixels
+            rle(2, 3, "7"),               // too many pixels
+            rle(2, 3, "@"),               // a negative run
+            rle(2, 3, "1"),               // too few pixels
+            rle(2, 3, "0o"),              // cut off in the middle of a run
+            rle(2, 3, "oooooooooooooo0"), // a run longer than 60 bits
+            rle(2, 3, ""),
+            rle(0, 3, "1"),
+            rle(100_000, 100_000, "0"),
+        ] {
+            let err = BinaryMask::from_rle(&bad).expect_err(&bad.counts);
+            assert!(matches!(err, ModelError::InvalidMask(_)), "{err}");
+        }
+        // Huge claimed sizes are refused before any allocation.
+        let huge = BinaryMask::from_rle(&rle(u32::MAX, u32::MAX, "0"));
+        assert!(matches!(huge, Err(ModelError::InvalidMask(m)) if m.contains("limit")));
+        assert!(BinaryMask::from_rle_with_limit(&rle(3, 4, ";"), 11).is_err());
+        assert!(BinaryMask::from_rle_with_limit(&rle(3, 4, "<"), 12).is_ok());
+    }
+
+    #[test]
+    fn mask_measures() {
+        let logits = [
+            -1.0, -1.0, -1.0, -1.0, //
+            -1.0, 0.5, 0.0, -1.0, //
+            -1.0, 2.0, 3.0, 9.0, //
+        ];
+        let m = BinaryMask::from_logits(&logits, 3, 4);
+        assert_eq!(m.area(), 4);
+        assert_eq!(m.bbox(), [1.0, 1.0, 3.0, 2.0]);
+        let empty = BinaryMask::from_logits(&[0.0; 12], 3, 4);
+        assert_eq!(empty.area(), 0);
+        assert_eq!(empty.bbox(), [0.0; 4]);
+        assert_eq!(m.iou(&m), 1.0);
+        assert_eq!(m.iou(&empty), 0.0);
+        assert_eq!(empty.iou(&empty), 1.0);
+        let shifted = BinaryMask::from_logits(&logits[1..], 3, 4);
+        assert_eq!(shifted.data.len(), 12);
+        // m = {(1,1),(2,1),(2,2),(2,3)}; shifted = {(1,0),(2,0),(2,1),(2,2)}: 2 / 6.
+        assert!((m.iou(&shifted) - 2.0 / 6.0).abs() < 1e-12);
+        assert_eq!(m.iou(&BinaryMask::from_logits(&logits, 4, 3)), 0.0);
+    }
+}
