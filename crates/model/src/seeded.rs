@@ -43,7 +43,10 @@ pub struct Manifest {
 impl Manifest {
     /// Parses a manifest JSON document.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json_lite(text)
+        serde_json::from_str(text).map_err(|e| ModelError::Checkpoint {
+            path: "manifest".into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Generates every tensor of the manifest on the host.
@@ -69,13 +72,6 @@ impl Manifest {
         }
         Ok(Checkpoint::from_tensors(tensors))
     }
-}
-
-fn serde_json_lite(text: &str) -> Result<Manifest> {
-    serde_json::from_str(text).map_err(|e| ModelError::Checkpoint {
-        path: "manifest".into(),
-        reason: e.to_string(),
-    })
 }
 
 /// FNV-1a, 64 bit.
@@ -124,6 +120,37 @@ mod tests {
         assert_ne!(a, c);
         let mean = a.iter().map(|v| f64::from(*v)).sum::<f64>() / 1000.0;
         assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+    }
+
+    /// The fixture script recorded values computed with Python integers; the Rust generator
+    /// must reproduce them bit for bit.
+    #[test]
+    fn matches_the_reference_generator_spot_checks() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/weights_manifest.json"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("json");
+        let manifest = Manifest::from_json(&doc.to_string()).expect("manifest parses");
+        let checks = doc["spot_checks"].as_array().expect("spot checks");
+        assert!(checks.len() >= 10);
+        for check in checks {
+            let name = check["name"].as_str().expect("name");
+            let index = check["index"].as_u64().expect("index") as usize;
+            let spec = manifest
+                .tensors
+                .iter()
+                .find(|t| t.name == name)
+                .expect("tensor");
+            let values =
+                uniform_values(manifest.seed, name, index + 1, spec.center, spec.halfwidth);
+            assert_eq!(
+                values[index],
+                check["value"].as_f64().expect("value") as f32,
+                "{name}[{index}]"
+            );
+        }
     }
 
     #[test]

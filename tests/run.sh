@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). Installs what it needs, then runs
+# formatting and lint checks, every Rust test (unit, parity with the reference, CLI,
+# real server on loopback) and the Python grpcio client against the real server binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit, parity, CLI, server on loopback)"
+cargo test --workspace
+
+step "Python grpcio client against the real server"
+venv=target/test-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+cargo build -p mobilesam
+mkdir -p target/test-weights
+weights=target/test-weights/seeded.safetensors
+target/debug/mobilesam seeded-checkpoint --manifest tests/fixtures/weights_manifest.json --output "$weights"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  "$venv/bin/python" -m pytest -q tests/python
