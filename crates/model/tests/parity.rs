@@ -13,7 +13,7 @@ use std::io::Read;
 
 use mobilesam_model::image::read_image;
 use mobilesam_model::masks::{BinaryMask, Rle};
-use mobilesam_model::prompt_json::parse_prompts;
+use mobilesam_model::prompt_json::from_values;
 use mobilesam_model::{DecodeOptions, ObjectMasks};
 use serde::Deserialize;
 use serde_json::Value;
@@ -127,7 +127,7 @@ fn check_image(stem: &str) {
     let (mut min_iou, mut max_score_diff, mut masks_checked) = (1.0f64, 0.0f32, 0);
     let mut max_area_diff = 0.0f64;
     for case in &fixture.cases {
-        let mut objects = parse_prompts(
+        let mut objects = from_values(
             case.points.as_ref(),
             case.labels.as_ref(),
             case.bboxes.as_ref(),
