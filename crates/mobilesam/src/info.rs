@@ -1,0 +1,109 @@
+//! `mobilesam info`: parameter counts per part and file size, as Ultralytics'
+//! `model.info()` reports them.
+
+use anyhow::{Context, Result};
+use mobilesam_model::checkpoint::{Checkpoint, ParameterCounts};
+use serde::Serialize;
+
+use crate::checkpoint_source;
+use crate::output;
+
+/// Flags of `mobilesam info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// MobileSAM weights (`mobile_sam.pt` or `.safetensors`). Default: as for `segment`
+    /// ($MOBILESAM_CHECKPOINT, else the cached official weights, downloaded on first use).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<std::path::PathBuf>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `info --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    /// The checkpoint file.
+    pub checkpoint: String,
+    /// Parameters per part and in total (buffers such as BatchNorm statistics excluded).
+    pub parameters: ParameterCounts,
+    /// Number of tensors in the file, buffers included.
+    pub tensors: usize,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// File size in MB of 2^20 bytes, as Ultralytics reports it.
+    pub file_size_mb: f64,
+}
+
+/// Reads the checkpoint and prints its summary.
+pub fn run(args: InfoArgs) -> Result<()> {
+    let path = checkpoint_source::resolve(args.checkpoint.as_deref())?;
+    let checkpoint = Checkpoint::load(&path).context("cannot read the checkpoint")?;
+    let file_bytes = checkpoint.file_bytes();
+    let info = Info {
+        checkpoint: path.display().to_string(),
+        parameters: checkpoint.parameter_counts(),
+        tensors: checkpoint.names().len(),
+        file_bytes,
+        file_size_mb: (file_bytes as f64 / f64::from(1 << 20) * 10.0).round() / 10.0,
+    };
+    let text = if args.json {
+        serde_json::to_string_pretty(&info)?
+    } else {
+        table(&info)
+    };
+    output::print_line(text.trim_end())
+}
+
+/// The human-readable summary.
+fn table(info: &Info) -> String {
+    let p = &info.parameters;
+    let rows = [
+        ("image_encoder", p.image_encoder),
+        ("prompt_encoder", p.prompt_encoder),
+        ("mask_decoder", p.mask_decoder),
+        ("total", p.total),
+    ];
+    let mut out = format!(
+        "checkpoint: {}\n{:<16}{:>14}\n",
+        info.checkpoint, "part", "parameters"
+    );
+    for (name, count) in rows {
+        out.push_str(&format!("{name:<16}{:>14}\n", thousands(count)));
+    }
+    out.push_str(&format!(
+        "MobileSAM summary: {} parameters, {} tensors, {:.1} MB ({} bytes)\n",
+        thousands(p.total),
+        info.tensors,
+        info.file_size_mb,
+        info.file_bytes
+    ));
+    out
+}
+
+/// `10130092` -> `10,130,092`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(10130092), "10,130,092");
+    }
+}

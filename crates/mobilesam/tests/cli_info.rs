@@ -1,0 +1,60 @@
+//! `mobilesam info`: parameter counts per part and file size, as a table and as JSON.
+
+mod cli_support;
+
+use cli_support::{arg, checkpoint, run, success};
+use mobilesam_model::checkpoint::Checkpoint;
+use serde_json::Value;
+
+#[test]
+fn json_counts_match_the_checkpoint() {
+    let out = success(&run(&["info", "--checkpoint", arg(checkpoint()), "--json"]));
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    let expected = Checkpoint::load(checkpoint())
+        .expect("load")
+        .parameter_counts();
+    let p = &json["parameters"];
+    let part = |name: &str| p[name].as_u64().expect("count");
+    assert_eq!(part("image_encoder"), expected.image_encoder);
+    assert_eq!(part("prompt_encoder"), expected.prompt_encoder);
+    assert_eq!(part("mask_decoder"), expected.mask_decoder);
+    assert_eq!(part("total"), expected.total);
+    assert_eq!(
+        part("total"),
+        part("image_encoder") + part("prompt_encoder") + part("mask_decoder")
+    );
+    // The counts are the model's, whatever file they came from.
+    assert_eq!(
+        cli_support::seeded_checkpoint().parameter_counts(),
+        expected
+    );
+    let file_bytes = std::fs::metadata(checkpoint()).expect("stat").len();
+    assert_eq!(json["file_bytes"], file_bytes);
+    let mb = json["file_size_mb"].as_f64().expect("MB");
+    assert!((mb - file_bytes as f64 / 1048576.0).abs() <= 0.05, "{mb}");
+    assert_eq!(json["checkpoint"], arg(checkpoint()));
+}
+
+#[test]
+fn table_lists_each_part_and_the_total() {
+    let out = success(&run(&["info", "--checkpoint", arg(checkpoint())]));
+    let counts = Checkpoint::load(checkpoint())
+        .expect("load")
+        .parameter_counts();
+    let row = |name: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{out}"));
+        let digits: String = line[name.len()..]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("count")
+    };
+    assert_eq!(row("image_encoder"), counts.image_encoder);
+    assert_eq!(row("prompt_encoder"), counts.prompt_encoder);
+    assert_eq!(row("mask_decoder"), counts.mask_decoder);
+    assert_eq!(row("total"), counts.total);
+    assert!(out.contains(" MB "), "{out}");
+}

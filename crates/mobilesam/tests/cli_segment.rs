@@ -1,0 +1,285 @@
+//! `mobilesam segment` and `mobilesam embed` on seeded weights: output schema, object
+//! count and order for each prompt form, `--multimask`, the `.npy` file, and agreement
+//! between the CLI, a saved embedding and the library.
+//!
+//! Encoding is slow on a CPU, so the image is encoded twice in all: once by `embed`
+//! (shared through [`embedding`]) and once by a direct `segment`; every other run reuses
+//! the saved embedding with `--embedding`.
+
+mod cli_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use cli_support::{arg, checkpoint, image, run, scratch, success, HEIGHT, WIDTH};
+use mobilesam_model::masks::{BinaryMask, Rle};
+use serde_json::Value;
+
+/// Bytes of the embedding's values: 1 * 256 * 64 * 64 float32.
+const EMBEDDING_BYTES: usize = 256 * 64 * 64 * 4;
+
+/// The test image's embedding, written once by `mobilesam embed`.
+fn embedding() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = scratch().join("embedding.npy");
+        let part = scratch().join(format!("embedding.{}.part.npy", std::process::id()));
+        let out = run(&[
+            "embed",
+            "--checkpoint",
+            arg(checkpoint()),
+            "--image",
+            arg(image()),
+            "--output",
+            arg(&part),
+        ]);
+        success(&out);
+        std::fs::rename(&part, &path).expect("rename embedding");
+        path
+    })
+}
+
+/// Runs `segment` on the test image with the saved embedding and `prompt` flags; returns
+/// the parsed JSON after checking its schema.
+fn segment(prompt: &[&str]) -> Value {
+    let mut args = vec![
+        "segment",
+        "--checkpoint",
+        arg(checkpoint()),
+        "--image",
+        arg(image()),
+        "--embedding",
+        arg(embedding()),
+    ];
+    args.extend_from_slice(prompt);
+    parse_checked(&success(&run(&args)))
+}
+
+/// Parses segment output and checks every field of the contract.
+fn parse_checked(stdout: &str) -> Value {
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+    let json: Value = serde_json::from_str(stdout).expect("stdout is JSON");
+    let top: Vec<&str> = json
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(top, ["height", "objects", "width"]);
+    assert_eq!(json["width"], WIDTH);
+    assert_eq!(json["height"], HEIGHT);
+    for object in json["objects"].as_array().expect("objects") {
+        assert_eq!(object.as_object().expect("object").len(), 1);
+        for mask in object["masks"].as_array().expect("masks") {
+            check_mask(mask);
+        }
+    }
+    json
+}
+
+/// One mask: score, area, bbox and an RLE that decodes to that area and bbox.
+fn check_mask(mask: &Value) {
+    let keys: Vec<&str> = mask
+        .as_object()
+        .expect("mask")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["area", "bbox", "rle", "score"]);
+    assert!(mask["score"].is_number(), "{mask}");
+    let area = mask["area"].as_u64().expect("area");
+    let bbox: Vec<f64> = mask["bbox"]
+        .as_array()
+        .expect("bbox")
+        .iter()
+        .map(|v| v.as_f64().expect("bbox number"))
+        .collect();
+    assert_eq!(bbox.len(), 4);
+    let rle: Rle = serde_json::from_value(mask["rle"].clone()).expect("rle");
+    assert_eq!(rle.size, [HEIGHT, WIDTH]);
+    let decoded = BinaryMask::from_rle(&rle).expect("rle decodes");
+    assert_eq!(decoded.area(), area);
+    let expected: Vec<f64> = decoded.bbox().iter().map(|v| f64::from(*v)).collect();
+    assert_eq!(bbox, expected);
+}
+
+/// Number of masks of each object.
+fn mask_counts(json: &Value) -> Vec<usize> {
+    json["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| o["masks"].as_array().expect("masks").len())
+        .collect()
+}
+
+#[test]
+fn embed_writes_a_float32_npy_of_the_embedding_shape() {
+    let bytes = std::fs::read(embedding()).expect("read npy");
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let data_start = 10 + header_len;
+    assert_eq!(data_start % 64, 0, "data is 64-byte aligned");
+    let header = std::str::from_utf8(&bytes[10..data_start]).expect("ascii header");
+    assert_eq!(
+        header.trim_end(),
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 256, 64, 64), }"
+    );
+    assert!(header.ends_with('\n'));
+    assert_eq!(bytes.len(), data_start + EMBEDDING_BYTES);
+    let values: Vec<f32> = bytes[data_start..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert!(values.iter().all(|v| v.is_finite()));
+    assert!(values.iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn each_prompt_form_gives_one_object_per_prompt() {
+    let cases: [(&[&str], usize); 7] = [
+        (&["--points", "[32, 24]"], 1),
+        (&["--points", "[32, 24]", "--labels", "[1]"], 1),
+        (
+            &[
+                "--points",
+                "[[10, 10], [50, 30], [20, 40]]",
+                "--labels",
+                "[1, 0, 1]",
+            ],
+            3,
+        ),
+        (
+            &[
+                "--points",
+                "[[[10, 10], [12, 12]], [[50, 30]]]",
+                "--labels",
+                "[[1, 0], [1]]",
+            ],
+            2,
+        ),
+        (&["--bboxes", "[5, 5, 40, 30]"], 1),
+        (&["--bboxes", "[[5, 5, 40, 30], [20, 10, 60, 45]]"], 2),
+        (
+            &[
+                "--points",
+                "[[20, 20], [30, 30]]",
+                "--bboxes",
+                "[[5, 5, 40, 30], [20, 10, 60, 45]]",
+            ],
+            2,
+        ),
+    ];
+    for (prompt, objects) in cases {
+        let json = segment(prompt);
+        assert_eq!(mask_counts(&json), vec![1; objects], "{prompt:?}");
+    }
+}
+
+#[test]
+fn multimask_gives_three_masks_per_object() {
+    let json = segment(&["--points", "[[10, 10], [50, 30]]", "--multimask"]);
+    assert_eq!(mask_counts(&json), vec![3, 3]);
+}
+
+#[test]
+fn objects_come_out_in_prompt_order() {
+    // Objects with different point counts are decoded in different batches.
+    let forward = segment(&["--points", "[[[10, 10]], [[50, 30], [52, 33]], [[30, 20]]]"]);
+    let reversed = segment(&["--points", "[[[30, 20]], [[50, 30], [52, 33]], [[10, 10]]]"]);
+    let f = forward["objects"].as_array().expect("objects");
+    let r = reversed["objects"].as_array().expect("objects");
+    assert_eq!(f.len(), 3);
+    assert_eq!(f[0], r[2]);
+    assert_eq!(f[1], r[1]);
+    assert_eq!(f[2], r[0]);
+}
+
+#[test]
+fn cli_masks_match_the_library_in_model_order() {
+    let json = segment(&[
+        "--bboxes",
+        "[[5, 5, 40, 30], [20, 10, 60, 45]]",
+        "--multimask",
+    ]);
+    let ckpt = mobilesam_model::checkpoint::Checkpoint::load(checkpoint()).expect("checkpoint");
+    let sam = mobilesam_model::Sam::from_checkpoint(&ckpt, &Device::Cpu).expect("model");
+    let bytes = std::fs::read(embedding()).expect("read npy");
+    let values: Vec<f32> = bytes[bytes.len() - EMBEDDING_BYTES..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let embedding = mobilesam_model::Embedding {
+        features: Tensor::from_vec(values, (1, 256, 64, 64), &Device::Cpu).expect("tensor"),
+        original_size: (HEIGHT as usize, WIDTH as usize),
+        input_size: mobilesam_model::image::preprocess_shape(HEIGHT as usize, WIDTH as usize, 1024),
+    };
+    let objects = [[5.0, 5.0, 40.0, 30.0], [20.0, 10.0, 60.0, 45.0]].map(|[x1, y1, x2, y2]| {
+        mobilesam_model::ObjectPrompt {
+            bbox: Some(mobilesam_model::BoxPrompt { x1, y1, x2, y2 }),
+            ..Default::default()
+        }
+    });
+    let options = mobilesam_model::DecodeOptions {
+        multimask: true,
+        return_low_res_logits: false,
+    };
+    let expected = sam.decode(&embedding, &objects, options).expect("decode");
+    for (object, want) in json["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .zip(&expected)
+    {
+        let masks = object["masks"].as_array().expect("masks");
+        assert_eq!(masks.len(), want.masks.len());
+        for (mask, want) in masks.iter().zip(&want.masks) {
+            let score = mask["score"].as_f64().expect("score");
+            assert!(
+                (score - f64::from(want.score)).abs() < 1e-6,
+                "{score} vs {}",
+                want.score
+            );
+            assert_eq!(mask["rle"]["counts"], want.rle.counts.as_str());
+        }
+    }
+}
+
+#[test]
+fn saved_embedding_gives_the_same_masks_as_encoding() {
+    let prompt = [
+        "--points",
+        "[[[20, 20], [45, 35]]]",
+        "--labels",
+        "[[1, 0]]",
+        "--multimask",
+    ];
+    let mut args = vec![
+        "segment",
+        "--checkpoint",
+        arg(checkpoint()),
+        "--image",
+        arg(image()),
+    ];
+    args.extend_from_slice(&prompt);
+    let direct = parse_checked(&success(&run(&args)));
+    let reused = segment(&prompt);
+    let pairs = direct["objects"][0]["masks"]
+        .as_array()
+        .expect("masks")
+        .iter()
+        .zip(reused["objects"][0]["masks"].as_array().expect("masks"));
+    for (a, b) in pairs {
+        let (sa, sb) = (
+            a["score"].as_f64().expect("score"),
+            b["score"].as_f64().expect("score"),
+        );
+        assert!((sa - sb).abs() < 1e-5, "{sa} vs {sb}");
+        let ma = BinaryMask::from_rle(&serde_json::from_value(a["rle"].clone()).expect("rle"))
+            .expect("mask");
+        let mb = BinaryMask::from_rle(&serde_json::from_value(b["rle"].clone()).expect("rle"))
+            .expect("mask");
+        assert!(ma.iou(&mb) > 0.99, "IoU {}", ma.iou(&mb));
+    }
+}
