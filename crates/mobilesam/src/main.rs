@@ -1,10 +1,23 @@
 //! `mobilesam`: serve MobileSAM over gRPC, or run it offline.
 
+mod bench;
+mod checkpoint_source;
+mod embed;
+mod image_args;
+mod info;
+mod model_args;
+mod npy;
+mod output;
+mod seeded_checkpoint;
+mod segment;
 mod serve;
 
 use clap::{Parser, Subcommand};
 
 /// MobileSAM inference: a gRPC streaming server and offline tools.
+///
+/// Without --checkpoint, the weights come from $MOBILESAM_CHECKPOINT, else the official
+/// mobile_sam.pt, downloaded once into $MOBILESAM_CACHE_DIR (default ~/.cache/mobilesam).
 #[derive(Parser)]
 #[command(name = "mobilesam", version, about)]
 struct Cli {
@@ -16,18 +29,43 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(serve::ServeArgs),
+    /// Segment prompted objects in an image; prints masks as JSON (COCO RLE).
+    Segment(segment::SegmentArgs),
+    /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file.
+    Embed(embed::EmbedArgs),
+    /// Show a checkpoint's parameter counts per part and its file size.
+    Info(info::InfoArgs),
+    /// Time the encoder and the decoder on an image: medians in milliseconds.
+    Bench(bench::BenchArgs),
+    /// Write seeded random weights in the checkpoint layout (tests, smoke tests, benchmarks).
+    SeededCheckpoint(seeded_checkpoint::SeededCheckpointArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Segment(args) => segment::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::SeededCheckpoint(args) => seeded_checkpoint::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Joins a message's lines with spaces, so every error is exactly one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

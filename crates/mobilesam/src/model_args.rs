@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use mobilesam_model::Sam;
 
 use crate::checkpoint_source;
-use crate::device::DeviceSpec;
+use mobilesam_model::device::DeviceSpec;
 
 /// Which weights to load, and where to run them.
 #[derive(Debug, clap::Args)]

@@ -63,6 +63,9 @@ pub enum ModelError {
     /// shape.
     #[error("invalid mask: {0}")]
     InvalidMask(String),
+    /// The device cannot be opened, or this build does not support it.
+    #[error("{0}")]
+    Device(String),
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -8,6 +8,7 @@
 //! names ([`checkpoint`]).
 
 pub mod checkpoint;
+pub mod device;
 pub mod error;
 pub mod image;
 pub mod layers;

@@ -1,1 +1,29 @@
-//! placeholder
+//! The MobileSAM gRPC streaming server: transport and orchestration, no tensor math.
+//!
+//! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
+//! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (bounded
+//! encode/decode queues, decodes first) -> [`worker`] (one model per worker thread) ->
+//! [`convert`] (results to messages). [`session`] caches embeddings for resuming,
+//! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod jobs;
+pub mod logging;
+pub mod metrics;
+pub mod metrics_http;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod shutdown;
+pub mod state;
+pub mod stream;
+pub mod validate;
+pub mod worker;
+
+pub use config::{DeviceSpec, LogFormat, ServerConfig};
+pub use error::{RequestError, ServerError};
+pub use logging::init as init_logging;
+pub use server::{run, serve};

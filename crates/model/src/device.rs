@@ -1,10 +1,11 @@
-//! The `--device` flag: `cpu`, `cuda[:N]` or `metal[:N]`.
+//! Naming a device: `cpu`, `cuda[:N]` or `metal[:N]` (the `--device` flag of every command).
 
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{bail, Context, Result};
 use candle_core::Device;
+
+use crate::error::{ModelError, Result};
 
 /// A device named on the command line; opened with [`DeviceSpec::open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,15 +61,21 @@ impl DeviceSpec {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(n) => {
                 if !cfg!(feature = "cuda") {
-                    bail!("device {self}: this build has no CUDA support (rebuild with --features cuda)");
+                    return Err(ModelError::Device(format!(
+                        "device {self}: this build has no CUDA support (rebuild with --features cuda)"
+                    )));
                 }
-                Device::new_cuda(n).with_context(|| format!("cannot open device {self}"))
+                Device::new_cuda(n)
+                    .map_err(|e| ModelError::Device(format!("cannot open device {self}: {e}")))
             }
             Self::Metal(n) => {
                 if !cfg!(feature = "metal") {
-                    bail!("device {self}: this build has no Metal support (rebuild with --features metal)");
+                    return Err(ModelError::Device(format!(
+                        "device {self}: this build has no Metal support (rebuild with --features metal)"
+                    )));
                 }
-                Device::new_metal(n).with_context(|| format!("cannot open device {self}"))
+                Device::new_metal(n)
+                    .map_err(|e| ModelError::Device(format!("cannot open device {self}: {e}")))
             }
         }
     }

@@ -1,0 +1,273 @@
+//! Every Prometheus metric of the server: names, labels, buckets and the functions that
+//! record them. Nothing else in the crate names a metric.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `mobilesam_encode_duration_seconds` | histogram | |
+//! | `mobilesam_decode_duration_seconds` | histogram | |
+//! | `mobilesam_queue_wait_seconds` | histogram | `queue` (`encode`, `decode`) |
+//! | `mobilesam_request_duration_seconds` | histogram | `kind` |
+//! | `mobilesam_requests_total` | counter | `kind`, `code` |
+//! | `mobilesam_jobs_cancelled_total` | counter | `queue` |
+//! | `mobilesam_sessions` | gauge | |
+//! | `mobilesam_session_cache_bytes` | gauge | |
+//! | `mobilesam_queue_depth` | gauge | `queue` |
+//! | `mobilesam_active_streams` | gauge | |
+//! | `mobilesam_workers_ready` | gauge | |
+//!
+//! `kind` is one of `set_image`, `resume`, `prompt`, `model_info`, `empty`; `code` is the gRPC code
+//! name of the answer (`OK`, `INVALID_ARGUMENT`, ...).
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tonic::Code;
+
+use crate::error::ServerError;
+
+/// Image encoder time per image (decode of the image bytes included).
+pub const ENCODE_DURATION: &str = "mobilesam_encode_duration_seconds";
+/// Prompt encoder + mask decoder + postprocessing time per prompt.
+pub const DECODE_DURATION: &str = "mobilesam_decode_duration_seconds";
+/// Time a job waited in its queue before a worker took it.
+pub const QUEUE_WAIT: &str = "mobilesam_queue_wait_seconds";
+/// Time from reading a request to having its answer, by request kind.
+pub const REQUEST_DURATION: &str = "mobilesam_request_duration_seconds";
+/// Answered requests, by kind and gRPC code.
+pub const REQUESTS_TOTAL: &str = "mobilesam_requests_total";
+/// Queued jobs dropped because their client went away.
+pub const JOBS_CANCELLED: &str = "mobilesam_jobs_cancelled_total";
+/// Cached sessions.
+pub const SESSIONS: &str = "mobilesam_sessions";
+/// Bytes held by cached session embeddings.
+pub const SESSION_CACHE_BYTES: &str = "mobilesam_session_cache_bytes";
+/// Jobs waiting, per queue.
+pub const QUEUE_DEPTH: &str = "mobilesam_queue_depth";
+/// Open `Segment` streams.
+pub const ACTIVE_STREAMS: &str = "mobilesam_active_streams";
+/// Workers with a loaded model.
+pub const WORKERS_READY: &str = "mobilesam_workers_ready";
+
+/// Histogram buckets in seconds, from a millisecond (a decode on a GPU) to a minute (a
+/// large image encoded on a slow CPU under load).
+pub const LATENCY_BUCKETS_SECONDS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+    120.0,
+];
+
+/// The two job queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Image encodes (heavy).
+    Encode,
+    /// Prompt decodes (light, latency-critical).
+    Decode,
+}
+
+impl Queue {
+    /// The `queue` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+/// What a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `SetImage` with an image.
+    SetImage,
+    /// `SetImage` with only a session id.
+    Resume,
+    /// `Prompt`.
+    Prompt,
+    /// `GetModelInfo`.
+    ModelInfo,
+    /// A `SegmentRequest` with neither field set.
+    Empty,
+}
+
+impl RequestKind {
+    /// The `kind` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SetImage => "set_image",
+            Self::Resume => "resume",
+            Self::Prompt => "prompt",
+            Self::ModelInfo => "model_info",
+            Self::Empty => "empty",
+        }
+    }
+}
+
+/// The `code` label value: the gRPC code's canonical name.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Installs the process-wide Prometheus recorder with this module's buckets and
+/// descriptions; the handle renders the `/metrics` page.
+pub fn install() -> Result<PrometheusHandle, ServerError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_SECONDS)
+        .map_err(|e| ServerError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| ServerError::Metrics(e.to_string()))?;
+    describe();
+    zero_gauges();
+    Ok(handle)
+}
+
+/// Publishes every gauge at zero, so a scrape before the first request shows them.
+fn zero_gauges() {
+    set_sessions(0, 0);
+    set_queue_depth(Queue::Encode, 0);
+    set_queue_depth(Queue::Decode, 0);
+    gauge!(ACTIVE_STREAMS).set(0.0);
+    set_workers_ready(0);
+}
+
+fn describe() {
+    use metrics::Unit;
+    describe_histogram!(
+        ENCODE_DURATION,
+        Unit::Seconds,
+        "Image decode + image encoder time per image."
+    );
+    describe_histogram!(
+        DECODE_DURATION,
+        Unit::Seconds,
+        "Prompt encoder + mask decoder + postprocessing time per prompt."
+    );
+    describe_histogram!(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "Time a job waited in its queue before a worker took it."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from reading a request to having its answer."
+    );
+    describe_counter!(REQUESTS_TOTAL, "Answered requests by kind and gRPC code.");
+    describe_counter!(
+        JOBS_CANCELLED,
+        "Queued jobs dropped because their client went away."
+    );
+    describe_gauge!(SESSIONS, "Cached sessions.");
+    describe_gauge!(
+        SESSION_CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes held by cached session embeddings."
+    );
+    describe_gauge!(QUEUE_DEPTH, "Jobs waiting, per queue.");
+    describe_gauge!(ACTIVE_STREAMS, "Open Segment streams.");
+    describe_gauge!(WORKERS_READY, "Workers with a loaded model.");
+}
+
+/// Records one image encode.
+pub fn record_encode(elapsed: Duration) {
+    histogram!(ENCODE_DURATION).record(elapsed.as_secs_f64());
+}
+
+/// Records one prompt decode.
+pub fn record_decode(elapsed: Duration) {
+    histogram!(DECODE_DURATION).record(elapsed.as_secs_f64());
+}
+
+/// Records how long a job waited in `queue`.
+pub fn record_queue_wait(queue: Queue, waited: Duration) {
+    histogram!(QUEUE_WAIT, "queue" => queue.label()).record(waited.as_secs_f64());
+}
+
+/// Sets the number of jobs waiting in `queue`.
+pub fn set_queue_depth(queue: Queue, depth: usize) {
+    gauge!(QUEUE_DEPTH, "queue" => queue.label()).set(depth as f64);
+}
+
+/// Counts queued jobs dropped because their client went away.
+pub fn record_cancelled(queue: Queue, jobs: usize) {
+    counter!(JOBS_CANCELLED, "queue" => queue.label()).increment(jobs as u64);
+}
+
+/// Records one answered request: its duration and its code.
+pub fn record_request(kind: RequestKind, code: Code, elapsed: Duration) {
+    histogram!(REQUEST_DURATION, "kind" => kind.label()).record(elapsed.as_secs_f64());
+    counter!(REQUESTS_TOTAL, "kind" => kind.label(), "code" => code_label(code)).increment(1);
+}
+
+/// Publishes the size of the session cache.
+pub fn set_sessions(sessions: usize, bytes: u64) {
+    gauge!(SESSIONS).set(sessions as f64);
+    gauge!(SESSION_CACHE_BYTES).set(bytes as f64);
+}
+
+/// Counts a `Segment` stream opening (+1) or closing (-1).
+pub fn add_active_streams(delta: f64) {
+    gauge!(ACTIVE_STREAMS).increment(delta);
+}
+
+/// Sets the number of workers with a loaded model.
+pub fn set_workers_ready(workers: usize) {
+    gauge!(WORKERS_READY).set(workers as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_increasing_and_span_ms_to_minutes() {
+        assert!(LATENCY_BUCKETS_SECONDS.windows(2).all(|w| w[0] < w[1]));
+        const { assert!(LATENCY_BUCKETS_SECONDS[0] <= 0.001) };
+        const { assert!(LATENCY_BUCKETS_SECONDS[LATENCY_BUCKETS_SECONDS.len() - 1] >= 60.0) };
+    }
+
+    #[test]
+    fn recorder_renders_names_and_buckets() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_SECONDS)
+            .expect("buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            record_encode(Duration::from_millis(1500));
+            record_request(RequestKind::Prompt, Code::Ok, Duration::from_millis(3));
+            record_request(
+                RequestKind::Prompt,
+                Code::InvalidArgument,
+                Duration::from_millis(1),
+            );
+            set_sessions(2, 8 << 20);
+        });
+        let text = handle.render();
+        assert!(text.contains("mobilesam_encode_duration_seconds_bucket{le=\"2.5\"} 1"));
+        assert!(text.contains("mobilesam_encode_duration_seconds_count 1"));
+        assert!(text.contains("mobilesam_requests_total{kind=\"prompt\",code=\"OK\"} 1"));
+        assert!(
+            text.contains("mobilesam_requests_total{kind=\"prompt\",code=\"INVALID_ARGUMENT\"} 1")
+        );
+        assert!(text.contains("mobilesam_session_cache_bytes 8388608"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Starting, running and stopping the server: listeners, model workers, gRPC services
+//! (segmentation, health, reflection), the metrics endpoint and the session sweeper.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_proto::v1;
+use mobilesam_proto::v1::segment_anything_server::SegmentAnythingServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::jobs::JobScheduler;
+use crate::service::SegmentService;
+use crate::state::AppState;
+use crate::worker::{ModelSummary, WorkerPool};
+use crate::{metrics, metrics_http, shutdown};
+
+/// Name reported by `GetModelInfo`.
+pub const MODEL_NAME: &str = "mobile_sam";
+
+/// HTTP/2 pings on idle connections find clients that vanished without closing (their
+/// queued work is then cancelled).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs the server on its own async runtime until SIGTERM or SIGINT, then drains
+/// in-flight work (at most `config.shutdown_timeout`) and returns.
+pub fn run(config: ServerConfig, checkpoint: PathBuf) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mobilesam-io")
+        .build()
+        .map_err(|source| ServerError::Io {
+            context: "cannot start the async runtime",
+            source,
+        })?;
+    let result = runtime.block_on(async {
+        let stop = shutdown::listen();
+        serve(config, checkpoint, stop).await
+    });
+    // A model load still running after an early stop must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Runs the server until `stop` completes, then drains in-flight work. Installs the
+/// process-wide metrics recorder, so it can run once per process.
+pub async fn serve(
+    config: ServerConfig,
+    checkpoint: PathBuf,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let device = config
+        .device
+        .open()
+        .map_err(|e| ServerError::Device(e.to_string()))?;
+    let prometheus = metrics::install()?;
+    let grpc_listener = bind(config.addr).await?;
+    let metrics_listener = bind(config.metrics_addr).await?;
+    info!(addr = %local_addr(&grpc_listener), "gRPC listening");
+    info!(addr = %local_addr(&metrics_listener), "metrics listening on /metrics");
+
+    let state = Arc::new(AppState::new(&config));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mobilesam_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+    let max_message = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
+    let segment = SegmentAnythingServer::new(SegmentService::new(Arc::clone(&state)))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let mut grpc = tokio::spawn(
+        Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(segment)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                state.shutdown.clone().cancelled_owned(),
+            ),
+    );
+    let metrics_stop = CancellationToken::new();
+    let metrics_server = tokio::spawn(metrics_http::serve(
+        metrics_listener,
+        prometheus,
+        metrics_stop.clone(),
+    ));
+    tokio::spawn(sweep_sessions(Arc::clone(&state)));
+
+    tokio::pin!(stop);
+    let loading = {
+        let scheduler = Arc::clone(&state.scheduler);
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || load(&checkpoint, &config, device, scheduler))
+    };
+    let loaded = tokio::select! {
+        loaded = loading => loaded,
+        () = &mut stop => {
+            info!("stopped before the model finished loading");
+            state.shutdown.cancel();
+            state.scheduler.close();
+            metrics_stop.cancel();
+            return Ok(());
+        }
+    };
+    let pool = match loaded {
+        Ok(Ok((pool, summary))) => {
+            let _ = state.model_info.set(model_info(summary, &config));
+            pool
+        }
+        Ok(Err(e)) => {
+            state.shutdown.cancel();
+            metrics_stop.cancel();
+            return Err(e);
+        }
+        Err(e) => {
+            state.shutdown.cancel();
+            metrics_stop.cancel();
+            return Err(ServerError::Worker(format!("model loading failed: {e}")));
+        }
+    };
+    set_health(&health, ServingStatus::Serving).await;
+    info!(workers = config.workers, device = %config.device, "serving");
+
+    let failed = tokio::select! {
+        () = &mut stop => None,
+        finished = &mut grpc => Some(finished),
+    };
+    set_health(&health, ServingStatus::NotServing).await;
+    drain(
+        &state,
+        grpc,
+        failed.is_none(),
+        pool,
+        config.shutdown_timeout,
+    )
+    .await;
+    metrics_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
+    info!("stopped");
+    match failed {
+        Some(Ok(Ok(()))) | None => Ok(()),
+        Some(Ok(Err(e))) => Err(ServerError::Transport(e)),
+        Some(Err(e)) => Err(ServerError::Worker(format!("gRPC server task failed: {e}"))),
+    }
+}
+
+/// Stops taking streams, lets open streams send what they owe, then stops the workers
+/// once the queues are empty; gives up on whatever is left after `timeout`.
+async fn drain(
+    state: &AppState,
+    mut grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    grpc_running: bool,
+    pool: WorkerPool,
+    timeout: Duration,
+) {
+    info!(
+        ?timeout,
+        "shutting down: no new streams, finishing in-flight work"
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    state.shutdown.cancel();
+    if grpc_running && tokio::time::timeout_at(deadline, &mut grpc).await.is_err() {
+        warn!("streams still open at the shutdown deadline; closing them");
+        grpc.abort();
+    }
+    state.scheduler.close();
+    let joined = tokio::task::spawn_blocking(move || pool.join());
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        warn!("workers still busy at the shutdown deadline; exiting anyway");
+    }
+}
+
+/// Sets the overall health and the segmentation service's.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(mobilesam_proto::SERVICE_NAME, status)
+        .await;
+}
+
+/// Reads the checkpoint and starts the workers, each with its own model.
+fn load(
+    checkpoint: &Path,
+    config: &ServerConfig,
+    device: candle_core::Device,
+    scheduler: Arc<JobScheduler>,
+) -> Result<(WorkerPool, ModelSummary), ServerError> {
+    let started = Instant::now();
+    info!(checkpoint = %checkpoint.display(), "loading the model");
+    let weights = Arc::new(Checkpoint::load(checkpoint)?);
+    let loaded = WorkerPool::start(
+        config.workers,
+        weights,
+        device,
+        scheduler,
+        config.max_image_pixels,
+    )?;
+    info!(
+        workers = config.workers,
+        parameters = loaded.1.parameters,
+        load_ms = started.elapsed().as_secs_f64() * 1e3,
+        "model loaded"
+    );
+    Ok(loaded)
+}
+
+fn model_info(summary: ModelSummary, config: &ServerConfig) -> v1::ModelInfo {
+    v1::ModelInfo {
+        name: MODEL_NAME.into(),
+        parameters: summary.parameters,
+        checkpoint_bytes: summary.checkpoint_bytes,
+        device: config.device.to_string(),
+        image_size: u32::try_from(mobilesam_model::image::IMAGE_SIZE).unwrap_or(u32::MAX),
+    }
+}
+
+/// Drops expired sessions every quarter TTL (between 1 s and 1 min).
+async fn sweep_sessions(state: Arc<AppState>) {
+    let period =
+        (state.sessions.limits().ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let removed = state.sessions.remove_expired();
+                if removed > 0 {
+                    info!(removed, "expired sessions dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
+}

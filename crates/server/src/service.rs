@@ -1,0 +1,72 @@
+//! The `mobilesam.v1.SegmentAnything` service: one function per RPC.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mobilesam_proto::v1;
+use mobilesam_proto::v1::segment_anything_server::SegmentAnything;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::error::RequestError;
+use crate::metrics::{self, RequestKind};
+use crate::state::AppState;
+use crate::stream;
+
+/// Answers buffered between a stream's writer and the transport.
+const OUTBOUND_BUFFER: usize = 16;
+
+/// The gRPC service; cheap to clone.
+#[derive(Clone)]
+pub struct SegmentService {
+    state: Arc<AppState>,
+}
+
+impl SegmentService {
+    /// A service over shared state.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl SegmentAnything for SegmentService {
+    type SegmentStream = ReceiverStream<Result<v1::SegmentResponse, Status>>;
+
+    /// Opens an interactive session stream; see [`stream::run`].
+    async fn segment(
+        &self,
+        request: Request<Streaming<v1::SegmentRequest>>,
+    ) -> Result<Response<Self::SegmentStream>, Status> {
+        if self.state.shutdown.is_cancelled() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        let (out, outbound) = mpsc::channel(OUTBOUND_BUFFER);
+        tokio::spawn(stream::run(
+            Arc::clone(&self.state),
+            request.into_inner(),
+            out,
+        ));
+        Ok(Response::new(ReceiverStream::new(outbound)))
+    }
+
+    /// Describes the loaded model; UNAVAILABLE while it is loading.
+    async fn get_model_info(
+        &self,
+        _request: Request<v1::GetModelInfoRequest>,
+    ) -> Result<Response<v1::ModelInfo>, Status> {
+        let started = Instant::now();
+        let result = self
+            .state
+            .model_info
+            .get()
+            .cloned()
+            .ok_or_else(|| RequestError::Unavailable("the model is still loading".into()));
+        let code = result
+            .as_ref()
+            .map_or_else(RequestError::code, |_| Code::Ok);
+        metrics::record_request(RequestKind::ModelInfo, code, started.elapsed());
+        result.map(Response::new).map_err(|e| e.to_status())
+    }
+}

@@ -1,0 +1,46 @@
+//! What every stream and RPC of one server shares.
+
+use std::sync::{Arc, OnceLock};
+
+use mobilesam_model::Embedding;
+use mobilesam_proto::v1;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::jobs::JobScheduler;
+use crate::session::{SessionLimits, SessionStore};
+use crate::validate::PromptLimits;
+
+/// Shared server state.
+pub struct AppState {
+    /// The job queues in front of the workers.
+    pub scheduler: Arc<JobScheduler>,
+    /// Cached embeddings by session id.
+    pub sessions: SessionStore<Embedding>,
+    /// Size limits of prompts.
+    pub limits: PromptLimits,
+    /// Set once the model is loaded.
+    pub model_info: OnceLock<v1::ModelInfo>,
+    /// Cancelled when the server starts shutting down: streams stop reading requests.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Fresh state for `config`.
+    pub fn new(config: &ServerConfig) -> Self {
+        Self {
+            scheduler: Arc::new(JobScheduler::new(config.queue_capacity)),
+            sessions: SessionStore::new(SessionLimits {
+                max_sessions: config.max_sessions,
+                max_bytes: config.session_cache_bytes,
+                ttl: config.session_ttl,
+            }),
+            limits: PromptLimits {
+                max_objects: config.max_objects,
+                max_points: config.max_points,
+            },
+            model_info: OnceLock::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}

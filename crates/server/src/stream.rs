@@ -1,0 +1,307 @@
+//! One `Segment` stream: a reader that turns requests into jobs, and a writer that sends
+//! the answers in request order.
+//!
+//! The reader handles requests one after another. `SetImage` waits for its encode (later
+//! prompts need the embedding); a `Prompt` is validated and queued as a decode job at
+//! once, so a client can pipeline prompts. Every request leaves one [`Answer`] in a FIFO
+//! that the writer resolves in order, so answers come in request order even when several
+//! workers finish out of order. A client that goes away drops the FIFO, which cancels its
+//! queued jobs. On shutdown the reader stops taking requests; the answers already owed
+//! are sent, then the stream ends with UNAVAILABLE.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mobilesam_model::Embedding;
+use mobilesam_proto::v1;
+use mobilesam_proto::v1::segment_request::Request as Kind;
+use tokio::sync::mpsc;
+use tonic::{Code, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::convert;
+use crate::error::RequestError;
+use crate::jobs::{DecodeJob, Decoded, EncodeJob, Pending};
+use crate::metrics::{self, RequestKind};
+use crate::state::AppState;
+use crate::validate::{self, ImageRequest};
+
+/// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
+const ANSWER_BACKLOG: usize = 64;
+
+/// Where a stream's responses go (the tonic response body).
+pub type Outbound = mpsc::Sender<Result<v1::SegmentResponse, Status>>;
+
+/// One owed answer, in request order.
+enum Answer {
+    /// Known already.
+    Ready {
+        response: v1::SegmentResponse,
+        kind: RequestKind,
+        code: Code,
+        started: Instant,
+    },
+    /// The masks of a queued decode job.
+    Masks {
+        request_id: u64,
+        pending: Pending<Decoded>,
+        started: Instant,
+    },
+}
+
+impl Answer {
+    fn ok(response: v1::SegmentResponse, kind: RequestKind, started: Instant) -> Self {
+        Self::Ready {
+            response,
+            kind,
+            code: Code::Ok,
+            started,
+        }
+    }
+
+    fn failed(request_id: u64, kind: RequestKind, error: &RequestError, started: Instant) -> Self {
+        Self::Ready {
+            response: convert::error(request_id, error),
+            kind,
+            code: error.code(),
+            started,
+        }
+    }
+}
+
+/// Why the reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client finished sending; owed answers are still sent.
+    ClientDone,
+    /// The client went away.
+    ClientGone,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The image the stream currently works on.
+struct Current {
+    session_id: String,
+    embedding: Arc<Embedding>,
+}
+
+/// Serves one stream until the client is done or gone, or the server shuts down.
+pub async fn run(state: Arc<AppState>, inbound: Streaming<v1::SegmentRequest>, out: Outbound) {
+    metrics::add_active_streams(1.0);
+    let (answers, owed) = mpsc::channel(ANSWER_BACKLOG);
+    let reader = Reader {
+        state,
+        out: out.clone(),
+        answers,
+        current: None,
+    };
+    let (end, ()) = tokio::join!(reader.run(inbound), write_answers(owed, out.clone()));
+    debug!(?end, "stream ended");
+    if end == End::Shutdown {
+        let _ = out
+            .send(Err(Status::unavailable(
+                "the server is shutting down; reconnect and send the image again",
+            )))
+            .await;
+    }
+    metrics::add_active_streams(-1.0);
+}
+
+struct Reader {
+    state: Arc<AppState>,
+    out: Outbound,
+    answers: mpsc::Sender<Answer>,
+    current: Option<Current>,
+}
+
+impl Reader {
+    async fn run(mut self, mut inbound: Streaming<v1::SegmentRequest>) -> End {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled() => return End::Shutdown,
+                _ = self.out.closed() => return End::ClientGone,
+                next = inbound.message() => next,
+            };
+            let request = match next {
+                Ok(Some(request)) => request,
+                Ok(None) => return End::ClientDone,
+                Err(status) => {
+                    debug!(%status, "reading the stream failed");
+                    return End::ClientGone;
+                }
+            };
+            let started = Instant::now();
+            let answer = match request.request {
+                Some(Kind::SetImage(message)) => match self.set_image(message, started).await {
+                    Some(answer) => answer,
+                    None => return End::ClientGone,
+                },
+                Some(Kind::Prompt(prompt)) => self.prompt(&prompt, started),
+                None => Answer::failed(
+                    0,
+                    RequestKind::Empty,
+                    &RequestError::InvalidArgument(
+                        "empty SegmentRequest: set set_image or prompt".into(),
+                    ),
+                    started,
+                ),
+            };
+            if self.answers.send(answer).await.is_err() {
+                return End::ClientGone;
+            }
+        }
+    }
+
+    /// `SetImage`: encode (waiting for it) or resume. `None` when the client went away
+    /// while the image was being encoded.
+    async fn set_image(&mut self, message: v1::SetImage, started: Instant) -> Option<Answer> {
+        match validate::set_image(message) {
+            Err(e) => Some(Answer::failed(0, RequestKind::SetImage, &e, started)),
+            Ok(ImageRequest::Resume { session_id }) => Some(self.resume(session_id, started)),
+            Ok(ImageRequest::Encode { image, session_id }) => {
+                self.encode(image, session_id, started).await
+            }
+        }
+    }
+
+    fn resume(&mut self, session_id: String, started: Instant) -> Answer {
+        let Some(embedding) = self.state.sessions.get(&session_id) else {
+            let error = RequestError::NotFound(format!(
+                "session {session_id} is unknown or has expired; send the image again"
+            ));
+            return Answer::failed(0, RequestKind::Resume, &error, started);
+        };
+        let response = convert::image_ready(&session_id, &embedding, 0.0);
+        self.current = Some(Current {
+            session_id,
+            embedding,
+        });
+        Answer::ok(response, RequestKind::Resume, started)
+    }
+
+    async fn encode(
+        &mut self,
+        image: Vec<u8>,
+        session_id: Option<String>,
+        started: Instant,
+    ) -> Option<Answer> {
+        let kind = RequestKind::SetImage;
+        let (job, pending) = EncodeJob::new(image);
+        if let Err(e) = self.state.scheduler.submit_encode(job) {
+            return Some(Answer::failed(0, kind, &e, started));
+        }
+        let result = tokio::select! {
+            result = pending => result,
+            _ = self.out.closed() => return None,
+        };
+        let encoded = match result {
+            Ok(Ok(encoded)) => encoded,
+            Ok(Err(e)) => return Some(Answer::failed(0, kind, &e, started)),
+            Err(_) => {
+                let e = RequestError::Unavailable("the server stopped before encoding".into());
+                return Some(Answer::failed(0, kind, &e, started));
+            }
+        };
+        // A new image on a stream replaces the image of its session (the next frame).
+        let session_id = session_id
+            .or_else(|| self.current.as_ref().map(|c| c.session_id.clone()))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let embedding = encoded.embedding;
+        let size = u64::try_from(embedding.size_bytes()).unwrap_or(u64::MAX);
+        if !self
+            .state
+            .sessions
+            .insert(session_id.clone(), Arc::clone(&embedding), size)
+        {
+            warn!(
+                size,
+                "an embedding is larger than the session cache; sessions cannot be resumed"
+            );
+        }
+        let encode_ms = encoded.elapsed.as_secs_f64() * 1e3;
+        let response = convert::image_ready(&session_id, &embedding, encode_ms);
+        self.current = Some(Current {
+            session_id,
+            embedding,
+        });
+        Some(Answer::ok(response, kind, started))
+    }
+
+    /// `Prompt`: validate and queue a decode job; the writer waits for it.
+    fn prompt(&self, prompt: &v1::Prompt, started: Instant) -> Answer {
+        let request_id = prompt.request_id;
+        let fail = |e: RequestError| Answer::failed(request_id, RequestKind::Prompt, &e, started);
+        let Some(current) = &self.current else {
+            return fail(RequestError::FailedPrecondition(
+                "no image yet: send SetImage (an image, or a session_id to resume) first".into(),
+            ));
+        };
+        let (objects, options) = match validate::prompt(prompt, self.state.limits) {
+            Ok(valid) => valid,
+            Err(e) => return fail(e),
+        };
+        self.state.sessions.touch(&current.session_id);
+        let (job, pending) = DecodeJob::new(Arc::clone(&current.embedding), objects, options);
+        match self.state.scheduler.submit_decode(job) {
+            Ok(()) => Answer::Masks {
+                request_id,
+                pending,
+                started,
+            },
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// Sends owed answers in order until the reader is done and the backlog is empty, or the
+/// client goes away (dropping the backlog cancels its queued jobs).
+async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
+    while let Some(answer) = owed.recv().await {
+        let (response, kind, code, started) = match answer {
+            Answer::Ready {
+                response,
+                kind,
+                code,
+                started,
+            } => (response, kind, code, started),
+            Answer::Masks {
+                request_id,
+                pending,
+                started,
+            } => {
+                let result = tokio::select! {
+                    result = pending => result,
+                    _ = out.closed() => return,
+                };
+                let result = result.unwrap_or_else(|_| {
+                    Err(RequestError::Unavailable(
+                        "the server stopped before decoding".into(),
+                    ))
+                });
+                match result {
+                    Ok(decoded) => (
+                        convert::masks(request_id, decoded),
+                        RequestKind::Prompt,
+                        Code::Ok,
+                        started,
+                    ),
+                    Err(e) => (
+                        convert::error(request_id, &e),
+                        RequestKind::Prompt,
+                        e.code(),
+                        started,
+                    ),
+                }
+            }
+        };
+        metrics::record_request(kind, code, started.elapsed());
+        if let Some(v1::segment_response::Response::Error(e)) = &response.response {
+            debug!(kind = kind.label(), code = ?code, message = %e.message, "request refused");
+        }
+        if out.send(Ok(response)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Every rule for bad input, in one place: wire messages are checked here and turned into
+//! model prompts, or refused with a [`RequestError`] that says what is wrong. The image
+//! bytes themselves are checked by the model crate's decoder (format, corruption, pixel
+//! limit before decoding), on a worker.
+
+use mobilesam_model::prompt::LOW_RES_MASK_SIZE;
+use mobilesam_model::{BoxPrompt, DecodeOptions, ObjectPrompt, Point};
+use mobilesam_proto::v1;
+
+use crate::error::RequestError;
+
+/// Longest accepted client-chosen session id.
+pub const MAX_SESSION_ID_LEN: usize = 128;
+
+/// Size limits of a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptLimits {
+    /// Largest number of objects in one prompt.
+    pub max_objects: usize,
+    /// Largest number of points in one object.
+    pub max_points: usize,
+}
+
+/// What a `SetImage` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRequest {
+    /// Encode a new image; keep it under `session_id` if given, else under the stream's
+    /// current session or a new one.
+    Encode {
+        /// The encoded image bytes.
+        image: Vec<u8>,
+        /// The session to store it under, if the client chose one.
+        session_id: Option<String>,
+    },
+    /// Resume a cached session.
+    Resume {
+        /// The session to resume.
+        session_id: String,
+    },
+}
+
+/// Checks a `SetImage` message.
+pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
+    let session_id = if message.session_id.is_empty() {
+        None
+    } else {
+        check_session_id(&message.session_id)?;
+        Some(message.session_id)
+    };
+    match (message.image.is_empty(), session_id) {
+        (false, session_id) => Ok(ImageRequest::Encode {
+            image: message.image,
+            session_id,
+        }),
+        (true, Some(session_id)) => Ok(ImageRequest::Resume { session_id }),
+        (true, None) => Err(RequestError::InvalidArgument(
+            "SetImage needs an image, or a session_id to resume".into(),
+        )),
+    }
+}
+
+fn check_session_id(id: &str) -> Result<(), RequestError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if id.len() > MAX_SESSION_ID_LEN || !id.chars().all(allowed) {
+        return Err(RequestError::InvalidArgument(format!(
+            "session_id must be at most {MAX_SESSION_ID_LEN} characters of A-Z, a-z, 0-9, \
+             '-', '_', '.', ':'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `Prompt` and turns it into model prompts and decode options.
+pub fn prompt(
+    message: &v1::Prompt,
+    limits: PromptLimits,
+) -> Result<(Vec<ObjectPrompt>, DecodeOptions), RequestError> {
+    if message.objects.is_empty() {
+        return Err(RequestError::InvalidArgument(
+            "a prompt needs at least one object".into(),
+        ));
+    }
+    if message.objects.len() > limits.max_objects {
+        return Err(RequestError::InvalidArgument(format!(
+            "a prompt has {} objects; at most {} are allowed",
+            message.objects.len(),
+            limits.max_objects
+        )));
+    }
+    let objects = message
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, object)| {
+            object_prompt(object, limits)
+                .map_err(|reason| RequestError::InvalidArgument(format!("object {i}: {reason}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = DecodeOptions {
+        multimask: message.multimask_output,
+        return_low_res_logits: message.return_low_res_logits,
+    };
+    Ok((objects, options))
+}
+
+/// One object: converted, then checked by the model's own rules (labels, finite
+/// coordinates, box corners, at least one point or a box, mask size).
+fn object_prompt(object: &v1::ObjectPrompt, limits: PromptLimits) -> Result<ObjectPrompt, String> {
+    if object.points.len() > limits.max_points {
+        return Err(format!(
+            "{} points; at most {} are allowed",
+            object.points.len(),
+            limits.max_points
+        ));
+    }
+    let prompt = ObjectPrompt {
+        points: object
+            .points
+            .iter()
+            .map(|p| Point {
+                x: p.x,
+                y: p.y,
+                label: p.label,
+            })
+            .collect(),
+        bbox: object.r#box.as_ref().map(|b| BoxPrompt {
+            x1: b.x1,
+            y1: b.y1,
+            x2: b.x2,
+            y2: b.y2,
+        }),
+        mask_input: mask_input(&object.mask_input)?,
+    };
+    prompt.validate().map_err(|e| match e {
+        mobilesam_model::ModelError::InvalidPrompt(reason) => reason,
+        other => other.to_string(),
+    })?;
+    Ok(prompt)
+}
+
+/// `mask_input` bytes: empty, or exactly 256x256 little-endian float32 values.
+fn mask_input(bytes: &[u8]) -> Result<Option<Vec<f32>>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let want = LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE * 4;
+    if bytes.len() != want {
+        return Err(format!(
+            "mask_input has {} bytes; it must be {LOW_RES_MASK_SIZE}x{LOW_RES_MASK_SIZE} \
+             float32 little-endian logits = {want} bytes",
+            bytes.len()
+        ));
+    }
+    Ok(Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    const LIMITS: PromptLimits = PromptLimits {
+        max_objects: 2,
+        max_points: 2,
+    };
+
+    fn point(x: f32, y: f32, label: i32) -> v1::Point {
+        v1::Point { x, y, label }
+    }
+
+    fn object(points: Vec<v1::Point>, bbox: Option<[f32; 4]>) -> v1::ObjectPrompt {
+        v1::ObjectPrompt {
+            points,
+            r#box: bbox.map(|[x1, y1, x2, y2]| v1::Box { x1, y1, x2, y2 }),
+            mask_input: Vec::new(),
+        }
+    }
+
+    fn prompt_of(objects: Vec<v1::ObjectPrompt>) -> v1::Prompt {
+        v1::Prompt {
+            request_id: 1,
+            objects,
+            multimask_output: true,
+            return_low_res_logits: false,
+        }
+    }
+
+    fn refused(objects: Vec<v1::ObjectPrompt>) -> String {
+        let err = prompt(&prompt_of(objects), LIMITS).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        err.to_string()
+    }
+
+    #[test]
+    fn valid_prompt_converts() {
+        let mut with_mask = object(vec![point(3.0, 4.0, 0)], None);
+        with_mask.mask_input = 1.5f32
+            .to_le_bytes()
+            .repeat(LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE);
+        let (objects, options) = prompt(
+            &prompt_of(vec![
+                object(vec![point(1.0, 2.0, 1)], Some([0.0, 0.0, 5.0, 5.0])),
+                with_mask,
+            ]),
+            LIMITS,
+        )
+        .expect("valid");
+        assert!(options.multimask && !options.return_low_res_logits);
+        assert_eq!(objects[0].points[0].x, 1.0);
+        assert_eq!(objects[0].bbox.map(|b| b.x2), Some(5.0));
+        let mask = objects[1].mask_input.as_ref().expect("mask");
+        assert_eq!(mask.len(), 65536);
+        assert!(mask.iter().all(|&v| v == 1.5));
+    }
+
+    #[test]
+    fn every_bad_prompt_is_refused_with_a_reason() {
+        assert!(refused(vec![]).contains("at least one object"));
+        let three = vec![object(vec![point(1.0, 1.0, 1)], None); 3];
+        assert!(refused(three).contains("3 objects"));
+        let many_points = vec![object(vec![point(1.0, 1.0, 1); 3], None)];
+        assert!(refused(many_points).contains("3 points"));
+        assert!(refused(vec![object(vec![point(1.0, 1.0, 2)], None)]).contains("label 2"));
+        assert!(refused(vec![object(vec![point(f32::NAN, 1.0, 1)], None)]).contains("non-finite"));
+        assert!(
+            refused(vec![object(vec![point(1.0, f32::INFINITY, 1)], None)]).contains("non-finite")
+        );
+        assert!(refused(vec![object(vec![], Some([5.0, 0.0, 1.0, 1.0]))]).contains("x2 > x1"));
+        assert!(refused(vec![object(vec![], None)]).contains("at least one point or a box"));
+        let mut bad_mask = object(vec![point(1.0, 1.0, 1)], None);
+        bad_mask.mask_input = vec![0; 100];
+        assert!(refused(vec![bad_mask]).contains("100 bytes"));
+        let mut nan_mask = object(vec![point(1.0, 1.0, 1)], None);
+        nan_mask.mask_input = f32::NAN.to_le_bytes().repeat(65536);
+        assert!(refused(vec![nan_mask]).contains("non-finite"));
+        let second_bad = vec![
+            object(vec![point(1.0, 1.0, 1)], None),
+            object(vec![point(1.0, 1.0, -1)], None),
+        ];
+        assert!(refused(second_bad).starts_with("object 1:"));
+    }
+
+    #[test]
+    fn set_image_variants() {
+        let encode = set_image(v1::SetImage {
+            image: vec![1, 2, 3],
+            session_id: String::new(),
+        });
+        assert_eq!(
+            encode,
+            Ok(ImageRequest::Encode {
+                image: vec![1, 2, 3],
+                session_id: None
+            })
+        );
+        let resume = set_image(v1::SetImage {
+            image: Vec::new(),
+            session_id: "abc-1".into(),
+        });
+        assert_eq!(
+            resume,
+            Ok(ImageRequest::Resume {
+                session_id: "abc-1".into()
+            })
+        );
+        let empty = set_image(v1::SetImage::default()).unwrap_err();
+        assert_eq!(empty.code(), Code::InvalidArgument);
+        let bad_id = set_image(v1::SetImage {
+            image: Vec::new(),
+            session_id: "a b".into(),
+        })
+        .unwrap_err();
+        assert!(bad_id.to_string().contains("session_id"));
+        let long_id = set_image(v1::SetImage {
+            image: Vec::new(),
+            session_id: "x".repeat(129),
+        });
+        assert!(long_id.is_err());
+    }
+}

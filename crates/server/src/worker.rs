@@ -1,0 +1,175 @@
+//! Model workers: OS threads that each own one model on the device and run jobs from the
+//! scheduler until it closes. Inference is blocking CPU/GPU work, so it stays off the
+//! async runtime.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use candle_core::Device;
+use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_model::image::decode_image;
+use mobilesam_model::Sam;
+use tracing::{debug, info, warn};
+
+use crate::error::{RequestError, ServerError};
+use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
+use crate::metrics;
+use crate::scheduler::Work;
+
+/// Facts about the loaded model, for `GetModelInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSummary {
+    /// Parameters of the whole model.
+    pub parameters: u64,
+    /// Size of the checkpoint file.
+    pub checkpoint_bytes: u64,
+}
+
+/// Running worker threads.
+pub struct WorkerPool {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Starts `count` workers; each builds its own model from `checkpoint` on `device`.
+    /// Returns once every worker has its model, or the first load error (the started
+    /// workers are then stopped).
+    pub fn start(
+        count: usize,
+        checkpoint: Arc<Checkpoint>,
+        device: Device,
+        scheduler: Arc<JobScheduler>,
+        max_image_pixels: u64,
+    ) -> Result<(Self, ModelSummary), ServerError> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let checkpoint = Arc::clone(&checkpoint);
+            let device = device.clone();
+            let queue = Arc::clone(&scheduler);
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("mobilesam-worker-{index}"))
+                .spawn(move || {
+                    let sam = match Sam::from_checkpoint(&checkpoint, &device) {
+                        Ok(sam) => sam,
+                        Err(e) => {
+                            let _ = ready.send(Err(ServerError::Model(e)));
+                            return;
+                        }
+                    };
+                    drop(checkpoint);
+                    let summary = ModelSummary {
+                        parameters: sam.parameter_counts().total,
+                        checkpoint_bytes: sam.checkpoint_bytes(),
+                    };
+                    let _ = ready.send(Ok(summary));
+                    drop(ready);
+                    run(index, &sam, &queue, max_image_pixels);
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(source) => {
+                    scheduler.close();
+                    return Err(ServerError::Io {
+                        context: "cannot start a worker thread",
+                        source,
+                    });
+                }
+            }
+        }
+        drop(ready_tx);
+        let pool = Self { threads };
+        let mut summary = None;
+        for _ in 0..count {
+            match ready_rx.recv() {
+                Ok(Ok(s)) => summary = Some(s),
+                Ok(Err(e)) => {
+                    scheduler.close();
+                    pool.join();
+                    return Err(e);
+                }
+                Err(_) => {
+                    scheduler.close();
+                    pool.join();
+                    return Err(ServerError::Worker("a worker died while loading".into()));
+                }
+            }
+        }
+        metrics::set_workers_ready(count);
+        let summary = summary.ok_or_else(|| ServerError::Worker("no workers".into()))?;
+        Ok((pool, summary))
+    }
+
+    /// Waits for every worker to finish (after the scheduler was closed).
+    pub fn join(self) {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                warn!("a worker thread panicked");
+            }
+        }
+        metrics::set_workers_ready(0);
+    }
+}
+
+/// The worker loop: take the next job (decodes first), run it, send the result.
+fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64) {
+    debug!(worker = index, "worker ready");
+    while let Some(work) = scheduler.next() {
+        match work {
+            Work::Encode(job) => encode(sam, job, max_image_pixels),
+            Work::Decode(job) => decode(sam, job),
+        }
+    }
+    debug!(worker = index, "worker stopped");
+}
+
+fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
+    let start = Instant::now();
+    let result = guarded("encode", || {
+        let image = decode_image(&job.image, max_image_pixels)?;
+        Ok(sam.embed(&image)?)
+    });
+    let elapsed = start.elapsed();
+    let result = result.map(|embedding| {
+        metrics::record_encode(elapsed);
+        info!(
+            width = embedding.original_size.1,
+            height = embedding.original_size.0,
+            encode_ms = elapsed.as_secs_f64() * 1e3,
+            "image encoded"
+        );
+        Encoded {
+            embedding: Arc::new(embedding),
+            elapsed,
+        }
+    });
+    let _ = job.reply.send(result);
+}
+
+fn decode(sam: &Sam, job: DecodeJob) {
+    let start = Instant::now();
+    let result = guarded("decode", || {
+        Ok(sam.decode(&job.embedding, &job.objects, job.options)?)
+    });
+    let elapsed = start.elapsed();
+    let result = result.map(|objects| {
+        metrics::record_decode(elapsed);
+        Decoded { objects, elapsed }
+    });
+    let _ = job.reply.send(result);
+}
+
+/// Runs model code, turning a panic into an internal error so one bad job cannot take a
+/// worker down.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, RequestError>) -> Result<T, RequestError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        warn!("{what} panicked; the request is answered INTERNAL");
+        Err(RequestError::Internal(format!(
+            "{what} failed inside the server"
+        )))
+    })
+}
