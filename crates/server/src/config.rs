@@ -1,9 +1,7 @@
 //! Server settings: one clap flag per setting, each also read from a `MOBILESAM_*`
 //! environment variable (so a Kubernetes manifest can set them).
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use mobilesam_model::device::DeviceSpec;

@@ -58,6 +58,7 @@ impl From<ModelError> for RequestError {
             | ModelError::Checkpoint { .. }
             | ModelError::MissingTensor { .. }
             | ModelError::ShapeMismatch { .. }
+            | ModelError::Device(_)
             | ModelError::Tensor(_) => Self::Internal(error.to_string()),
         }
     }
