@@ -19,6 +19,7 @@ pub mod prompt_encoder;
 pub mod prompt_json;
 pub mod sam;
 pub mod seeded;
+pub mod threads;
 pub mod tiny_vit;
 pub mod transformer;
 
