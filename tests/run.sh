@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Installs what it needs, then runs
-# formatting and lint checks, every Rust test (unit, parity with the reference, CLI,
-# real server on loopback) and the Python grpcio client against the real server binary.
+# formatting and lint checks, every Rust test (unit, parity with the reference, CLI, real
+# server on loopback), the Python grpcio client against the real server binary, and the
+# deployment checks (manifest validation, three replicas behind nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +33,9 @@ weights=target/test-weights/seeded.safetensors
 target/debug/mobilesam seeded-checkpoint --manifest tests/fixtures/weights_manifest.json --output "$weights"
 MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
   "$venv/bin/python" -m pytest -q tests/python
+
+step "deployment files: kustomize render, Kubernetes schemas, checkov, hadolint"
+bash tests/deploy/validate.sh
+
+step "three replicas behind nginx (session-hash routing, replica loss)"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" bash tests/deploy/run.sh

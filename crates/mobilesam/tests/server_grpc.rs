@@ -708,8 +708,11 @@ async fn reflected_services(server: &Server) -> Vec<String> {
 /// SIGTERM the prompts in flight are answered and the server exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
-    // Room for exactly one embedding (256 x 64 x 64 float32 = 4 MiB).
-    let mut server = Server::start(&["--session-cache-bytes", "4MiB"]).await;
+    // Room for exactly one embedding (256 x 64 x 64 float32 = 4 MiB). The drain deadline is
+    // generous: this test checks that draining answers everything, and a loaded CI machine
+    // can take longer than the 30 s default to finish the queued work.
+    let mut server =
+        Server::start(&["--session-cache-bytes", "4MiB", "--shutdown-timeout", "10m"]).await;
     let mut client = server.client().await;
     let click = || prompt(0, vec![points(vec![point(20.0, 20.0, 1)])], false);
 
