@@ -1,5 +1,6 @@
 //! `mobilesam`: serve MobileSAM over gRPC, or run it offline.
 
+mod annotate;
 mod bench;
 mod checkpoint_source;
 mod embed;
@@ -37,6 +38,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Time the encoder and the decoder on an image: medians in milliseconds.
     Bench(bench::BenchArgs),
+    /// Segment every detected box in a folder of images: YOLO segmentation or COCO labels.
+    Annotate(annotate::AnnotateArgs),
     /// Write seeded random weights in the checkpoint layout (tests, smoke tests, benchmarks).
     SeededCheckpoint(seeded_checkpoint::SeededCheckpointArgs),
 }
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SeededCheckpoint(args) => seeded_checkpoint::run(args),
+        Command::Annotate(args) => annotate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod image;
 pub mod layers;
 pub mod mask_decoder;
 pub mod masks;
+pub mod polygon;
 pub mod prompt;
 pub mod prompt_encoder;
 pub mod prompt_json;

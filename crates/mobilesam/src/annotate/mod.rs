@@ -1,0 +1,438 @@
+//! `mobilesam annotate`: segmentation labels for a folder of images from an external
+//! detector's boxes, as Ultralytics' `auto_annotate`.
+//!
+//! Every kept box (after Ultralytics' conf / class / NMS / max-det filtering) is
+//! segmented with the box as prompt; the mask's largest component's outer contour,
+//! simplified, becomes a YOLO segmentation line (`class x1 y1 x2 y2 ...`, normalized) in
+//! `<output-dir>/<image stem>.txt`, or a polygon in COCO instances JSON
+//! (`<output-dir>/annotations.json`).
+//!
+//! Work is a pipeline: one thread reads and decodes images and their detections while
+//! `--workers` threads run the model (each encode already uses every core), and the main
+//! thread keeps the progress bar and the COCO document. Runs resume: images that already
+//! have labels are skipped unless `--overwrite`.
+
+pub mod detections;
+mod labels;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
+use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
+use mobilesam_model::masks::BinaryMask;
+use mobilesam_model::polygon;
+use mobilesam_model::{BoxPrompt, DecodeOptions, ObjectPrompt, Sam};
+
+use crate::model_args::ModelArgs;
+use detections::{Detection, Source};
+use labels::{CocoDocument, Object};
+
+/// Label format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One `<stem>.txt` per image: `class x1 y1 x2 y2 ...`, normalized to [0, 1].
+    Yolo,
+    /// One COCO instances JSON, `annotations.json`, polygons in pixels.
+    Coco,
+}
+
+/// Flags of `mobilesam annotate`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Detections: a folder of YOLO txt files (<image stem>.txt, lines \
+`class cx cy w h [conf]`, normalized; no conf means 1) or a COCO detections JSON (a list of \
+{image_id, category_id, bbox: [x, y, w, h], score}, image_id the file name, stem or the number \
+the stem spells; or {images: [{id, file_name}], annotations: [...]})."
+)]
+pub struct AnnotateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Folder of images (JPEG, PNG, WebP, BMP, TIFF, GIF), not searched recursively.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Detections: a folder of YOLO txt files or a COCO detections JSON file.
+    #[arg(long, value_name = "PATH")]
+    pub detections: PathBuf,
+
+    /// Keep only these class ids, comma separated (default: all).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub classes: Vec<i64>,
+
+    /// Keep detections with confidence >= this.
+    #[arg(long, value_name = "CONF", default_value_t = 0.25)]
+    pub conf: f64,
+
+    /// Class-aware NMS: drop a box whose IoU with a more confident box of its class is
+    /// above this.
+    #[arg(long, value_name = "IOU", default_value_t = 0.45)]
+    pub iou: f64,
+
+    /// At most this many boxes per image, the most confident.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub max_det: usize,
+
+    /// Where labels go (default: `labels` beside the data folder).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Label format.
+    #[arg(long, value_enum, default_value_t = Format::Yolo)]
+    pub format: Format,
+
+    /// Label images again even when they already have labels.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Images run through the model at once (the encoder already uses every core).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Douglas-Peucker tolerance for the polygons, in pixels (capped at 0.5% of the
+    /// contour's length); 0 keeps every corner of the pixel outline.
+    #[arg(long, value_name = "PIXELS", default_value_t = polygon::DEFAULT_EPSILON)]
+    pub epsilon: f64,
+
+    /// Refuse (report and skip) images with more pixels (width * height) than this.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
+}
+
+/// Image file extensions looked at in `--data`.
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
+
+/// Boxes decoded per model call.
+const DECODE_CHUNK: usize = 32;
+
+/// What happened to one image.
+enum Outcome {
+    Done {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        objects: Vec<Object>,
+    },
+    Failed {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// Labels every image of `--data`; prints a summary to stderr.
+pub fn run(args: AnnotateArgs) -> Result<()> {
+    ensure!(
+        (0.0..=1.0).contains(&args.conf),
+        "--conf must be in [0, 1], got {}",
+        args.conf
+    );
+    ensure!(
+        (0.0..=1.0).contains(&args.iou),
+        "--iou must be in [0, 1], got {}",
+        args.iou
+    );
+    ensure!(args.workers >= 1, "--workers must be at least 1");
+    ensure!(
+        args.epsilon.is_finite() && args.epsilon >= 0.0,
+        "--epsilon must be a non-negative number, got {}",
+        args.epsilon
+    );
+    let started = Instant::now();
+    let images = list_images(&args.data)?;
+    let source = Source::open(&args.detections)?;
+    let output_dir = match &args.output_dir {
+        Some(dir) => dir.clone(),
+        None => default_output_dir(&args.data)?,
+    };
+    std::fs::create_dir_all(&output_dir)
+        .with_context(|| format!("cannot create {}", output_dir.display()))?;
+
+    let coco_path = output_dir.join("annotations.json");
+    let mut coco = match args.format {
+        Format::Coco if !args.overwrite && coco_path.exists() => CocoDocument::load(&coco_path)?,
+        _ => CocoDocument::default(),
+    };
+    let (pending, already): (Vec<PathBuf>, Vec<PathBuf>) =
+        images.into_iter().partition(|path| match args.format {
+            _ if args.overwrite => true,
+            Format::Yolo => !labels::yolo_path(&output_dir, path).exists(),
+            Format::Coco => !coco.has_image(path),
+        });
+
+    let mut summary = Summary {
+        already: already.len(),
+        ..Summary::default()
+    };
+    if !pending.is_empty() {
+        let sam = args.model.load()?;
+        let bar = progress_bar(pending.len() as u64);
+        let on_outcome = |outcome: Outcome, summary: &mut Summary| match outcome {
+            Outcome::Done {
+                path,
+                width,
+                height,
+                objects,
+            } => {
+                summary.images += 1;
+                summary.objects += objects.len();
+                if args.format == Format::Coco {
+                    coco.add_image(&path, width, height, &objects);
+                }
+                bar.inc(1);
+            }
+            Outcome::Failed { path, reason } => {
+                summary.failed += 1;
+                bar.suspend(|| eprintln!("warning: skipping {}: {reason}", path.display()));
+                bar.inc(1);
+            }
+        };
+        let job = Job {
+            sam: &sam,
+            source: &source,
+            args: &args,
+            output_dir: &output_dir,
+        };
+        job.run_pipeline(pending, &mut summary, on_outcome)?;
+        bar.finish_and_clear();
+    }
+    if args.format == Format::Coco && (summary.images > 0 || !coco_path.exists()) {
+        coco.save(&coco_path)?;
+    }
+    let where_ = match args.format {
+        Format::Yolo => output_dir.display().to_string(),
+        Format::Coco => coco_path.display().to_string(),
+    };
+    eprintln!(
+        "annotated {} images, {} objects; skipped {} already labelled, {} unreadable; {:.1} s; labels in {where_}",
+        summary.images,
+        summary.objects,
+        summary.already,
+        summary.failed,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Summary {
+    images: usize,
+    objects: usize,
+    already: usize,
+    failed: usize,
+}
+
+struct Job<'a> {
+    sam: &'a Sam,
+    source: &'a Source,
+    args: &'a AnnotateArgs,
+    output_dir: &'a Path,
+}
+
+/// An image read and its filtered detections, ready for the model.
+struct Loaded {
+    path: PathBuf,
+    image: RgbImage,
+    detections: Vec<Detection>,
+}
+
+impl Job<'_> {
+    /// Reader thread -> `workers` model threads -> `on_outcome` on this thread.
+    fn run_pipeline(
+        &self,
+        pending: Vec<PathBuf>,
+        summary: &mut Summary,
+        mut on_outcome: impl FnMut(Outcome, &mut Summary),
+    ) -> Result<()> {
+        let workers = self.args.workers;
+        let (load_tx, load_rx) = mpsc::sync_channel::<Loaded>(workers);
+        let load_rx = Arc::new(Mutex::new(load_rx));
+        let (out_tx, out_rx) = mpsc::channel::<Outcome>();
+        std::thread::scope(|scope| {
+            let reader_out = out_tx.clone();
+            scope.spawn(move || {
+                for path in pending {
+                    match self.load(&path) {
+                        Ok(loaded) => {
+                            if load_tx.send(loaded).is_err() {
+                                return;
+                            }
+                        }
+                        Err(err) => {
+                            let reason = crate::one_line(&format!("{err:#}"));
+                            if reader_out.send(Outcome::Failed { path, reason }).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            for _ in 0..workers {
+                let rx = Arc::clone(&load_rx);
+                let tx = out_tx.clone();
+                scope.spawn(move || loop {
+                    let next = rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(loaded)) = next else { return };
+                    let path = loaded.path.clone();
+                    let outcome = match self.annotate(loaded) {
+                        Ok(outcome) => outcome,
+                        Err(err) => Outcome::Failed {
+                            path,
+                            reason: crate::one_line(&format!("{err:#}")),
+                        },
+                    };
+                    if tx.send(outcome).is_err() {
+                        return;
+                    }
+                });
+            }
+            drop(out_tx);
+            for outcome in out_rx {
+                on_outcome(outcome, summary);
+            }
+        });
+        Ok(())
+    }
+
+    fn load(&self, path: &Path) -> Result<Loaded> {
+        let image = read_image(path, self.args.max_image_pixels)?;
+        let all = self
+            .source
+            .for_image(path, image.width(), image.height())
+            .context("bad detections")?;
+        let detections = detections::filter(
+            &all,
+            self.args.conf,
+            self.args.iou,
+            self.args.max_det,
+            &self.args.classes,
+        );
+        Ok(Loaded {
+            path: path.to_path_buf(),
+            image,
+            detections,
+        })
+    }
+
+    /// Segments every box of one image and writes its YOLO labels (COCO is gathered by the
+    /// caller).
+    fn annotate(&self, loaded: Loaded) -> Result<Outcome> {
+        let Loaded {
+            path,
+            image,
+            detections,
+        } = loaded;
+        let (width, height) = (image.width(), image.height());
+        let (w, h) = (f64::from(width), f64::from(height));
+        // Clip to the image; boxes with nothing left are dropped.
+        let boxes: Vec<(Detection, BoxPrompt)> = detections
+            .into_iter()
+            .filter_map(|d| {
+                let [x1, y1, x2, y2] = d.bbox;
+                let (x1, x2) = (x1.clamp(0.0, w), x2.clamp(0.0, w));
+                let (y1, y2) = (y1.clamp(0.0, h), y2.clamp(0.0, h));
+                (x2 > x1 && y2 > y1).then_some((
+                    d,
+                    BoxPrompt {
+                        x1: x1 as f32,
+                        y1: y1 as f32,
+                        x2: x2 as f32,
+                        y2: y2 as f32,
+                    },
+                ))
+            })
+            .collect();
+        let mut objects = Vec::new();
+        if !boxes.is_empty() {
+            let embedding = self.sam.embed(&image).context("cannot encode the image")?;
+            let options = DecodeOptions {
+                multimask: false,
+                return_low_res_logits: false,
+            };
+            for chunk in boxes.chunks(DECODE_CHUNK) {
+                let prompts: Vec<ObjectPrompt> = chunk
+                    .iter()
+                    .map(|(_, b)| ObjectPrompt {
+                        bbox: Some(*b),
+                        ..ObjectPrompt::default()
+                    })
+                    .collect();
+                let decoded = self
+                    .sam
+                    .decode(&embedding, &prompts, options)
+                    .context("cannot decode the masks")?;
+                for ((det, _), object) in chunk.iter().zip(decoded) {
+                    let Some(mask) = object.masks.first() else {
+                        continue;
+                    };
+                    let binary = BinaryMask::from_rle(&mask.rle)?;
+                    let Some(poly) = polygon::mask_polygon(
+                        &binary.data,
+                        binary.height,
+                        binary.width,
+                        self.args.epsilon,
+                    ) else {
+                        continue; // empty mask: nothing to label
+                    };
+                    objects.push(Object {
+                        class: det.class,
+                        conf: det.conf,
+                        polygon: poly,
+                        bbox: mask.bbox,
+                        area: mask.area,
+                    });
+                }
+            }
+        }
+        if self.args.format == Format::Yolo {
+            labels::write_yolo(self.output_dir, &path, width, height, &objects)?;
+        }
+        Ok(Outcome::Done {
+            path,
+            width,
+            height,
+            objects,
+        })
+    }
+}
+
+/// The image files of `dir`, sorted by name.
+fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        bail!("--data {} is not a directory", dir.display());
+    }
+    let mut images = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let is_image = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if is_image && path.is_file() {
+            images.push(path);
+        }
+    }
+    images.sort();
+    Ok(images)
+}
+
+/// `labels` beside the data folder.
+fn default_output_dir(data: &Path) -> Result<PathBuf> {
+    let data = data
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data.display()))?;
+    Ok(data.parent().unwrap_or(&data).join("labels"))
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images [{elapsed_precise} < {eta}] {per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
