@@ -4,6 +4,7 @@ mod annotate;
 mod bench;
 mod checkpoint_source;
 mod embed;
+mod generate;
 mod image_args;
 mod info;
 mod model_args;
@@ -32,6 +33,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Segment prompted objects in an image; prints masks as JSON (COCO RLE).
     Segment(segment::SegmentArgs),
+    /// Segment everything: automatic mask generation over a grid of points; prints masks
+    /// as JSON (COCO RLE), as the reference SamAutomaticMaskGenerator.
+    Generate(generate::GenerateArgs),
     /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file.
     Embed(embed::EmbedArgs),
     /// Show a checkpoint's parameter counts per part and its file size.
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Segment(args) => segment::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),

@@ -7,6 +7,7 @@
 //! Weights come from the official `mobile_sam.pt` or a `.safetensors` file with the same
 //! names ([`checkpoint`]).
 
+pub mod amg;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
