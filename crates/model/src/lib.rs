@@ -9,6 +9,7 @@
 
 pub mod amg;
 pub mod checkpoint;
+pub mod cpu;
 pub mod device;
 pub mod error;
 pub mod image;

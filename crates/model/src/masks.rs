@@ -44,6 +44,163 @@ pub fn upscale_logits(
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Result<Vec<f32>> {
+    check_upscale(low_res, input_size, original_size)?;
+    let (in_h, in_w) = input_size;
+    let (out_h, out_w) = original_size;
+    const LOW: usize = LOW_RES_MASK_SIZE;
+    // Only the cropped part of the IMAGE_SIZE x IMAGE_SIZE map is computed.
+    let padded = resize_bilinear(
+        low_res,
+        LOW,
+        &AxisWeights::new(LOW, IMAGE_SIZE, in_h),
+        &AxisWeights::new(LOW, IMAGE_SIZE, in_w),
+    );
+    let rows = AxisWeights::new(in_h, out_h, out_h);
+    let cols = AxisWeights::new(in_w, out_w, out_w);
+    if out_h + out_w <= SMALL_OUTPUT {
+        Ok(resize_bilinear_small(&padded, in_w, &rows, &cols))
+    } else {
+        Ok(resize_bilinear(&padded, in_w, &rows, &cols))
+    }
+}
+
+/// [`upscale_logits`] thresholded ([`BinaryMask::from_logits`]), without the
+/// full-resolution logits: output rows are computed in parallel bands, each from the two
+/// rows it blends, with the same arithmetic, so the mask is identical.
+pub fn upscale_to_mask(
+    low_res: &[f32],
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<BinaryMask> {
+    check_upscale(low_res, input_size, original_size)?;
+    let (in_h, in_w) = input_size;
+    let (out_h, out_w) = original_size;
+    if out_h + out_w <= SMALL_OUTPUT {
+        let logits = upscale_logits(low_res, input_size, original_size)?;
+        return Ok(BinaryMask::from_logits(&logits, out_h, out_w));
+    }
+    const LOW: usize = LOW_RES_MASK_SIZE;
+    let steps = UpscaleSteps {
+        rows_a: AxisWeights::new(LOW, IMAGE_SIZE, in_h),
+        rows_b: AxisWeights::new(in_h, out_h, out_h),
+        cols_b: AxisWeights::new(in_w, out_w, out_w),
+        // The first pass's horizontal half, for the low-resolution rows it reads.
+        horizontal_a: horizontal_rows(low_res, LOW, &AxisWeights::new(LOW, IMAGE_SIZE, in_w)),
+        in_w,
+    };
+    let mut data = vec![0u8; out_h * out_w];
+    let band = out_h
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(1);
+    use rayon::prelude::*;
+    data.par_chunks_mut(band * out_w)
+        .enumerate()
+        .for_each(|(b, rows)| mask_band(&steps, b * band, rows, out_w));
+    Ok(BinaryMask {
+        height: out_h,
+        width: out_w,
+        data,
+    })
+}
+
+/// What [`mask_band`] needs: both passes' weights and the first pass's horizontal rows.
+struct UpscaleSteps {
+    rows_a: AxisWeights,
+    rows_b: AxisWeights,
+    cols_b: AxisWeights,
+    horizontal_a: Vec<f32>,
+    in_w: usize,
+}
+
+/// Every needed input row interpolated along x (`src` rows of `in_w` values).
+fn horizontal_rows(src: &[f32], in_w: usize, cols: &AxisWeights) -> Vec<f32> {
+    let out_w = cols.i0.len();
+    let mut out = vec![0.0f32; (src.len() / in_w) * out_w];
+    horizontal_into(src, in_w, cols, &mut out);
+    out
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn horizontal_into(src: &[f32], in_w: usize, cols: &AxisWeights, out: &mut [f32]) {
+    let out_w = cols.i0.len();
+    for (src_row, h_row) in src.chunks_exact(in_w).zip(out.chunks_exact_mut(out_w)) {
+        for (x, h) in h_row.iter_mut().enumerate() {
+            *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+        }
+    }
+}
+
+/// Output rows `y0..` of the mask: for each, the two second-pass rows it blends, each made
+/// from one first-pass row (two horizontal rows blended, then interpolated along x).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) {
+    let in_w = steps.in_w;
+    let mut padded = vec![0.0f32; in_w];
+    // Second-pass rows kept from the previous output row: (index, values).
+    let mut slots: [(usize, Vec<f32>); 2] = [
+        (usize::MAX, vec![0.0; out_w]),
+        (usize::MAX, vec![0.0; out_w]),
+    ];
+    for (i, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+        let y = y0 + i;
+        let (r0, r1) = (steps.rows_b.i0[y], steps.rows_b.i1[y]);
+        if slots[0].0 != r0 {
+            if slots[1].0 == r0 {
+                slots.swap(0, 1);
+            } else {
+                second_pass_row(steps, r0, &mut padded, &mut slots[0]);
+            }
+        }
+        if r1 != r0 && slots[1].0 != r1 {
+            second_pass_row(steps, r1, &mut padded, &mut slots[1]);
+        }
+        let top = &slots[0].1;
+        let bottom = if r1 == r0 { &slots[0].1 } else { &slots[1].1 };
+        let (l0, l1) = (steps.rows_b.l0[y], steps.rows_b.l1[y]);
+        for ((o, &t), &b) in out_row.iter_mut().zip(top).zip(bottom) {
+            *o = u8::from(t.mul_add(l0, b * l1) > MASK_THRESHOLD);
+        }
+    }
+}
+
+/// Row `r` of the second pass's horizontal half: first-pass row `r` (two horizontal rows
+/// blended), then interpolated along x. Inlined into [`mask_band`].
+#[inline(always)]
+fn second_pass_row(
+    steps: &UpscaleSteps,
+    r: usize,
+    padded: &mut [f32],
+    dst: &mut (usize, Vec<f32>),
+) {
+    let in_w = steps.in_w;
+    let a = &steps.horizontal_a;
+    let top = &a[steps.rows_a.i0[r] * in_w..][..in_w];
+    let bottom = &a[steps.rows_a.i1[r] * in_w..][..in_w];
+    let (l0, l1) = (steps.rows_a.l0[r], steps.rows_a.l1[r]);
+    for ((p, &t), &b) in padded.iter_mut().zip(top).zip(bottom) {
+        *p = t.mul_add(l0, b * l1);
+    }
+    dst.0 = r;
+    let cols = &steps.cols_b;
+    for (x, h) in dst.1.iter_mut().enumerate() {
+        *h = padded[cols.i0[x]].mul_add(cols.l0[x], padded[cols.i1[x]] * cols.l1[x]);
+    }
+}
+
+/// The checks shared by [`upscale_logits`] and [`upscale_to_mask`].
+fn check_upscale(
+    low_res: &[f32],
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<()> {
     const LOW: usize = LOW_RES_MASK_SIZE;
     if low_res.len() != LOW * LOW {
         return Err(ModelError::InvalidMask(format!(
@@ -63,20 +220,7 @@ pub fn upscale_logits(
             "original size {out_h}x{out_w} is empty or too large"
         )));
     }
-    // Only the cropped part of the IMAGE_SIZE x IMAGE_SIZE map is computed.
-    let padded = resize_bilinear(
-        low_res,
-        LOW,
-        &AxisWeights::new(LOW, IMAGE_SIZE, in_h),
-        &AxisWeights::new(LOW, IMAGE_SIZE, in_w),
-    );
-    let rows = AxisWeights::new(in_h, out_h, out_h);
-    let cols = AxisWeights::new(in_w, out_w, out_w);
-    if out_h + out_w <= SMALL_OUTPUT {
-        Ok(resize_bilinear_small(&padded, in_w, &rows, &cols))
-    } else {
-        Ok(resize_bilinear(&padded, in_w, &rows, &cols))
-    }
+    Ok(())
 }
 
 /// PyTorch resizes one-channel maps whose output height + width is at most this with its
@@ -126,6 +270,11 @@ impl AxisWeights {
 /// Separable bilinear resize of a row-major map with rows of `in_w` values: each needed
 /// input row is interpolated along x once, then output rows blend two of those rows. The
 /// operations, their order and their fusing are PyTorch's, so the results are identical.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn resize_bilinear(src: &[f32], in_w: usize, rows: &AxisWeights, cols: &AxisWeights) -> Vec<f32> {
     let out_w = cols.i0.len();
     let needed_rows = rows.i1.iter().copied().max().map_or(0, |m| m + 1);
@@ -153,6 +302,11 @@ fn resize_bilinear(src: &[f32], in_w: usize, rows: &AxisWeights, cols: &AxisWeig
 /// Bilinear resize as PyTorch's `cpu_upsample_linear_channels_last` computes one channel:
 /// four corner weights `w_hw = l_h * l_w`, then
 /// `fma(d, w11, fma(c, w10, fma(a, w00, b * w01)))`.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn resize_bilinear_small(
     src: &[f32],
     in_w: usize,
@@ -240,6 +394,62 @@ impl BinaryMask {
 
     /// Run lengths over the column-major pixels, starting with a background run.
     fn runs(&self) -> Vec<u64> {
+        let (h, w) = (self.height, self.width);
+        if self.data.len() < h.saturating_mul(w) || h == 0 || w == 0 {
+            return self.runs_slow();
+        }
+        // Where each column changes value going down, found by comparing whole rows (most
+        // rows equal their predecessor almost everywhere), then ordered by column.
+        let mut changes: Vec<(usize, usize)> = Vec::new();
+        for y in 1..h {
+            let prev = &self.data[(y - 1) * w..y * w];
+            let row = &self.data[y * w..(y + 1) * w];
+            for (i, (a, b)) in prev.chunks(32).zip(row.chunks(32)).enumerate() {
+                if a == b {
+                    continue;
+                }
+                for (j, (p, q)) in a.iter().zip(b).enumerate() {
+                    if (*p != 0) != (*q != 0) {
+                        changes.push((i * 32 + j, y));
+                    }
+                }
+            }
+        }
+        // Bucket by column (rows stay ascending within each column).
+        let mut offsets = vec![0usize; w + 1];
+        for &(x, _) in &changes {
+            offsets[x + 1] += 1;
+        }
+        for x in 0..w {
+            offsets[x + 1] += offsets[x];
+        }
+        let mut rows_by_column = vec![0usize; changes.len()];
+        let mut fill = offsets.clone();
+        for &(x, y) in &changes {
+            rows_by_column[fill[x]] = y;
+            fill[x] += 1;
+        }
+        let mut counts = Vec::with_capacity(changes.len() + 2);
+        let (mut current, mut start) = (false, 0usize);
+        for x in 0..w {
+            let base = x * h;
+            if (self.data[x] != 0) != current {
+                counts.push((base - start) as u64);
+                start = base;
+                current = !current;
+            }
+            for &y in &rows_by_column[offsets[x]..offsets[x + 1]] {
+                counts.push((base + y - start) as u64);
+                start = base + y;
+                current = !current;
+            }
+        }
+        counts.push((h * w - start) as u64);
+        counts
+    }
+
+    /// [`BinaryMask::runs`] pixel by pixel, for masks with missing values.
+    fn runs_slow(&self) -> Vec<u64> {
         let mut counts = Vec::new();
         let mut current = false;
         let mut run = 0u64;
@@ -410,6 +620,60 @@ fn decode_counts(s: &str, total: u64) -> Result<Vec<u64>> {
         return Err(invalid(format!("runs cover {sum} of {total} pixels")));
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod fast_runs_tests {
+    use super::*;
+
+    #[test]
+    fn streamed_mask_equals_thresholded_logits() {
+        let low: Vec<f32> = (0..LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE)
+            .map(|i| ((i % 256) as f32 * 0.05).sin() + ((i / 256) as f32 * 0.031).cos() - 0.3)
+            .collect();
+        for (input, original) in [
+            ((576, 1024), (720, 1280)),
+            ((1024, 683), (3000, 2000)),
+            ((1024, 1024), (1024, 1024)),
+            ((1024, 640), (50, 31)),
+            ((300, 1024), (301, 1027)),
+        ] {
+            let logits = upscale_logits(&low, input, original).expect("upscales");
+            let want = BinaryMask::from_logits(&logits, original.0, original.1);
+            let got = upscale_to_mask(&low, input, original).expect("upscales");
+            assert!(got == want, "{input:?} -> {original:?}: masks differ");
+        }
+    }
+
+    #[test]
+    fn fast_runs_match_pixel_walk() {
+        for (h, w, seed) in [(1, 1, 1u32), (7, 5, 2), (40, 70, 3), (33, 1, 4), (1, 50, 5)] {
+            let mut state = seed;
+            let mut data = Vec::with_capacity(h * w);
+            for i in 0..h * w {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                // Blobs: mostly copies of the pixel above, some noise.
+                let above = if i >= w { data[i - w] } else { 0u8 };
+                data.push(if state % 7 == 0 {
+                    (state >> 8) as u8 % 3
+                } else {
+                    above
+                });
+            }
+            let mask = BinaryMask {
+                height: h,
+                width: w,
+                data,
+            };
+            assert_eq!(mask.runs(), mask.runs_slow(), "{h}x{w}");
+        }
+        let full = BinaryMask {
+            height: 3,
+            width: 4,
+            data: vec![1; 12],
+        };
+        assert_eq!(full.runs(), vec![0, 12]);
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,11 @@ impl PromptEncoder {
         Ok(encoder)
     }
 
+    /// The learned "no mask" dense embedding, one value per channel, on the host.
+    pub(crate) fn no_mask_host(&self) -> Result<Vec<f32>> {
+        crate::layers::host_values(&self.no_mask)
+    }
+
     /// The positional encoding of every embedding cell, (1, 256, 64, 64).
     pub fn dense_pe(&self) -> &Tensor {
         &self.dense_pe

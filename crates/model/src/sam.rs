@@ -6,11 +6,13 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{Checkpoint, ParameterCounts};
+use crate::cpu::profile::step;
 use crate::error::{ModelError, Result};
-use crate::image::{preprocess, scale_coords, Preprocessed, IMAGE_SIZE};
-use crate::layers::Weights;
+use crate::image::{preprocess, scale_coords, Preprocessed};
+use crate::layers::{host_values, Weights};
+use crate::mask_decoder::cpu::{Dense, MaskDecoderCpu};
 use crate::mask_decoder::{DecoderOutput, MaskDecoder};
-use crate::masks::{upscale_logits, BinaryMask, Rle};
+use crate::masks::{upscale_to_mask, Rle};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
 use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
 use crate::tiny_vit::{TinyVit, EMBED_CHANNELS, EMBED_SIDE};
@@ -99,13 +101,28 @@ impl Sam {
         Self::from_checkpoint(&Checkpoint::load(path)?, device)
     }
 
-    /// Builds the model from checkpoint tensors already in memory.
+    /// Builds the model from checkpoint tensors already in memory. On the CPU the encoder
+    /// and the decoder run the fused kernels of [`crate::cpu`].
     pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
         let w = Weights::new(checkpoint, device);
         Ok(Self {
             image_encoder: TinyVit::load(&w.pp("image_encoder"))?,
             prompt_encoder: PromptEncoder::load(&w.pp("prompt_encoder"))?,
             mask_decoder: MaskDecoder::load(&w.pp("mask_decoder"))?,
+            device: device.clone(),
+            parameters: checkpoint.parameter_counts(),
+            checkpoint_bytes: checkpoint.file_bytes(),
+        })
+    }
+
+    /// Builds the model with candle tensor operations only, on any device: on the CPU, the
+    /// slower reference that the fused kernels are checked against.
+    pub fn from_checkpoint_tensor_ops(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
+        let w = Weights::new(checkpoint, device);
+        Ok(Self {
+            image_encoder: TinyVit::load_tensor_ops(&w.pp("image_encoder"))?,
+            prompt_encoder: PromptEncoder::load(&w.pp("prompt_encoder"))?,
+            mask_decoder: MaskDecoder::load_tensor_ops(&w.pp("mask_decoder"))?,
             device: device.clone(),
             parameters: checkpoint.parameter_counts(),
             checkpoint_bytes: checkpoint.file_bytes(),
@@ -139,8 +156,9 @@ impl Sam {
 
     /// Encodes an already preprocessed image.
     pub fn embed_preprocessed(&self, input: &Preprocessed) -> Result<Embedding> {
-        let x = Tensor::from_slice(&input.pixels, (1, 3, IMAGE_SIZE, IMAGE_SIZE), &self.device)?;
-        let features = self.image_encoder.forward(&x)?;
+        let features = self
+            .image_encoder
+            .forward_planar(&input.pixels, &self.device)?;
         Ok(Embedding {
             features,
             original_size: input.original_size,
@@ -173,6 +191,12 @@ impl Sam {
                 None => groups.push((key, vec![i])),
             }
         }
+        if let Some(cpu) = self.mask_decoder.cpu() {
+            return scaled
+                .iter()
+                .map(|prompt| self.decode_one_cpu(cpu, embedding, prompt, multimask))
+                .collect();
+        }
         for (_, members) in groups {
             let batch: Vec<&ScaledPrompt> = members.iter().map(|&i| &scaled[i]).collect();
             let out = self.decode_batch(embedding, &batch, multimask)?;
@@ -193,6 +217,40 @@ impl Sam {
             .into_iter()
             .map(|r| r.ok_or_else(|| ModelError::InvalidPrompt("object was not decoded".into())))
             .collect()
+    }
+
+    /// One object through the fused CPU decoder.
+    fn decode_one_cpu(
+        &self,
+        cpu: &MaskDecoderCpu,
+        embedding: &Embedding,
+        prompt: &ScaledPrompt,
+        multimask: bool,
+    ) -> Result<RawObjectMasks> {
+        let sparse = host_values(&self.prompt_encoder.sparse_embeddings(&[prompt])?)?;
+        let (low_res_logits, scores) = if prompt.mask_input.is_some() {
+            let dense = host_values(&self.prompt_encoder.dense_embeddings(&[prompt])?)?;
+            cpu.forward(
+                &embedding.features,
+                self.prompt_encoder.dense_pe(),
+                &sparse,
+                Dense::Planar(&dense),
+                multimask,
+            )?
+        } else {
+            let no_mask = self.prompt_encoder.no_mask_host()?;
+            cpu.forward(
+                &embedding.features,
+                self.prompt_encoder.dense_pe(),
+                &sparse,
+                Dense::NoMask(&no_mask),
+                multimask,
+            )?
+        };
+        Ok(RawObjectMasks {
+            low_res_logits,
+            scores,
+        })
     }
 
     fn decode_batch(
@@ -244,15 +302,17 @@ impl Sam {
 /// Full-resolution binary mask, its area, bbox and RLE, from one low-resolution logit map.
 pub fn postprocess_mask(logits: &[f32], embedding: &Embedding, score: f32) -> Result<MaskOutput> {
     debug_assert_eq!(logits.len(), LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE);
-    let (h, w) = embedding.original_size;
-    let full = upscale_logits(logits, embedding.input_size, embedding.original_size)?;
-    let mask = BinaryMask::from_logits(&full, h, w);
-    Ok(MaskOutput {
-        score,
-        area: mask.area(),
-        bbox: mask.bbox(),
-        rle: mask.to_rle(),
-        low_res_logits: None,
+    let mask = step("postprocess upscale", || {
+        upscale_to_mask(logits, embedding.input_size, embedding.original_size)
+    })?;
+    step("postprocess mask, RLE", || {
+        Ok(MaskOutput {
+            score,
+            area: mask.area(),
+            bbox: mask.bbox(),
+            rle: mask.to_rle(),
+            low_res_logits: None,
+        })
     })
 }
 

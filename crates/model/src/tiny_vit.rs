@@ -12,6 +12,8 @@ use candle_core::{Module, Tensor};
 use crate::error::Result;
 use crate::layers::{gelu, softmax_last, Conv2d, LayerNorm, LayerNorm2d, Linear, Weights};
 
+mod cpu;
+
 const EMBED_DIMS: [usize; 4] = [64, 128, 160, 320];
 const DEPTHS: [usize; 4] = [2, 2, 6, 2];
 const NUM_HEADS: [usize; 4] = [2, 4, 5, 10];
@@ -317,16 +319,15 @@ struct Neck {
     norm1: LayerNorm2d,
 }
 
-/// The TinyViT image encoder.
-pub struct TinyVit {
+/// The encoder as candle tensor operations (any device).
+struct TensorTinyVit {
     patch_embed: PatchEmbed,
     stages: Vec<Stage>,
     neck: Neck,
 }
 
-impl TinyVit {
-    /// Loads the encoder from `image_encoder.*` weights.
-    pub fn load(w: &Weights) -> Result<Self> {
+impl TensorTinyVit {
+    fn load(w: &Weights) -> Result<Self> {
         let patch_embed = PatchEmbed::load(&w.pp("patch_embed"), EMBED_DIMS[0])?;
         let mut stages = Vec::with_capacity(4);
         let patches = 1024 / 4;
@@ -379,18 +380,7 @@ impl TinyVit {
         })
     }
 
-    /// `x`: normalized, padded images (B, 3, 1024, 1024) -> embeddings (B, 256, 64, 64).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_stages(x, &mut |_, _| {})
-    }
-
-    /// Like [`TinyVit::forward`], handing each intermediate result to `observe`
-    /// ("patch_embed", "layers.0" ... "layers.3"): for parity debugging.
-    pub fn forward_stages(
-        &self,
-        x: &Tensor,
-        observe: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<Tensor> {
+    fn forward_stages(&self, x: &Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
         let b = x.dim(0)?;
         let mut x = self.patch_embed.forward(x)?;
         observe("patch_embed", &x);
@@ -406,5 +396,98 @@ impl TinyVit {
         let x = self.neck.norm0.forward(&self.neck.conv0.forward(&x)?)?;
         let x = self.neck.norm1.forward(&self.neck.conv1.forward(&x)?)?;
         Ok(x)
+    }
+}
+
+/// Which implementation runs the encoder.
+enum Backend {
+    /// candle tensor operations: GPUs, and the reference on the CPU.
+    Tensors(Box<TensorTinyVit>),
+    /// The fused CPU kernels of [`crate::cpu`].
+    Cpu(Box<cpu::TinyVitCpu>),
+}
+
+/// The TinyViT image encoder.
+pub struct TinyVit {
+    backend: Backend,
+}
+
+impl TinyVit {
+    /// Loads the encoder from `image_encoder.*` weights: on the CPU, the fused CPU kernels;
+    /// on other devices, candle tensor operations.
+    pub fn load(w: &Weights) -> Result<Self> {
+        let tensors = TensorTinyVit::load(w)?;
+        let backend = if w.device().is_cpu() {
+            Backend::Cpu(Box::new(cpu::TinyVitCpu::from_tensors(&tensors)?))
+        } else {
+            Backend::Tensors(Box::new(tensors))
+        };
+        Ok(Self { backend })
+    }
+
+    /// Loads the encoder as candle tensor operations on any device (on the CPU, a slower
+    /// reference for the fused kernels).
+    pub fn load_tensor_ops(w: &Weights) -> Result<Self> {
+        Ok(Self {
+            backend: Backend::Tensors(Box::new(TensorTinyVit::load(w)?)),
+        })
+    }
+
+    /// `x`: normalized, padded images (B, 3, 1024, 1024) -> embeddings (B, 256, 64, 64).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.backend {
+            Backend::Tensors(t) => t.forward_stages(x, &mut |_, _| {}),
+            Backend::Cpu(c) => c.forward_tensor(x, None),
+        }
+    }
+
+    /// Like [`TinyVit::forward`], handing each intermediate result to `observe`
+    /// ("patch_embed" as (B, 64, 256, 256), "layers.0" ... "layers.3" as tokens (B, L, C)):
+    /// for parity debugging.
+    pub fn forward_stages(
+        &self,
+        x: &Tensor,
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        match &self.backend {
+            Backend::Tensors(t) => t.forward_stages(x, observe),
+            Backend::Cpu(c) => c.forward_tensor(x, Some(observe)),
+        }
+    }
+
+    /// Bytes of activation buffers the CPU encoder keeps between calls (about 200 MB after
+    /// the first image; 0 on other devices).
+    pub fn cached_buffer_bytes(&self) -> usize {
+        match &self.backend {
+            Backend::Cpu(c) => c.buffers().bytes(),
+            Backend::Tensors(_) => 0,
+        }
+    }
+
+    /// Frees the activation buffers the CPU encoder keeps between calls (the next image
+    /// allocates them again): for a process that goes idle.
+    pub fn release_buffers(&self) {
+        if let Backend::Cpu(c) = &self.backend {
+            c.buffers().clear();
+        }
+    }
+
+    /// Encodes one preprocessed image given as `3 * 1024 * 1024` channel-planar values;
+    /// returns the (1, 256, 64, 64) embedding on `device`.
+    pub fn forward_planar(&self, pixels: &[f32], device: &candle_core::Device) -> Result<Tensor> {
+        match &self.backend {
+            Backend::Cpu(c) => {
+                let out = c.forward(pixels, None)?;
+                Ok(Tensor::from_vec(
+                    out,
+                    (1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE),
+                    device,
+                )?)
+            }
+            Backend::Tensors(_) => {
+                let x = Tensor::from_slice(pixels, (1, 3, 1024, 1024), device)?;
+                self.forward(&x)
+            }
+        }
     }
 }

@@ -6,6 +6,8 @@ use candle_core::{Module, Tensor};
 use crate::error::Result;
 use crate::layers::{softmax_last, LayerNorm, Linear, Weights};
 
+pub(crate) mod cpu;
+
 const DEPTH: usize = 2;
 const HEADS: usize = 8;
 const MLP_DIM: usize = 2048;

@@ -71,6 +71,26 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Host copy for the CPU kernels: weight `(in, out)` row-major, and the bias.
+    pub(crate) fn to_cpu(&self) -> Result<crate::cpu::linear::Linear> {
+        let (in_dim, out_dim) = self.weight_t.dims2()?;
+        Ok(crate::cpu::linear::Linear {
+            weight: host_values(&self.weight_t)?,
+            bias: self.bias.as_ref().map(host_values).transpose()?,
+            in_dim,
+            out_dim,
+        })
+    }
+}
+
+/// A tensor's values, row-major, as `f32` on the host.
+pub(crate) fn host_values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -107,6 +127,17 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// Host copy for the CPU kernels.
+    pub(crate) fn to_cpu(&self) -> Result<crate::cpu::norm::LayerNormParams> {
+        Ok(crate::cpu::norm::LayerNormParams {
+            weight: host_values(&self.weight)?,
+            bias: host_values(&self.bias)?,
+            eps: self.eps,
+        })
+    }
+}
+
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if x.device().is_cpu() {
@@ -139,11 +170,31 @@ impl LayerNorm2d {
     }
 }
 
+impl LayerNorm2d {
+    /// Host copy for the CPU kernels (a LayerNorm over channels-last rows).
+    pub(crate) fn to_cpu(&self) -> Result<crate::cpu::norm::LayerNormParams> {
+        self.inner.to_cpu()
+    }
+}
+
 impl Module for LayerNorm2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.inner.forward(&x.permute((0, 2, 3, 1))?)?;
         y.permute((0, 3, 1, 2))?.contiguous()
     }
+}
+
+/// A [`Conv2d`]'s shape and hyperparameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvGeometry {
+    /// `(out_ch, in_ch / groups, k, k)`.
+    pub weight_shape: (usize, usize, usize, usize),
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding.
+    pub padding: usize,
+    /// Groups.
+    pub groups: usize,
 }
 
 /// A 2-D convolution with an optional bias; depthwise convolutions (groups == channels)
@@ -217,6 +268,28 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// Host copy of the weight, `(out, in / groups, k, k)` row-major.
+    pub(crate) fn host_weight(&self) -> Result<Vec<f32>> {
+        host_values(&self.weight)
+    }
+
+    /// Host copy of the bias, if any.
+    pub(crate) fn host_bias(&self) -> Result<Option<Vec<f32>>> {
+        self.bias.as_ref().map(host_values).transpose()
+    }
+
+    /// Shape and hyperparameters, for the CPU kernels.
+    pub(crate) fn geometry(&self) -> Result<ConvGeometry> {
+        Ok(ConvGeometry {
+            weight_shape: self.weight.dims4()?,
+            stride: self.stride,
+            padding: self.padding,
+            groups: self.groups,
+        })
+    }
+}
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let out_ch = self.weight.dim(0)?;
@@ -247,6 +320,38 @@ impl ConvTranspose2d {
             weight: w.get("weight", &[in_ch, out_ch, kernel, kernel])?,
             bias: w.get("bias", &[out_ch])?,
             stride: kernel,
+        })
+    }
+}
+
+impl ConvTranspose2d {
+    /// For the CPU kernels: the kernel-size-equals-stride transposed convolution as a
+    /// linear map from each input pixel's channels to its `k x k` output pixels, columns
+    /// ordered `(dy * k + dx) * out + co`, with the bias repeated per output pixel.
+    pub(crate) fn to_cpu_linear(&self) -> Result<crate::cpu::linear::Linear> {
+        let (in_ch, out_ch, k, k2) = self.weight.dims4()?;
+        if k != k2 || k != self.stride {
+            return Err(crate::error::ModelError::Tensor(candle_core::Error::Msg(
+                "transposed convolution with kernel != stride".into(),
+            )));
+        }
+        let w = host_values(&self.weight)?;
+        let b = host_values(&self.bias)?;
+        let cols = k * k * out_ch;
+        let mut weight = vec![0.0; in_ch * cols];
+        for ci in 0..in_ch {
+            for co in 0..out_ch {
+                for pos in 0..k * k {
+                    weight[ci * cols + pos * out_ch + co] = w[(ci * out_ch + co) * k * k + pos];
+                }
+            }
+        }
+        let bias = (0..k * k).flat_map(|_| b.iter().copied()).collect();
+        Ok(crate::cpu::linear::Linear {
+            weight,
+            bias: Some(bias),
+            in_dim: in_ch,
+            out_dim: cols,
         })
     }
 }

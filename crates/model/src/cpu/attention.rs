@@ -1,0 +1,196 @@
+//! TinyViT's windowed multi-head attention with a learned relative-position bias, on a
+//! channels-last token map. Each task takes one (window, head): it gathers that head's
+//! query/key/value rows of the window (padding tokens get the projection of a zero token,
+//! as PyTorch pads before its LayerNorm), computes `softmax(q k^T * scale + bias) v` in
+//! its scratch, and writes its own slice of a window-ordered output; a second pass puts the
+//! rows back in image order.
+
+use rayon::prelude::*;
+
+use super::buffers::with_scratch;
+use super::math::scaled_softmax;
+use super::matmul::{matmul, MatRef};
+
+/// One TinyViT attention layer's shape and constants.
+#[derive(Debug, Clone)]
+pub struct WindowAttention {
+    /// Attention heads.
+    pub heads: usize,
+    /// Channels per head of q, k and v.
+    pub head_dim: usize,
+    /// Window side.
+    pub window: usize,
+    /// Multiplies `q k^T`.
+    pub scale: f32,
+    /// `(heads, n, n)` bias, n = window * window.
+    pub bias: Vec<f32>,
+    /// The qkv row of a padding token (`3 * heads * head_dim` values).
+    pub pad_qkv: Vec<f32>,
+}
+
+impl WindowAttention {
+    /// Channels of the attention output (`heads * head_dim`).
+    pub fn channels(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Windows down and across for an `h x w` map.
+    fn grid(&self, h: usize, w: usize) -> (usize, usize) {
+        (h.div_ceil(self.window), w.div_ceil(self.window))
+    }
+
+    /// Values of the window-ordered buffer [`WindowAttention::attend`] fills.
+    pub fn windowed_len(&self, h: usize, w: usize) -> usize {
+        let (nh, nw) = self.grid(h, w);
+        nh * nw * self.window * self.window * self.channels()
+    }
+
+    /// `qkv` (h * w, 3 * channels), per head `[q, k, v]` -> `out` (h * w, channels), heads
+    /// side by side. `windowed` is work space of [`WindowAttention::windowed_len`] values.
+    ///
+    /// # Panics
+    /// When the lengths do not match.
+    pub fn forward(&self, qkv: &[f32], h: usize, w: usize, windowed: &mut [f32], out: &mut [f32]) {
+        self.attend(qkv, h, w, windowed);
+        self.unpartition(windowed, h, w, out);
+    }
+
+    /// Fills `windowed` with one `(n, head_dim)` block per (window, head).
+    fn attend(&self, qkv: &[f32], h: usize, w: usize, windowed: &mut [f32]) {
+        let (ws, d, c) = (self.window, self.head_dim, self.channels());
+        let n = ws * ws;
+        let (_, nw) = self.grid(h, w);
+        assert!(
+            qkv.len() == h * w * 3 * c && windowed.len() == self.windowed_len(h, w),
+            "window attention: shapes"
+        );
+        windowed
+            .par_chunks_mut(n * d)
+            .enumerate()
+            .for_each(|(task, o)| {
+                let (window, head) = (task / self.heads, task % self.heads);
+                let (wy, wx) = (window / nw, window % nw);
+                with_scratch(n * 3 * d + n * n, |scratch| {
+                    let (local, scores) = scratch.split_at_mut(n * 3 * d);
+                    for (p, dst) in local.chunks_exact_mut(3 * d).enumerate() {
+                        let (y, x) = (wy * ws + p / ws, wx * ws + p % ws);
+                        let src = if y < h && x < w {
+                            &qkv[(y * w + x) * 3 * c..]
+                        } else {
+                            &self.pad_qkv[..]
+                        };
+                        dst.copy_from_slice(&src[head * 3 * d..][..3 * d]);
+                    }
+                    let q = MatRef::rows(local, n, d, 3 * d);
+                    let k_t = MatRef::transposed(&local[d..], d, n, 3 * d);
+                    matmul(q, k_t, scores, n, false);
+                    let bias = &self.bias[head * n * n..][..n * n];
+                    for (row, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
+                        scaled_softmax(row, self.scale, Some(b));
+                    }
+                    let v = MatRef::rows(&local[2 * d..], n, d, 3 * d);
+                    matmul(MatRef::rows(scores, n, n, n), v, o, d, false);
+                });
+            });
+    }
+
+    /// Window-ordered blocks back to image-ordered rows (padding dropped).
+    fn unpartition(&self, windowed: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let (ws, d, c) = (self.window, self.head_dim, self.channels());
+        let n = ws * ws;
+        let (_, nw) = self.grid(h, w);
+        assert_eq!(out.len(), h * w * c, "window attention: output shape");
+        out.par_chunks_mut(w * c).enumerate().for_each(|(y, row)| {
+            let (wy, py) = (y / ws, y % ws);
+            for (x, px) in row.chunks_exact_mut(c).enumerate() {
+                let (wx, pxx) = (x / ws, x % ws);
+                let base = (wy * nw + wx) * self.heads;
+                let p = py * ws + pxx;
+                for (head, dst) in px.chunks_exact_mut(d).enumerate() {
+                    dst.copy_from_slice(&windowed[((base + head) * n + p) * d..][..d]);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward attention over padded windows, in f64.
+    fn reference(att: &WindowAttention, qkv: &[f32], h: usize, w: usize) -> Vec<f64> {
+        let (ws, d, c) = (att.window, att.head_dim, att.channels());
+        let n = ws * ws;
+        let (nh, nw) = att.grid(h, w);
+        let row = |y: usize, x: usize| -> Vec<f64> {
+            let src = if y < h && x < w {
+                &qkv[(y * w + x) * 3 * c..][..3 * c]
+            } else {
+                &att.pad_qkv[..]
+            };
+            src.iter().map(|&v| f64::from(v)).collect()
+        };
+        let mut out = vec![0.0; h * w * c];
+        for wy in 0..nh {
+            for wx in 0..nw {
+                let tokens: Vec<(usize, usize)> = (0..n)
+                    .map(|p| (wy * ws + p / ws, wx * ws + p % ws))
+                    .collect();
+                let rows: Vec<Vec<f64>> = tokens.iter().map(|&(y, x)| row(y, x)).collect();
+                for head in 0..att.heads {
+                    for (i, &(y, x)) in tokens.iter().enumerate() {
+                        let mut s: Vec<f64> = (0..n)
+                            .map(|j| {
+                                let dot: f64 = (0..d)
+                                    .map(|t| {
+                                        rows[i][head * 3 * d + t] * rows[j][head * 3 * d + d + t]
+                                    })
+                                    .sum();
+                                dot * f64::from(att.scale)
+                                    + f64::from(att.bias[(head * n + i) * n + j])
+                            })
+                            .collect();
+                        let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                        s.iter_mut().for_each(|v| *v = (*v - m).exp());
+                        let total: f64 = s.iter().sum();
+                        if y < h && x < w {
+                            for t in 0..d {
+                                let v: f64 = (0..n)
+                                    .map(|j| s[j] / total * rows[j][head * 3 * d + 2 * d + t])
+                                    .sum();
+                                out[(y * w + x) * c + head * d + t] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_reference_with_padding() {
+        let (heads, d, ws, h, w) = (2, 4, 3, 5, 4);
+        let (c, n) = (heads * d, ws * ws);
+        let att = WindowAttention {
+            heads,
+            head_dim: d,
+            window: ws,
+            scale: 0.5,
+            bias: (0..heads * n * n)
+                .map(|i| ((i * 7) % 5) as f32 * 0.1)
+                .collect(),
+            pad_qkv: (0..3 * c).map(|i| i as f32 * 0.05 - 0.3).collect(),
+        };
+        let qkv: Vec<f32> = (0..h * w * 3 * c)
+            .map(|i| ((i * 11) % 23) as f32 * 0.1 - 1.1)
+            .collect();
+        let mut windowed = vec![0.0; att.windowed_len(h, w)];
+        let mut out = vec![0.0; h * w * c];
+        att.forward(&qkv, h, w, &mut windowed, &mut out);
+        for (got, want) in out.iter().zip(reference(&att, &qkv, h, w)) {
+            assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
+        }
+    }
+}

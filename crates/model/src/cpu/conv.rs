@@ -1,0 +1,146 @@
+//! Dense 3x3 convolution (zero padding 1) on a channels-last map: each task gathers the 3x3
+//! neighbourhoods of a block of output pixels (im2col) into its scratch and multiplies them
+//! by the weight; bias and GELU are applied in the same pass.
+
+use super::buffers::with_scratch;
+use super::linear::par_row_blocks;
+use super::math::{apply_epilogue, Epilogue};
+use super::matmul::{matmul, MatRef};
+
+/// A 3x3 convolution with zero padding 1.
+#[derive(Debug, Clone)]
+pub struct Conv3x3 {
+    /// `(9 * in_ch, out_ch)`, row `(ky * 3 + kx) * in_ch + ci`.
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    in_ch: usize,
+    out_ch: usize,
+    stride: usize,
+}
+
+impl Conv3x3 {
+    /// From PyTorch's `(out_ch, in_ch, 3, 3)` weight.
+    pub fn from_torch(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        in_ch: usize,
+        out_ch: usize,
+        stride: usize,
+    ) -> Self {
+        assert_eq!(weight.len(), out_ch * in_ch * 9, "conv weight shape");
+        let mut packed = vec![0.0; 9 * in_ch * out_ch];
+        for o in 0..out_ch {
+            for i in 0..in_ch {
+                for tap in 0..9 {
+                    packed[(tap * in_ch + i) * out_ch + o] = weight[(o * in_ch + i) * 9 + tap];
+                }
+            }
+        }
+        Self {
+            weight: packed,
+            bias,
+            in_ch,
+            out_ch,
+            stride,
+        }
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.out_ch
+    }
+
+    /// Output (height, width) for an input of `h x w`.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        ((h - 1) / self.stride + 1, (w - 1) / self.stride + 1)
+    }
+
+    /// `x` (h, w, in_ch) -> `out` (h_out, w_out, out_ch), GELU last when `apply_gelu`.
+    ///
+    /// # Panics
+    /// When the lengths do not match.
+    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], apply_gelu: bool) {
+        let (ci, co) = (self.in_ch, self.out_ch);
+        let (ho, wo) = self.out_size(h, w);
+        assert!(
+            x.len() == h * w * ci && out.len() == ho * wo * co,
+            "conv3x3: shapes"
+        );
+        let k = 9 * ci;
+        let weight = MatRef::rows(&self.weight, k, co, co);
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            gelu: apply_gelu,
+        };
+        par_row_blocks(out, co, |p0, rows| {
+            let n = rows.len() / co;
+            with_scratch(n * k, |cols| {
+                for (r, patch) in cols.chunks_exact_mut(k).enumerate() {
+                    let p = p0 + r;
+                    let (oy, ox) = (p / wo, p % wo);
+                    for (tap, dst) in patch.chunks_exact_mut(ci).enumerate() {
+                        let iy = (oy * self.stride + tap / 3)
+                            .checked_sub(1)
+                            .filter(|&y| y < h);
+                        let ix = (ox * self.stride + tap % 3)
+                            .checked_sub(1)
+                            .filter(|&x| x < w);
+                        match (iy, ix) {
+                            (Some(iy), Some(ix)) => {
+                                dst.copy_from_slice(&x[(iy * w + ix) * ci..][..ci])
+                            }
+                            _ => dst.fill(0.0),
+                        }
+                    }
+                }
+                matmul(MatRef::rows(cols, n, k, k), weight, rows, co, false);
+            });
+            apply_epilogue(rows, co, epilogue, None);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_direct_convolution() {
+        let (h, w, ci, co) = (6, 5, 3, 4);
+        let x: Vec<f32> = (0..h * w * ci)
+            .map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8)
+            .collect();
+        let weight: Vec<f32> = (0..co * ci * 9)
+            .map(|i| ((i * 5) % 7) as f32 * 0.3 - 1.0)
+            .collect();
+        let bias: Vec<f32> = (0..co).map(|i| i as f32).collect();
+        for stride in [1, 2] {
+            let conv = Conv3x3::from_torch(&weight, Some(bias.clone()), ci, co, stride);
+            let (ho, wo) = conv.out_size(h, w);
+            let mut out = vec![0.0; ho * wo * co];
+            conv.forward(&x, h, w, &mut out, false);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for o in 0..co {
+                        let mut s = bias[o];
+                        for i in 0..ci {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let iy = (oy * stride + ky) as isize - 1;
+                                    let ix = (ox * stride + kx) as isize - 1;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
+                                    {
+                                        s += x[(iy as usize * w + ix as usize) * ci + i]
+                                            * weight[((o * ci + i) * 3 + ky) * 3 + kx];
+                                    }
+                                }
+                            }
+                        }
+                        let got = out[(oy * wo + ox) * co + o];
+                        assert!((got - s).abs() < 1e-4, "stride {stride}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Fully connected layers (and 1x1 convolutions on channels-last maps) as row-blocked
+//! matrix products: each rayon task normalizes its rows (optional LayerNorm prologue),
+//! multiplies them by the weight and finishes them (bias, residual, GELU) while they are in
+//! cache.
+
+use rayon::prelude::*;
+
+use super::buffers::with_scratch;
+use super::math::{apply_epilogue, Epilogue};
+use super::matmul::{matmul, MatRef};
+use super::norm::LayerNormParams;
+
+/// Rows per task for an `m`-row product: several tasks per thread, multiples of 16 rows.
+pub fn block_rows(m: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = m.div_ceil(threads * 4);
+    per_task.clamp(16, 256).next_multiple_of(16)
+}
+
+/// Runs `f(first_row, rows_of_out)` over blocks of the `width`-wide rows of `out`, in
+/// parallel.
+pub fn par_row_blocks(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if width == 0 || out.is_empty() {
+        return;
+    }
+    let m = out.len() / width;
+    let block = block_rows(m);
+    if m <= block {
+        f(0, out);
+        return;
+    }
+    out.par_chunks_mut(block * width)
+        .enumerate()
+        .for_each(|(i, rows)| f(i * block, rows));
+}
+
+/// `y = x W + b`: weight stored `(in, out)` row-major.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `(in_dim, out_dim)`, row-major (the transpose of PyTorch's layout).
+    pub weight: Vec<f32>,
+    /// `out_dim` values, if any.
+    pub bias: Option<Vec<f32>>,
+    /// Input features.
+    pub in_dim: usize,
+    /// Output features.
+    pub out_dim: usize,
+}
+
+/// What a [`Linear::forward`] does around the product.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fused<'a> {
+    /// LayerNorm applied to the input rows first.
+    pub norm: Option<&'a LayerNormParams>,
+    /// Added to the output (same shape) after the bias.
+    pub residual: Option<&'a [f32]>,
+    /// GELU last.
+    pub gelu: bool,
+}
+
+impl Linear {
+    /// From PyTorch's `(out, in)` weight.
+    pub fn from_torch(
+        weight_out_in: &[f32],
+        bias: Option<Vec<f32>>,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Self {
+        let mut weight = vec![0.0; in_dim * out_dim];
+        for o in 0..out_dim {
+            for i in 0..in_dim {
+                weight[i * out_dim + o] = weight_out_in[o * in_dim + i];
+            }
+        }
+        Self {
+            weight,
+            bias,
+            in_dim,
+            out_dim,
+        }
+    }
+
+    /// The weight as a matrix view.
+    pub fn weight_ref(&self) -> MatRef<'_> {
+        MatRef::rows(&self.weight, self.in_dim, self.out_dim, self.out_dim)
+    }
+
+    /// `out = fused(x W + b)` for the rows of `x` (`rows * in_dim` values) into `out`
+    /// (`rows * out_dim`), in parallel row blocks.
+    ///
+    /// # Panics
+    /// When the lengths do not match.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], fused: Fused) {
+        let (k, n) = (self.in_dim, self.out_dim);
+        let m = x.len() / k;
+        assert!(x.len() == m * k && out.len() == m * n, "linear: shapes");
+        if let Some(r) = fused.residual {
+            assert_eq!(r.len(), out.len(), "linear: residual shape");
+        }
+        par_row_blocks(out, n, |r0, o| self.rows(&x[r0 * k..], r0, o, fused));
+    }
+
+    /// Like [`Linear::forward`], on the calling thread only (for use inside parallel tasks).
+    ///
+    /// # Panics
+    /// When the lengths do not match.
+    pub fn forward_serial(&self, x: &[f32], out: &mut [f32], fused: Fused) {
+        let (k, n) = (self.in_dim, self.out_dim);
+        let m = x.len() / k;
+        assert!(x.len() == m * k && out.len() == m * n, "linear: shapes");
+        if let Some(r) = fused.residual {
+            assert_eq!(r.len(), out.len(), "linear: residual shape");
+        }
+        self.rows(x, 0, out, fused);
+    }
+
+    /// One block: rows `r0..` of the output, `x` starting at row `r0`.
+    fn rows(&self, x: &[f32], r0: usize, out: &mut [f32], fused: Fused) {
+        let (k, n) = (self.in_dim, self.out_dim);
+        let rows = out.len() / n;
+        let x = &x[..rows * k];
+        match fused.norm {
+            Some(norm) => with_scratch(rows * k, |normed| {
+                norm.rows(x, normed);
+                matmul(
+                    MatRef::rows(normed, rows, k, k),
+                    self.weight_ref(),
+                    out,
+                    n,
+                    false,
+                );
+            }),
+            None => matmul(
+                MatRef::rows(x, rows, k, k),
+                self.weight_ref(),
+                out,
+                n,
+                false,
+            ),
+        }
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            gelu: fused.gelu,
+        };
+        let residual = fused.residual.map(|r| &r[r0 * n..(r0 + rows) * n]);
+        apply_epilogue(out, n, epilogue, residual);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_linear_matches_naive() {
+        let (m, k, n) = (300, 12, 5);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 3) % 5) as f32 * 0.2 - 0.4)
+            .collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.1).collect();
+        let res: Vec<f32> = (0..m * n).map(|i| (i % 3) as f32).collect();
+        let lin = Linear::from_torch(&w, Some(b.clone()), k, n);
+        let mut out = vec![0.0; m * n];
+        lin.forward(
+            &x,
+            &mut out,
+            Fused {
+                norm: None,
+                residual: Some(&res),
+                gelu: true,
+            },
+        );
+        for r in 0..m {
+            for o in 0..n {
+                let mut s = b[o] as f64;
+                for i in 0..k {
+                    s += f64::from(x[r * k + i]) * f64::from(w[o * k + i]);
+                }
+                s += f64::from(res[r * n + o]);
+                let want = super::super::math::gelu(s as f32);
+                assert!((out[r * n + o] - want).abs() < 1e-5, "row {r} col {o}");
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! CPU kernels on plain `f32` slices, for the encoder's and decoder's fast paths.
+//!
+//! candle runs every operation as its own pass over a fresh tensor; on the CPU that costs
+//! MobileSAM more than its arithmetic (allocation and page faults, strided copies for each
+//! transpose, scalar `erf`, one convolution per group). These kernels work in place on
+//! row-major buffers with channels last (token-major `(rows, channels)`), fuse what follows
+//! a matrix product (bias, GELU, residual) into the product's row block while it is in
+//! cache, and split every pass into row blocks over rayon's pool. Element-wise code is
+//! compiled for AVX2+FMA (or NEON) with a run-time check, through `multiversion`.
+
+pub mod attention;
+pub mod buffers;
+pub mod conv;
+pub mod depthwise;
+pub mod linear;
+pub mod math;
+pub mod matmul;
+pub mod norm;
+pub mod profile;

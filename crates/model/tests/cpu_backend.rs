@@ -1,0 +1,145 @@
+//! The fused CPU kernels against the candle tensor-op implementation, on seeded weights.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use mobilesam_model::layers::Weights;
+use mobilesam_model::tiny_vit::TinyVit;
+
+fn relative_l2(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("values");
+    let b = b
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("values");
+    common::relative_l2(&a, &b)
+}
+
+#[test]
+fn encoder_matches_tensor_ops() {
+    let checkpoint = common::seeded_checkpoint();
+    let w = Weights::new(&checkpoint, &Device::Cpu).pp("image_encoder");
+    let fast = TinyVit::load(&w).expect("fast encoder");
+    let reference = TinyVit::load_tensor_ops(&w).expect("reference encoder");
+    // A smooth image with some texture, zero padding at the bottom as preprocessing leaves.
+    let x = Tensor::arange(0f32, (3 * 1024 * 1024) as f32, &Device::Cpu)
+        .and_then(|t| t.reshape((1, 3, 1024, 1024)))
+        .and_then(|t| (t * 0.0007)?.sin())
+        .and_then(|t| t.narrow(2, 0, 900)?.pad_with_zeros(2, 0, 124))
+        .expect("input");
+    let mut fast_stages = Vec::new();
+    let fast_out = fast
+        .forward_stages(&x, &mut |name, t| {
+            fast_stages.push((name.to_string(), t.clone()))
+        })
+        .expect("fast forward");
+    let mut ref_stages = Vec::new();
+    let ref_out = reference
+        .forward_stages(&x, &mut |name, t| {
+            ref_stages.push((name.to_string(), t.clone()))
+        })
+        .expect("reference forward");
+    assert_eq!(fast_stages.len(), ref_stages.len());
+    for ((name, a), (ref_name, b)) in fast_stages.iter().zip(&ref_stages) {
+        assert_eq!(name, ref_name);
+        assert_eq!(a.dims(), b.dims(), "{name}");
+        let err = relative_l2(a, b);
+        eprintln!("{name}: relative L2 {err:.2e}");
+        assert!(err < 1e-5, "{name}: relative L2 {err}");
+    }
+    assert_eq!(fast_out.dims(), &[1, 256, 64, 64]);
+    let err = relative_l2(&fast_out, &ref_out);
+    eprintln!("embedding: relative L2 {err:.2e}");
+    assert!(err < 1e-5, "embedding: relative L2 {err}");
+}
+
+#[test]
+fn decoder_matches_tensor_ops() {
+    use mobilesam_model::{BoxPrompt, ObjectPrompt, Point, Sam};
+    let checkpoint = common::seeded_checkpoint();
+    let fast = Sam::from_checkpoint(&checkpoint, &Device::Cpu).expect("fast model");
+    let reference =
+        Sam::from_checkpoint_tensor_ops(&checkpoint, &Device::Cpu).expect("reference model");
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 253) as u8])
+    });
+    let embedding = fast.embed(&image).expect("embeds");
+    let point = |x: f32, y: f32, label: i32| Point { x, y, label };
+    let mut objects = vec![
+        ObjectPrompt {
+            points: vec![point(320.0, 240.0, 1)],
+            ..ObjectPrompt::default()
+        },
+        ObjectPrompt {
+            points: vec![point(100.0, 50.0, 1), point(400.0, 300.0, 0)],
+            bbox: Some(BoxPrompt {
+                x1: 50.0,
+                y1: 20.0,
+                x2: 500.0,
+                y2: 400.0,
+            }),
+            ..ObjectPrompt::default()
+        },
+    ];
+    for multimask in [false, true] {
+        let ours = fast
+            .decode_raw(&embedding, &objects, multimask)
+            .expect("fast");
+        let theirs = reference
+            .decode_raw(&embedding, &objects, multimask)
+            .expect("reference");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a.low_res_logits.len(), b.low_res_logits.len());
+            for (x, y) in a.low_res_logits.iter().zip(&b.low_res_logits) {
+                let err = common::relative_l2(x, y);
+                eprintln!("multimask {multimask}: logits relative L2 {err:.2e}");
+                assert!(err < 1e-4, "logits relative L2 {err}");
+            }
+            for (x, y) in a.scores.iter().zip(&b.scores) {
+                assert!((x - y).abs() < 1e-4, "score {x} vs {y}");
+            }
+        }
+    }
+    // A previous mask as input.
+    let previous = fast
+        .decode_raw(&embedding, &objects[..1], false)
+        .expect("first pass");
+    objects[0].mask_input = Some(previous[0].low_res_logits[0].clone());
+    let ours = fast
+        .decode_raw(&embedding, &objects[..1], false)
+        .expect("fast");
+    let theirs = reference
+        .decode_raw(&embedding, &objects[..1], false)
+        .expect("reference");
+    let err = common::relative_l2(&ours[0].low_res_logits[0], &theirs[0].low_res_logits[0]);
+    eprintln!("mask input: logits relative L2 {err:.2e}");
+    assert!(err < 1e-4, "mask input: logits relative L2 {err}");
+}
+
+#[test]
+fn encoder_buffers_are_kept_and_released() {
+    let sam = common::seeded_sam();
+    let image = image::RgbImage::from_pixel(64, 48, image::Rgb([120, 80, 40]));
+    assert_eq!(sam.image_encoder().cached_buffer_bytes(), 0);
+    let first = sam.embed(&image).expect("embeds");
+    let kept = sam.image_encoder().cached_buffer_bytes();
+    eprintln!("activation buffers kept: {} MB", kept >> 20);
+    assert!(kept > 0);
+    sam.image_encoder().release_buffers();
+    assert_eq!(sam.image_encoder().cached_buffer_bytes(), 0);
+    let second = sam.embed(&image).expect("embeds again");
+    let a = first
+        .features
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("values");
+    let b = second
+        .features
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("values");
+    assert_eq!(a, b, "reused buffers give the same embedding");
+}
