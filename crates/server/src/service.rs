@@ -69,4 +69,40 @@ impl SegmentAnything for SegmentService {
         metrics::record_request(RequestKind::ModelInfo, code, started.elapsed());
         result.map(Response::new).map_err(|e| e.to_status())
     }
+
+    // PLACEHOLDER(issue 5): the GenerateMasks RPC is being built.
+    type GenerateMasksStream = ReceiverStream<Result<v1::GenerateMasksResponse, Status>>;
+
+    /// Segment everything; see the proto.
+    async fn generate_masks(
+        &self,
+        _request: Request<v1::GenerateMasksRequest>,
+    ) -> Result<Response<Self::GenerateMasksStream>, Status> {
+        Err(Status::unimplemented("GenerateMasks is not built yet"))
+    }
+
+    // PLACEHOLDER(issue 7): the unary session RPCs are being built.
+    /// Unary SetImage; see the proto.
+    async fn set_image(
+        &self,
+        _request: Request<v1::SetImage>,
+    ) -> Result<Response<v1::ImageReady>, Status> {
+        Err(Status::unimplemented("SetImage is not built yet"))
+    }
+
+    /// Unary Predict; see the proto.
+    async fn predict(
+        &self,
+        _request: Request<v1::PredictRequest>,
+    ) -> Result<Response<v1::Masks>, Status> {
+        Err(Status::unimplemented("Predict is not built yet"))
+    }
+
+    /// CloseSession; see the proto.
+    async fn close_session(
+        &self,
+        _request: Request<v1::CloseSessionRequest>,
+    ) -> Result<Response<v1::CloseSessionResponse>, Status> {
+        Err(Status::unimplemented("CloseSession is not built yet"))
+    }
 }

@@ -139,6 +139,13 @@ impl Reader {
                     None => return End::ClientGone,
                 },
                 Some(Kind::Prompt(prompt)) => self.prompt(&prompt, started),
+                // PLACEHOLDER(issue 5): segment everything on the stream is being built.
+                Some(Kind::GenerateMasks(generate)) => Answer::failed(
+                    generate.request_id,
+                    RequestKind::Empty,
+                    &RequestError::Internal("GenerateMasks on the stream is not built yet".into()),
+                    started,
+                ),
                 None => Answer::failed(
                     0,
                     RequestKind::Empty,
