@@ -6,11 +6,11 @@
 //! tensor and both shapes.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::checkpoint_torch::read_torch_zip;
 use crate::error::{ModelError, Result};
 
 /// The state_dict of a SAM checkpoint, tensors on the host.
@@ -42,14 +42,21 @@ impl Checkpoint {
             path: shown.clone(),
             source,
         })?;
+        Self::from_bytes(&bytes, &shown)
+    }
+
+    /// Reads a checkpoint already in memory, as [`Checkpoint::load`]; `shown` names it in
+    /// errors. Malformed input gives [`ModelError::Checkpoint`], and nothing allocated
+    /// while reading is larger than `bytes`: a zip entry or tensor claiming more is refused.
+    pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Self> {
         let bad = |reason: String| ModelError::Checkpoint {
-            path: shown.clone(),
+            path: shown.to_string(),
             reason,
         };
         let tensors = if bytes.starts_with(b"PK\x03\x04") {
-            read_torch_zip(path).map_err(bad)?
+            read_torch_zip(bytes).map_err(bad)?
         } else if bytes.len() > 8 {
-            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
                 .map_err(|e| bad(format!("neither a torch.save zip nor safetensors ({e})")))?
         } else {
             return Err(bad("file is too short to be a checkpoint".into()));
@@ -149,102 +156,4 @@ fn to_host_dtype(t: Tensor) -> Result<Tensor> {
         DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
         _ => t,
     })
-}
-
-/// Reads every tensor of a `torch.save` zip: the pickle says which storage file, offset,
-/// shape and strides each tensor has; views of one storage and non-contiguous strides
-/// are gathered into contiguous tensors.
-fn read_torch_zip(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
-    let infos =
-        candle_core::pickle::read_pth_tensor_info(path, false, None).map_err(|e| e.to_string())?;
-    if infos.is_empty() {
-        return Err("the pickle holds no tensors (expected a state_dict)".into());
-    }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut tensors = HashMap::with_capacity(infos.len());
-    for info in infos {
-        if !storages.contains_key(&info.path) {
-            let mut entry = zip
-                .by_name(&info.path)
-                .map_err(|e| format!("tensor `{}`: storage {}: {e}", info.name, info.path))?;
-            let mut buf = Vec::with_capacity(entry.size().min(1 << 31) as usize);
-            entry
-                .read_to_end(&mut buf)
-                .map_err(|e| format!("tensor `{}`: {e}", info.name))?;
-            storages.insert(info.path.clone(), buf);
-        }
-        let storage = &storages[&info.path];
-        let tensor = tensor_from_storage(storage, &info)
-            .map_err(|e| format!("tensor `{}`: {e}", info.name))?;
-        tensors.insert(info.name, tensor);
-    }
-    Ok(tensors)
-}
-
-/// Builds one contiguous tensor from a little-endian storage blob and a strided layout.
-fn tensor_from_storage(
-    storage: &[u8],
-    info: &candle_core::pickle::TensorInfo,
-) -> std::result::Result<Tensor, String> {
-    let elem = info.dtype.size_in_bytes();
-    let n_storage = storage.len() / elem;
-    let layout = &info.layout;
-    let dims = layout.dims().to_vec();
-    let strides = layout.stride().to_vec();
-    // candle's pickle reader records the storage offset in bytes.
-    let offset = layout.start_offset() / elem;
-    // The largest flat index the view touches must lie inside the storage.
-    let mut max_index = offset;
-    for (d, s) in dims.iter().zip(&strides) {
-        if *d == 0 {
-            return Tensor::zeros(dims.as_slice(), info.dtype, &Device::Cpu)
-                .map_err(|e| e.to_string());
-        }
-        max_index = max_index
-            .checked_add((d - 1).checked_mul(*s).ok_or("stride overflow")?)
-            .ok_or("stride overflow")?;
-    }
-    if max_index >= n_storage {
-        return Err(format!(
-            "view reaches element {max_index} of a storage of {n_storage} elements"
-        ));
-    }
-    let flat = Tensor::from_raw_buffer(
-        &storage[..n_storage * elem],
-        info.dtype,
-        &[n_storage],
-        &Device::Cpu,
-    )
-    .map_err(|e| e.to_string())?;
-    let numel: usize = dims.iter().product();
-    if layout.is_contiguous() {
-        return flat
-            .narrow(0, offset, numel)
-            .and_then(|t| t.reshape(dims.as_slice()))
-            .map_err(|e| e.to_string());
-    }
-    let mut indexes = Vec::with_capacity(numel);
-    let mut counter = vec![0usize; dims.len()];
-    for _ in 0..numel {
-        let idx = offset
-            + counter
-                .iter()
-                .zip(&strides)
-                .map(|(c, s)| c * s)
-                .sum::<usize>();
-        indexes.push(idx as u32);
-        for axis in (0..dims.len()).rev() {
-            counter[axis] += 1;
-            if counter[axis] < dims[axis] {
-                break;
-            }
-            counter[axis] = 0;
-        }
-    }
-    let indexes = Tensor::from_vec(indexes, numel, &Device::Cpu).map_err(|e| e.to_string())?;
-    flat.index_select(&indexes, 0)
-        .and_then(|t| t.reshape(dims.as_slice()))
-        .map_err(|e| e.to_string())
 }

@@ -9,6 +9,8 @@
 
 pub mod amg;
 pub mod checkpoint;
+mod checkpoint_pickle;
+mod checkpoint_torch;
 pub mod cpu;
 pub mod device;
 pub mod error;
