@@ -293,8 +293,16 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let out_ch = self.weight.dim(0)?;
-        let y = if self.groups > 1 && self.groups == out_ch && x.device().is_cpu() {
+        let depthwise = self.groups > 1 && self.groups == out_ch;
+        let y = if depthwise && x.device().is_cpu() {
             crate::layers::depthwise::conv2d_depthwise(x, &self.weight, self.stride, self.padding)?
+        } else if depthwise {
+            crate::layers::depthwise::conv2d_depthwise_shifted(
+                x,
+                &self.weight,
+                self.stride,
+                self.padding,
+            )?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?
         };
