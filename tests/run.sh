@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Installs what it needs, then runs
 # formatting and lint checks, every Rust test (unit, parity with the reference, CLI, real
-# server on loopback), the Python grpcio client against the real server binary, and the
+# server on loopback), the Python grpcio client against the real server binary, the web
+# page in headless Chromium, and the
 # deployment checks (manifest validation, three replicas behind nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,10 @@ weights=target/test-weights/seeded.safetensors
 target/debug/mobilesam seeded-checkpoint --manifest tests/fixtures/weights_manifest.json --output "$weights"
 MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
   "$venv/bin/python" -m pytest -q tests/python
+
+step "web page: committed build is current; annotation in headless Chromium"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  bash tests/web/run.sh
 
 step "deployment files: kustomize render, Kubernetes schemas, checkov, hadolint"
 bash tests/deploy/validate.sh

@@ -89,6 +89,10 @@ pub struct ServerConfig {
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "MOBILESAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Browser clients: CORS origins and the annotation page.
+    #[command(flatten)]
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::Text,
+            web: crate::web::WebConfig::default(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
 //! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (bounded
 //! encode/decode queues, decodes first) -> [`worker`] (one model per worker thread) ->
-//! [`convert`] (results to messages). [`session`] caches embeddings for resuming,
+//! [`convert`] (results to messages). [`unary`] answers the same work as single calls
+//! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
 //! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
 pub mod config;
@@ -20,7 +21,9 @@ pub mod session;
 pub mod shutdown;
 pub mod state;
 pub mod stream;
+pub mod unary;
 pub mod validate;
+pub mod web;
 pub mod worker;
 
 pub use config::{DeviceSpec, LogFormat, ServerConfig};

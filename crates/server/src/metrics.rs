@@ -86,6 +86,8 @@ pub enum RequestKind {
     Prompt,
     /// `GetModelInfo`.
     ModelInfo,
+    /// `CloseSession`.
+    CloseSession,
     /// A `SegmentRequest` with neither field set.
     Empty,
 }
@@ -98,6 +100,7 @@ impl RequestKind {
             Self::Resume => "resume",
             Self::Prompt => "prompt",
             Self::ModelInfo => "model_info",
+            Self::CloseSession => "close_session",
             Self::Empty => "empty",
         }
     }

@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_web::GrpcWebLayer;
 use tracing::{info, warn};
 
 use crate::config::ServerConfig;
@@ -86,14 +88,24 @@ pub async fn serve(
     let segment = SegmentAnythingServer::new(SegmentService::new(Arc::clone(&state)))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    // Browsers: gRPC-web over HTTP/1.1 and the page at `/` on the same port (see `web`).
+    // The gRPC-web translation wraps the gRPC routes only (it answers 400 to any other
+    // HTTP/1.1 request).
+    let cors = config.web.cors()?;
+    let grpc_routes = Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(segment)
+        .into_axum_router()
+        .layer(GrpcWebLayer::new());
+    let routes = Routes::from(config.web.add_page(grpc_routes));
     let mut grpc = tokio::spawn(
         Server::builder()
+            .accept_http1(true)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(segment)
+            .layer(cors)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(grpc_listener),
                 state.shutdown.clone().cancelled_owned(),

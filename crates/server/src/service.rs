@@ -12,7 +12,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::error::RequestError;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
-use crate::stream;
+use crate::{stream, unary};
 
 /// Answers buffered between a stream's writer and the transport.
 const OUTBOUND_BUFFER: usize = 16;
@@ -81,28 +81,35 @@ impl SegmentAnything for SegmentService {
         Err(Status::unimplemented("GenerateMasks is not built yet"))
     }
 
-    // PLACEHOLDER(issue 7): the unary session RPCs are being built.
-    /// Unary SetImage; see the proto.
+    /// Unary SetImage; see [`unary::set_image`].
     async fn set_image(
         &self,
-        _request: Request<v1::SetImage>,
+        request: Request<v1::SetImage>,
     ) -> Result<Response<v1::ImageReady>, Status> {
-        Err(Status::unimplemented("SetImage is not built yet"))
+        unary::set_image(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 
-    /// Unary Predict; see the proto.
+    /// Unary Predict; see [`unary::predict`].
     async fn predict(
         &self,
-        _request: Request<v1::PredictRequest>,
+        request: Request<v1::PredictRequest>,
     ) -> Result<Response<v1::Masks>, Status> {
-        Err(Status::unimplemented("Predict is not built yet"))
+        unary::predict(&self.state, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 
-    /// CloseSession; see the proto.
+    /// CloseSession; see [`unary::close_session`].
     async fn close_session(
         &self,
-        _request: Request<v1::CloseSessionRequest>,
+        request: Request<v1::CloseSessionRequest>,
     ) -> Result<Response<v1::CloseSessionResponse>, Status> {
-        Err(Status::unimplemented("CloseSession is not built yet"))
+        unary::close_session(&self.state, request.get_ref())
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 }

@@ -174,6 +174,11 @@ impl<T> SessionStore<T> {
         self.remove_if(id, |_| true);
     }
 
+    /// Drops `id` (a client closed its session); false when it was not cached.
+    pub fn close(&self, id: &str) -> bool {
+        self.remove_if(id, |_| true)
+    }
+
     fn remove_if(&self, id: &str, condition: impl FnOnce(&Entry<T>) -> bool) -> bool {
         match self.entries.remove_if(id, |_, entry| condition(entry)) {
             Some((_, entry)) => {

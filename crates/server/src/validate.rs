@@ -59,7 +59,9 @@ pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
     }
 }
 
-fn check_session_id(id: &str) -> Result<(), RequestError> {
+/// Checks a client-chosen session id: at most [`MAX_SESSION_ID_LEN`] characters of
+/// `A-Z a-z 0-9 - _ . :`.
+pub fn check_session_id(id: &str) -> Result<(), RequestError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
     if id.len() > MAX_SESSION_ID_LEN || !id.chars().all(allowed) {
         return Err(RequestError::InvalidArgument(format!(

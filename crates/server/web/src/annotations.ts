@@ -1,0 +1,133 @@
+// The annotation state: objects with their clicks and masks, and an undo history.
+import { decodeRle, type BinaryMask } from "./rle";
+
+/** A click prompt in image pixels; label 1 foreground, 0 background. */
+export interface ClickPoint {
+  x: number;
+  y: number;
+  label: 0 | 1;
+}
+
+/** A box prompt in image pixels: x1, y1, x2, y2. */
+export type BoxCorners = [number, number, number, number];
+
+/** One mask the server returned. */
+export interface MaskCandidate {
+  score: number;
+  area: number;
+  /** COCO [x, y, width, height]. */
+  bbox: [number, number, number, number];
+  rle: { size: number[]; counts: string };
+  /** 256x256 float32 little-endian logits, for the next video frame's mask_input. */
+  lowResLogits: Uint8Array;
+  mask: BinaryMask;
+}
+
+/** One annotated object. */
+export interface AnnotatedObject {
+  id: number;
+  color: [number, number, number];
+  points: ClickPoint[];
+  box: BoxCorners | null;
+  candidates: MaskCandidate[];
+  chosen: number;
+}
+
+const PALETTE: [number, number, number][] = [
+  [30, 144, 255],
+  [255, 99, 71],
+  [50, 205, 50],
+  [255, 215, 0],
+  [186, 85, 211],
+  [0, 206, 209],
+  [255, 140, 0],
+  [199, 21, 133],
+];
+
+/** Mask fields as they come off the wire (protobuf-es messages). */
+export interface WireMask {
+  score: number;
+  area: bigint;
+  bbox?: { x1: number; y1: number; x2: number; y2: number };
+  rle?: { size: number[]; counts: string };
+  lowResLogits: Uint8Array;
+}
+
+/** A wire mask with its pixels decoded. */
+export function toCandidate(mask: WireMask): MaskCandidate {
+  const rle = { size: [...(mask.rle?.size ?? [0, 0])], counts: mask.rle?.counts ?? "" };
+  const b = mask.bbox ?? { x1: 0, y1: 0, x2: 0, y2: 0 };
+  return {
+    score: mask.score,
+    area: Number(mask.area),
+    bbox: [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1],
+    rle,
+    lowResLogits: mask.lowResLogits,
+    mask: decodeRle(rle.size, rle.counts),
+  };
+}
+
+/** The objects of the current image, the selected one, and the undo history. */
+export class Annotations {
+  objects: AnnotatedObject[] = [];
+  current = -1;
+  private history: string[] = [];
+  private nextId = 1;
+
+  /** The selected object, created on first use. */
+  active(): AnnotatedObject {
+    if (this.current < 0 || this.current >= this.objects.length) this.addObject();
+    return this.objects[this.current];
+  }
+
+  /** Starts a new object with the next colour and selects it. */
+  addObject(): AnnotatedObject {
+    const id = this.nextId++;
+    const object: AnnotatedObject = {
+      id,
+      color: PALETTE[(id - 1) % PALETTE.length],
+      points: [],
+      box: null,
+      candidates: [],
+      chosen: 0,
+    };
+    this.objects.push(object);
+    this.current = this.objects.length - 1;
+    return object;
+  }
+
+  /** Remembers the state before a change, for `undo`. */
+  checkpoint(): void {
+    this.history.push(
+      JSON.stringify({ objects: this.objects, current: this.current, nextId: this.nextId }, (_k, v) =>
+        v instanceof Uint8Array ? { __bytes: Array.from(v) } : v,
+      ),
+    );
+  }
+
+  /** Goes back to the state of the last checkpoint; false when there is none. */
+  undo(): boolean {
+    const snapshot = this.history.pop();
+    if (snapshot === undefined) return false;
+    const state = JSON.parse(snapshot, (_k, v) =>
+      v !== null && typeof v === "object" && "__bytes" in v ? new Uint8Array(v.__bytes) : v,
+    );
+    this.objects = state.objects;
+    this.current = state.current;
+    this.nextId = state.nextId;
+    return true;
+  }
+
+  /** Forgets every object and the history (a new image). */
+  clear(): void {
+    this.objects = [];
+    this.current = -1;
+    this.history = [];
+    this.nextId = 1;
+  }
+
+  /** The chosen mask of an object, if it has one. */
+  static chosenMask(object: AnnotatedObject): MaskCandidate | undefined {
+    return object.candidates[object.chosen];
+  }
+}

@@ -1,0 +1,331 @@
+// The annotation page: open an image or a video, click to segment, export.
+import "./style.css";
+import { ConnectError } from "@connectrpc/connect";
+import { Annotations, toCandidate, type AnnotatedObject, type BoxCorners } from "./annotations";
+import { connect } from "./client";
+import { download, toCoco, toYolo, type ImageInfo } from "./export";
+import { drawMasks, drawPrompts } from "./overlay";
+import { canvasPng, FrameSource } from "./video";
+
+/** A drag longer than this (in screen pixels) is a box, shorter a click. */
+const DRAG_THRESHOLD = 6;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+const client = connect();
+const annotations = new Annotations();
+const imageCanvas = $<HTMLCanvasElement>("image-canvas");
+const overlayCanvas = $<HTMLCanvasElement>("overlay-canvas");
+const promptCanvas = $<HTMLCanvasElement>("prompt-canvas");
+const status = $<HTMLSpanElement>("status");
+
+let sessionId = "";
+let image: ImageInfo | null = null;
+let frames: FrameSource | null = null;
+let playing = false;
+let predictions = 0;
+/** Serialises server calls: clicks queue behind the one in flight. */
+let queue: Promise<void> = Promise.resolve();
+
+function setStatus(text: string, error = false): void {
+  status.textContent = text;
+  status.classList.toggle("error", error);
+}
+
+function describe(error: unknown): string {
+  return error instanceof ConnectError ? `${error.code}: ${error.rawMessage}` : String(error);
+}
+
+/** Runs `task` after the server calls already queued; errors go to the status line. */
+function enqueue(task: () => Promise<void>): Promise<void> {
+  document.body.dataset.busy = "1";
+  queue = queue
+    .then(task)
+    .catch((error) => setStatus(describe(error), true))
+    .finally(() => {
+      document.body.dataset.busy = "0";
+    });
+  return queue;
+}
+
+function showLatency(id: string, ms: number | null): void {
+  $(id).textContent = ms === null ? "–" : `${ms.toFixed(1)} ms`;
+}
+
+function resizeCanvases(width: number, height: number): void {
+  for (const canvas of [imageCanvas, overlayCanvas, promptCanvas]) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+}
+
+function redraw(dragging: BoxCorners | null = null): void {
+  drawMasks(overlayCanvas, annotations.objects);
+  drawPrompts(promptCanvas, annotations.objects, dragging);
+  renderObjects();
+  renderCandidates();
+}
+
+function renderObjects(): void {
+  const list = $<HTMLOListElement>("objects");
+  list.replaceChildren(
+    ...annotations.objects.map((object, index) => {
+      const item = document.createElement("li");
+      const [r, g, b] = object.color;
+      item.style.borderLeft = `12px solid rgb(${r}, ${g}, ${b})`;
+      item.classList.toggle("active", index === annotations.current);
+      const mask = Annotations.chosenMask(object);
+      item.textContent = `object ${object.id}: ${object.points.length} points${object.box ? ", box" : ""}${
+        mask ? `, ${mask.area} px` : ""
+      }`;
+      item.onclick = () => {
+        annotations.current = index;
+        redraw();
+      };
+      return item;
+    }),
+  );
+}
+
+function renderCandidates(): void {
+  const box = $<HTMLDivElement>("candidates");
+  const object = annotations.objects[annotations.current];
+  if (!object) {
+    box.replaceChildren();
+    return;
+  }
+  box.replaceChildren(
+    ...object.candidates.map((candidate, index) => {
+      const button = document.createElement("button");
+      button.className = "candidate";
+      button.classList.toggle("chosen", index === object.chosen);
+      button.textContent = `#${index + 1} score ${candidate.score.toFixed(3)} · ${candidate.area} px`;
+      button.onclick = () => {
+        annotations.checkpoint();
+        object.chosen = index;
+        redraw();
+      };
+      return button;
+    }),
+  );
+}
+
+/** Sends `bytes` as the session's image (a new session, or the next frame of this one). */
+async function setImage(bytes: Uint8Array): Promise<void> {
+  const started = performance.now();
+  const ready = await client.setImage({ image: bytes, sessionId });
+  sessionId = ready.sessionId;
+  showLatency("lat-encode", ready.encodeMs);
+  showLatency("lat-round-trip", performance.now() - started);
+  document.body.dataset.sessionId = sessionId;
+}
+
+/** Asks for `object`'s masks with its clicks (and `maskInput`, on video frames). */
+async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise<void> {
+  if (!sessionId) throw new Error("open an image first");
+  if (object.points.length === 0 && !object.box) {
+    object.candidates = [];
+    return;
+  }
+  const multimask = $<HTMLInputElement>("multimask").checked && !maskInput;
+  const started = performance.now();
+  const masks = await client.predict({
+    sessionId,
+    prompt: {
+      requestId: BigInt(++predictions),
+      multimaskOutput: multimask,
+      returnLowResLogits: true,
+      objects: [
+        {
+          points: object.points,
+          box: object.box
+            ? { x1: object.box[0], y1: object.box[1], x2: object.box[2], y2: object.box[3] }
+            : undefined,
+          maskInput: maskInput ?? new Uint8Array(),
+        },
+      ],
+    },
+  });
+  const roundTrip = performance.now() - started;
+  object.candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
+  object.chosen = object.candidates.reduce(
+    (best, candidate, index, all) => (candidate.score > all[best].score ? index : best),
+    0,
+  );
+  showLatency("lat-decode", masks.decodeMs);
+  showLatency("lat-round-trip", roundTrip);
+  document.body.dataset.predictions = String(predictions);
+}
+
+async function openImage(file: File): Promise<void> {
+  frames = null;
+  $("video-controls").hidden = true;
+  const bitmap = await createImageBitmap(file);
+  resizeCanvases(bitmap.width, bitmap.height);
+  imageCanvas.getContext("2d")?.drawImage(bitmap, 0, 0);
+  image = { fileName: file.name, width: bitmap.width, height: bitmap.height };
+  await startSession(new Uint8Array(await file.arrayBuffer()));
+}
+
+async function openVideo(file: File): Promise<void> {
+  frames = await FrameSource.open($<HTMLVideoElement>("video"), file, fpsSetting());
+  $("video-controls").hidden = false;
+  await frames.show(0, imageCanvas);
+  resizeCanvases(imageCanvas.width, imageCanvas.height);
+  await frames.show(0, imageCanvas);
+  image = { fileName: frameName(file.name, 0), width: imageCanvas.width, height: imageCanvas.height };
+  videoName = file.name;
+  await startSession(await canvasPng(imageCanvas));
+  showFrameLabel();
+}
+
+let videoName = "";
+
+function frameName(video: string, index: number): string {
+  return `${video.replace(/\.[^.]*$/, "")}_frame${String(index).padStart(5, "0")}.png`;
+}
+
+function fpsSetting(): number {
+  const value = Number($<HTMLInputElement>("fps").value);
+  return Number.isFinite(value) && value > 0 ? Math.min(value, 30) : 5;
+}
+
+function showFrameLabel(): void {
+  if (frames) $("frame-label").textContent = `frame ${frames.index + 1} / ${frames.frameCount}`;
+}
+
+async function startSession(bytes: Uint8Array): Promise<void> {
+  if (sessionId) {
+    const old = sessionId;
+    sessionId = "";
+    client.closeSession({ sessionId: old }).catch(() => undefined);
+  }
+  annotations.clear();
+  redraw();
+  setStatus("encoding…");
+  await setImage(bytes);
+  setStatus(`ready: ${image?.width}×${image?.height}; click to segment`);
+}
+
+/** Moves to frame `index`: sets it as the session's image, then re-predicts every object
+ * with its clicks and the previous frame's low-res logits, so objects follow. */
+async function gotoFrame(index: number): Promise<void> {
+  if (!frames) return;
+  await frames.show(index, imageCanvas);
+  image = { fileName: frameName(videoName, frames.index), width: imageCanvas.width, height: imageCanvas.height };
+  await setImage(await canvasPng(imageCanvas));
+  for (const object of annotations.objects) {
+    const previous = Annotations.chosenMask(object)?.lowResLogits;
+    await predict(object, previous && previous.length > 0 ? previous : undefined);
+  }
+  redraw();
+  showFrameLabel();
+  setStatus(`frame ${frames.index + 1}`);
+}
+
+async function play(): Promise<void> {
+  playing = !playing;
+  $("play").textContent = playing ? "pause" : "play";
+  while (playing && frames && frames.index < frames.frameCount - 1) {
+    const started = performance.now();
+    await enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
+    const wait = 1000 / fpsSetting() - (performance.now() - started);
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  playing = false;
+  $("play").textContent = "play";
+}
+
+// ---- pointer input: click = point, drag = box ----
+
+function toImage(event: PointerEvent): [number, number] {
+  const rect = promptCanvas.getBoundingClientRect();
+  return [
+    ((event.clientX - rect.left) * promptCanvas.width) / rect.width,
+    ((event.clientY - rect.top) * promptCanvas.height) / rect.height,
+  ];
+}
+
+let pressed: { screen: [number, number]; image: [number, number]; button: number } | null = null;
+
+promptCanvas.addEventListener("contextmenu", (event) => event.preventDefault());
+promptCanvas.addEventListener("pointerdown", (event) => {
+  if (!image) return;
+  promptCanvas.setPointerCapture(event.pointerId);
+  pressed = { screen: [event.clientX, event.clientY], image: toImage(event), button: event.button };
+});
+promptCanvas.addEventListener("pointermove", (event) => {
+  if (!pressed || pressed.button !== 0) return;
+  const [x, y] = toImage(event);
+  drawPrompts(promptCanvas, annotations.objects, corners(pressed.image, [x, y]));
+});
+promptCanvas.addEventListener("pointerup", (event) => {
+  if (!pressed) return;
+  const start = pressed;
+  pressed = null;
+  const end = toImage(event);
+  const dragged = Math.hypot(event.clientX - start.screen[0], event.clientY - start.screen[1]) > DRAG_THRESHOLD;
+  annotations.checkpoint();
+  const object = annotations.active();
+  if (dragged && start.button === 0) {
+    object.box = corners(start.image, end);
+  } else {
+    object.points.push({ x: start.image[0], y: start.image[1], label: start.button === 2 ? 0 : 1 });
+  }
+  redraw();
+  void enqueue(async () => {
+    await predict(object);
+    redraw();
+    setStatus(`object ${object.id}: ${Annotations.chosenMask(object)?.area ?? 0} px`);
+  });
+});
+
+function corners(a: [number, number], b: [number, number]): BoxCorners {
+  return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+}
+
+// ---- buttons ----
+
+$<HTMLInputElement>("file").addEventListener("change", (event) => {
+  const file = (event.target as HTMLInputElement).files?.[0];
+  if (!file) return;
+  void enqueue(() => (file.type.startsWith("video/") ? openVideo(file) : openImage(file)));
+});
+$("new-object").onclick = () => {
+  annotations.checkpoint();
+  annotations.addObject();
+  redraw();
+};
+$("undo").onclick = () => undo();
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "z") undo();
+  if (event.key === "n" && !(event.target instanceof HTMLInputElement)) $("new-object").click();
+});
+function undo(): void {
+  if (annotations.undo()) redraw();
+}
+$("export-coco").onclick = () => {
+  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".coco.json", toCoco(image, annotations.objects), "application/json");
+};
+$("export-yolo").onclick = () => {
+  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(annotations.objects), "text/plain");
+};
+$("prev-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) - 1));
+$("next-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
+$("play").onclick = () => void play();
+
+document.body.dataset.busy = "0";
+document.body.dataset.predictions = "0";
+
+/** Read-only view for tests and the console: the objects and the session. */
+(window as unknown as { mobilesam: object }).mobilesam = {
+  objects: () =>
+    annotations.objects.map((o) => ({
+      id: o.id,
+      points: o.points,
+      box: o.box,
+      chosen: o.chosen,
+      rle: Annotations.chosenMask(o)?.rle,
+    })),
+  sessionId: () => sessionId,
+};

@@ -1,0 +1,344 @@
+// The annotation page in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core) against the real `mobilesam serve` on a loopback port.
+//
+// Needs MOBILESAM_BIN (the built binary) and MOBILESAM_TEST_CHECKPOINT (seeded weights from
+// `mobilesam seeded-checkpoint`). The masks the page draws are checked pixel by pixel
+// against `mobilesam segment` for the same clicks; artefacts (screenshot, exports) go to
+// target/web-artifacts/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const bin = process.env.MOBILESAM_BIN ?? join(root, "target/debug/mobilesam");
+const checkpoint =
+  process.env.MOBILESAM_TEST_CHECKPOINT ?? join(root, "target/test-weights/seeded.safetensors");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const artifacts = join(root, "target/web-artifacts");
+const fixture = join(root, "tests/fixtures/images/chelsea.png");
+const WIDTH = 451;
+const HEIGHT = 300;
+const TIMEOUT = 180_000;
+
+let server;
+let baseUrl;
+let browser;
+
+/** Starts `mobilesam serve` and resolves with its address once it is serving. */
+function startServer() {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
+  );
+  const child = spawn(
+    bin,
+    [
+      "serve",
+      "--checkpoint", checkpoint,
+      "--addr", "127.0.0.1:0",
+      "--metrics-addr", "127.0.0.1:0",
+      "--workers", "1",
+      "--log-format", "json",
+    ],
+    { env: { ...env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const logs = [];
+  return new Promise((resolvePromise, reject) => {
+    let addr = null;
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join("\n")}`)), TIMEOUT);
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${logs.join("\n")}`)));
+    createInterface({ input: child.stderr }).on("line", (line) => {
+      logs.push(line);
+      let json;
+      try {
+        json = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const message = json.fields?.message ?? "";
+      if (message.startsWith("gRPC") && json.fields.addr) addr = json.fields.addr;
+      if (message === "serving" && addr) {
+        clearTimeout(timer);
+        resolvePromise({ child, addr });
+      }
+    });
+  });
+}
+
+/** pycocotools' compressed counts string -> row-major 0/1 mask (an independent decoder). */
+function decodeRle(size, counts) {
+  const [h, w] = size;
+  const runs = [];
+  let p = 0;
+  while (p < counts.length) {
+    let x = 0;
+    let k = 0;
+    let more = true;
+    while (more) {
+      const c = counts.charCodeAt(p) - 48;
+      x += (c & 0x1f) * 2 ** (5 * k);
+      more = (c & 0x20) !== 0;
+      p++;
+      k++;
+      if (!more && (c & 0x10)) x -= 2 ** (5 * k);
+    }
+    if (runs.length > 2) x += runs[runs.length - 2];
+    runs.push(x);
+  }
+  const mask = new Uint8Array(w * h);
+  let i = 0;
+  runs.forEach((run, index) => {
+    for (let j = 0; j < run; j++, i++) {
+      if (index % 2 === 1) mask[(i % h) * w + Math.floor(i / h)] = 1;
+    }
+  });
+  assert.equal(i, w * h, "RLE runs cover the image");
+  return mask;
+}
+
+/** `mobilesam segment --multimask` for the page's clicks: the best-scoring mask, as the
+ * page picks it by default. */
+function segmentCli(points) {
+  const out = execFileSync(bin, [
+    "segment",
+    "--checkpoint", checkpoint,
+    "--image", fixture,
+    // One object: points nested three deep, labels two deep.
+    "--points", JSON.stringify([points.map((p) => [Math.fround(p.x), Math.fround(p.y)])]),
+    "--labels", JSON.stringify([points.map((p) => p.label)]),
+    "--multimask",
+  ], { env: { ...process.env, RUST_LOG: "error" } });
+  const masks = JSON.parse(out.toString()).objects[0].masks;
+  return masks.reduce((best, m) => (m.score > best.score ? m : best));
+}
+
+/** The overlay canvas as 0/1 per pixel (alpha > 0). */
+async function overlayMask(page) {
+  const alpha = await page.evaluate(() => {
+    const canvas = document.getElementById("overlay-canvas");
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const out = [];
+    for (let i = 3; i < data.length; i += 4) out.push(data[i] > 0 ? 1 : 0);
+    return out;
+  });
+  return Uint8Array.from(alpha);
+}
+
+function mismatches(a, b) {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
+  return n;
+}
+
+/** Clicks at image pixel (x, y) and waits for the prediction that follows. */
+async function clickImage(page, x, y, button) {
+  const before = Number(await page.getAttribute("body", "data-predictions"));
+  const box = await page.locator("#prompt-canvas").boundingBox();
+  await page.mouse.click(box.x + (x * box.width) / WIDTH, box.y + (y * box.height) / HEIGHT, { button });
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
+    before,
+    { timeout: TIMEOUT },
+  );
+}
+
+async function expectOverlayMatchesCli(page) {
+  const [object] = await page.evaluate(() => window.mobilesam.objects());
+  const reference = segmentCli(object.points);
+  const expected = decodeRle(reference.rle.size, reference.rle.counts);
+  assert.deepEqual(object.rle?.counts.slice(0, 40), reference.rle.counts.slice(0, 40), `page and CLI masks differ for ${JSON.stringify(object.points)}`);
+  assert.deepEqual(object.rle, reference.rle, "the page got the CLI mask for its clicks");
+  const drawn = await overlayMask(page);
+  const area = expected.reduce((s, v) => s + v, 0);
+  assert.ok(area > 0 && area < WIDTH * HEIGHT, `a partial reference mask (area ${area})`);
+  assert.equal(drawn.length, expected.length);
+  assert.equal(mismatches(drawn, expected), 0, "overlay pixels differ from the server's mask");
+  return { reference, drawn };
+}
+
+async function download(page, button, name) {
+  const [file] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
+  const path = join(artifacts, name);
+  await file.saveAs(path);
+  return readFileSync(path, "utf8");
+}
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  server = await startServer();
+  baseUrl = `http://${server.addr}`;
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    // No sandbox (CI runs as root); no background traffic (the network is closed).
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.child.kill("SIGTERM");
+});
+
+test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 10 * TIMEOUT }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(baseUrl + "/");
+  await page.setInputFiles("#file", fixture);
+  await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+    timeout: TIMEOUT,
+  });
+  assert.match(await page.textContent("#lat-encode"), /ms$/);
+
+  // Left click: a foreground point; the overlay is the server's best mask.
+  await clickImage(page, 200, 150, "left");
+  const first = await expectOverlayMatchesCli(page);
+  assert.equal(await page.locator("#candidates .candidate").count(), 3, "three multimask candidates");
+  assert.match(await page.textContent("#lat-decode"), /ms$/);
+  assert.match(await page.textContent("#lat-round-trip"), /ms$/);
+
+  // Right click: a background point refines the same object.
+  await clickImage(page, 60, 60, "right");
+  const [object] = await page.evaluate(() => window.mobilesam.objects());
+  assert.deepEqual(object.points.map((p) => p.label), [1, 0]);
+  const refined = await expectOverlayMatchesCli(page);
+  assert.notEqual(refined.reference.rle.counts, first.reference.rle.counts, "the refinement changed the mask");
+
+  // Export COCO JSON: the chosen mask's RLE, area and bbox as the server computed them.
+  const coco = JSON.parse(await download(page, "#export-coco", "chelsea.coco.json"));
+  assert.deepEqual(coco.images[0], { id: 1, file_name: "chelsea.png", width: WIDTH, height: HEIGHT });
+  assert.equal(coco.annotations.length, 1);
+  assert.deepEqual(coco.annotations[0].segmentation, refined.reference.rle);
+  assert.equal(coco.annotations[0].area, refined.reference.area);
+  assert.deepEqual(coco.annotations[0].bbox, refined.reference.bbox);
+  assert.deepEqual(coco.categories, [{ id: 1, name: "object" }]);
+
+  // Export YOLO segmentation labels: one polygon, normalised, inside the mask's box.
+  const yolo = (await download(page, "#export-yolo", "chelsea.txt")).trim().split("\n");
+  assert.equal(yolo.length, 1);
+  const [cls, ...coords] = yolo[0].split(" ");
+  assert.equal(cls, "0");
+  assert.ok(coords.length >= 6 && coords.length % 2 === 0, `polygon of ${coords.length / 2} points`);
+  const [bx, by, bw, bh] = refined.reference.bbox;
+  coords.map(Number).forEach((v, i) => {
+    const pixel = v * (i % 2 === 0 ? WIDTH : HEIGHT);
+    const [lo, hi] = i % 2 === 0 ? [bx, bx + bw] : [by, by + bh];
+    assert.ok(pixel >= lo - 1 && pixel <= hi + 1, `polygon point ${pixel} inside [${lo}, ${hi}]`);
+  });
+
+  // Another candidate can be picked; undo brings the pick back.
+  const candidates = page.locator("#candidates .candidate");
+  const chosenBefore = await page.evaluate(() => window.mobilesam.objects()[0].chosen);
+  const other = chosenBefore === 0 ? 1 : 0;
+  await candidates.nth(other).click();
+  assert.equal(await page.evaluate(() => window.mobilesam.objects()[0].chosen), other);
+  await page.click("#undo");
+  assert.equal(await page.evaluate(() => window.mobilesam.objects()[0].chosen), chosenBefore);
+  assert.equal(mismatches(await overlayMask(page), refined.drawn), 0);
+
+  // Undo the right click: the first mask is back.
+  await page.click("#undo");
+  assert.equal(mismatches(await overlayMask(page), first.drawn), 0, "undo restores the first mask");
+
+  // A second object gets its own colour.
+  await page.click("#new-object");
+  await clickImage(page, 380, 250, "left");
+  const colours = await page.evaluate(() => {
+    const canvas = document.getElementById("overlay-canvas");
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const seen = new Set();
+    for (let i = 0; i < data.length; i += 4) if (data[i + 3] > 0) seen.add(`${data[i]},${data[i + 1]},${data[i + 2]}`);
+    return [...seen];
+  });
+  assert.ok(colours.length >= 2, `two object colours drawn: ${colours}`);
+  assert.equal(await page.locator("#objects li").count(), 2);
+
+  await page.screenshot({ path: join(artifacts, "annotate.png"), fullPage: true });
+  assert.deepEqual(errors, [], "no page errors");
+  assert.doesNotMatch(await page.textContent("#status"), /invalid|not_found|unavailable/i);
+});
+
+/** A short WebM recorded in the browser: the fixture sliding right, 10 frames per second. */
+async function recordClip(page) {
+  const png = readFileSync(fixture).toString("base64");
+  const base64 = await page.evaluate(async (png) => {
+    const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+    const image = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    const canvas = document.createElement("canvas");
+    canvas.width = 320;
+    canvas.height = 240;
+    const context = canvas.getContext("2d");
+    const recorder = new MediaRecorder(canvas.captureStream(10), { mimeType: "video/webm;codecs=vp8" });
+    const chunks = [];
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    const stopped = new Promise((resolve) => (recorder.onstop = resolve));
+    context.drawImage(image, 0, 0);
+    recorder.start();
+    for (let frame = 0; frame < 15; frame++) {
+      context.drawImage(image, -frame * 4, 0);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    recorder.stop();
+    await stopped;
+    const buffer = new Uint8Array(await new Blob(chunks).arrayBuffer());
+    let text = "";
+    for (const b of buffer) text += String.fromCharCode(b);
+    return btoa(text);
+  }, png);
+  return Buffer.from(base64, "base64");
+}
+
+test("annotate a video: the object follows from frame to frame", { timeout: 10 * TIMEOUT }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(baseUrl + "/");
+  const clip = await recordClip(page);
+  assert.ok(clip.length > 1000, `a recorded clip (${clip.length} bytes)`);
+  await page.setInputFiles("#file", { name: "clip.webm", mimeType: "video/webm", buffer: clip });
+  await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+    timeout: TIMEOUT,
+  });
+  assert.equal(await page.isVisible("#video-controls"), true);
+  assert.match(await page.textContent("#frame-label"), /^frame 1 \//);
+  const session = await page.getAttribute("body", "data-session-id");
+
+  const box = await page.locator("#prompt-canvas").boundingBox();
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await page.waitForFunction(() => document.body.dataset.predictions === "1" && document.body.dataset.busy === "0");
+  const firstArea = await page.evaluate(() => window.mobilesam.objects()[0].rle);
+  assert.ok(firstArea, "a mask on the first frame");
+
+  // The next frame: SetImage on the same session, then the object re-predicted with the
+  // previous low-res logits (one mask, no candidates to pick).
+  await page.click("#next-frame");
+  await page.waitForFunction(() => document.body.dataset.predictions === "2" && document.body.dataset.busy === "0", null, {
+    timeout: TIMEOUT,
+  });
+  assert.match(await page.textContent("#frame-label"), /^frame 2 \//);
+  assert.equal(await page.getAttribute("body", "data-session-id"), session, "the frame replaced the session's image");
+  assert.equal(await page.locator("#candidates .candidate").count(), 1);
+  const [object] = await page.evaluate(() => window.mobilesam.objects());
+  assert.equal(object.points.length, 1, "the object's clicks are kept");
+  assert.deepEqual(object.rle.size, [240, 320]);
+  const drawn = await overlayMask(page);
+  const expected = decodeRle(object.rle.size, object.rle.counts);
+  assert.equal(mismatches(drawn, expected), 0, "the overlay shows the frame's mask");
+  assert.match(await page.textContent("#status"), /^frame 2/);
+  await page.screenshot({ path: join(artifacts, "video.png"), fullPage: true });
+  assert.deepEqual(errors, [], "no page errors");
+});
