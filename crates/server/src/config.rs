@@ -93,6 +93,10 @@ pub struct ServerConfig {
     /// Browser clients: CORS origins and the annotation page.
     #[command(flatten)]
     pub web: crate::web::WebConfig,
+
+    /// TLS, mutual TLS and the bearer token.
+    #[command(flatten)]
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +117,7 @@ impl Default for ServerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::Text,
             web: crate::web::WebConfig::default(),
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

@@ -98,6 +98,9 @@ pub enum ServerError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A TLS certificate or key, or the auth token file, cannot be used.
+    #[error("{0}")]
+    Security(String),
     /// A worker thread failed to start or died.
     #[error("worker failed: {0}")]
     Worker(String),

@@ -7,20 +7,24 @@
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
 //! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
+pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod fault_injection;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod state;
 pub mod stream;
+pub mod tls;
 pub mod unary;
 pub mod validate;
 pub mod web;

@@ -9,6 +9,9 @@
 //! | `mobilesam_request_duration_seconds` | histogram | `kind` |
 //! | `mobilesam_requests_total` | counter | `kind`, `code` |
 //! | `mobilesam_jobs_cancelled_total` | counter | `queue` |
+//! | `mobilesam_session_evictions_total` | counter | `reason` (`capacity`, `expired`) |
+//! | `mobilesam_worker_panics_total` | counter | `job` (`encode`, `decode`, ...) |
+//! | `mobilesam_unauthenticated_total` | counter | |
 //! | `mobilesam_sessions` | gauge | |
 //! | `mobilesam_session_cache_bytes` | gauge | |
 //! | `mobilesam_queue_depth` | gauge | `queue` |
@@ -38,6 +41,12 @@ pub const REQUEST_DURATION: &str = "mobilesam_request_duration_seconds";
 pub const REQUESTS_TOTAL: &str = "mobilesam_requests_total";
 /// Queued jobs dropped because their client went away.
 pub const JOBS_CANCELLED: &str = "mobilesam_jobs_cancelled_total";
+/// Sessions dropped from the cache by the caps (`capacity`) or the idle TTL (`expired`).
+pub const SESSION_EVICTIONS: &str = "mobilesam_session_evictions_total";
+/// Jobs whose model code panicked (answered INTERNAL; the worker goes on).
+pub const WORKER_PANICS: &str = "mobilesam_worker_panics_total";
+/// Requests refused for a missing or wrong bearer token.
+pub const UNAUTHENTICATED: &str = "mobilesam_unauthenticated_total";
 /// Cached sessions.
 pub const SESSIONS: &str = "mobilesam_sessions";
 /// Bytes held by cached session embeddings.
@@ -178,6 +187,15 @@ fn describe() {
         JOBS_CANCELLED,
         "Queued jobs dropped because their client went away."
     );
+    describe_counter!(
+        SESSION_EVICTIONS,
+        "Sessions dropped from the cache, by reason (capacity, expired)."
+    );
+    describe_counter!(WORKER_PANICS, "Jobs whose model code panicked, by job.");
+    describe_counter!(
+        UNAUTHENTICATED,
+        "Requests refused for a missing or wrong bearer token."
+    );
     describe_gauge!(SESSIONS, "Cached sessions.");
     describe_gauge!(
         SESSION_CACHE_BYTES,
@@ -229,6 +247,21 @@ pub fn set_sessions(sessions: usize, bytes: u64) {
 /// Counts a `Segment` stream opening (+1) or closing (-1).
 pub fn add_active_streams(delta: f64) {
     gauge!(ACTIVE_STREAMS).increment(delta);
+}
+
+/// Counts sessions dropped from the cache; `reason` is `capacity` or `expired`.
+pub fn record_session_evictions(reason: &'static str, sessions: usize) {
+    counter!(SESSION_EVICTIONS, "reason" => reason).increment(sessions as u64);
+}
+
+/// Counts a job whose model code panicked.
+pub fn record_worker_panic(job: &'static str) {
+    counter!(WORKER_PANICS, "job" => job).increment(1);
+}
+
+/// Counts a request refused for a missing or wrong bearer token.
+pub fn record_unauthenticated() {
+    counter!(UNAUTHENTICATED).increment(1);
 }
 
 /// Sets the number of workers with a loaded model.

@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tonic_web::GrpcWebLayer;
@@ -66,6 +65,8 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    crate::fault_injection::init();
+    let (grpc_server, auth) = config.security.transport()?;
     let device = config
         .device
         .open()
@@ -90,16 +91,17 @@ pub async fn serve(
         .max_encoding_message_size(max_message);
     // Browsers: gRPC-web over HTTP/1.1 and the page at `/` on the same port (see `web`).
     // The gRPC-web translation wraps the gRPC routes only (it answers 400 to any other
-    // HTTP/1.1 request).
+    // HTTP/1.1 request); the token check runs inside it, so browsers get gRPC-web statuses.
     let cors = config.web.cors()?;
     let grpc_routes = Routes::new(health_service)
         .add_service(reflection)
         .add_service(segment)
         .into_axum_router()
+        .layer(auth)
         .layer(GrpcWebLayer::new());
     let routes = Routes::from(config.web.add_page(grpc_routes));
     let mut grpc = tokio::spawn(
-        Server::builder()
+        grpc_server
             .accept_http1(true)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -92,13 +92,19 @@ impl<T> SessionStore<T> {
             self.bytes.fetch_sub(old.size_bytes, Ordering::Relaxed);
         }
         self.bytes.fetch_add(size_bytes, Ordering::Relaxed);
+        let mut evicted = 0;
         while self.entries.len() > self.limits.max_sessions || self.bytes() > self.limits.max_bytes
         {
             let victim = self.least_recently_used(&id).unwrap_or_else(|| id.clone());
-            self.remove(&victim);
+            if self.remove_if(&victim, |_| true) {
+                evicted += 1;
+            }
             if victim == id {
                 break;
             }
+        }
+        if evicted > 0 {
+            metrics::record_session_evictions("capacity", evicted);
         }
         self.publish();
         self.entries.contains_key(&id)
@@ -118,7 +124,9 @@ impl<T> SessionStore<T> {
                 return Some(Arc::clone(&entry.value));
             }
         }
-        self.remove_if(id, |entry| self.is_expired(entry, stamp));
+        if self.remove_if(id, |entry| self.is_expired(entry, stamp)) {
+            metrics::record_session_evictions("expired", 1);
+        }
         None
     }
 
@@ -150,6 +158,9 @@ impl<T> SessionStore<T> {
                 removed += 1;
             }
         }
+        if removed > 0 {
+            metrics::record_session_evictions("expired", removed);
+        }
         removed
     }
 
@@ -168,10 +179,6 @@ impl<T> SessionStore<T> {
             .filter(|e| e.key() != except)
             .min_by_key(|e| e.value().last_used.load(Ordering::Relaxed))
             .map(|e| e.key().clone())
-    }
-
-    fn remove(&self, id: &str) {
-        self.remove_if(id, |_| true);
     }
 
     /// Drops `id` (a client closed its session); false when it was not cached.

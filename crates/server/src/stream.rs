@@ -70,7 +70,7 @@ impl Answer {
 }
 
 /// Why the reader stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum End {
     /// The client finished sending; owed answers are still sent.
     ClientDone,
@@ -78,6 +78,9 @@ enum End {
     ClientGone,
     /// The server is shutting down.
     Shutdown,
+    /// A request could not be read (over the message-size limit, malformed, or the
+    /// connection broke): the owed answers are sent, then this status.
+    Unreadable(Status),
 }
 
 /// The image the stream currently works on.
@@ -98,14 +101,31 @@ pub async fn run(state: Arc<AppState>, inbound: Streaming<v1::SegmentRequest>, o
     };
     let (end, ()) = tokio::join!(reader.run(inbound), write_answers(owed, out.clone()));
     debug!(?end, "stream ended");
-    if end == End::Shutdown {
-        let _ = out
-            .send(Err(Status::unavailable(
-                "the server is shutting down; reconnect and send the image again",
-            )))
-            .await;
+    let closing = match end {
+        End::Shutdown => Some(Status::unavailable(
+            "the server is shutting down; reconnect and send the image again",
+        )),
+        End::Unreadable(status) => Some(status),
+        End::ClientDone | End::ClientGone => None,
+    };
+    if let Some(status) = closing {
+        let _ = out.send(Err(status)).await;
     }
     metrics::add_active_streams(-1.0);
+}
+
+/// The status that ends a stream whose request could not be read. tonic reports a message
+/// over `--max-message-bytes` as OUT_OF_RANGE; gRPC's convention (and grpc-core's) is
+/// RESOURCE_EXHAUSTED, which clients treat as "too large", so that case is renamed.
+fn unreadable(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("message length too large")
+    {
+        return Status::resource_exhausted(format!(
+            "{}; send a smaller image or raise the server's --max-message-bytes",
+            status.message()
+        ));
+    }
+    status
 }
 
 struct Reader {
@@ -129,7 +149,7 @@ impl Reader {
                 Ok(None) => return End::ClientDone,
                 Err(status) => {
                     debug!(%status, "reading the stream failed");
-                    return End::ClientGone;
+                    return End::Unreadable(unreadable(status));
                 }
             };
             let started = Instant::now();

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{RequestError, ServerError};
 use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
-use crate::metrics;
+use crate::{fault_injection, metrics};
 use crate::scheduler::Work;
 
 /// Facts about the loaded model, for `GetModelInfo`.
@@ -131,6 +131,9 @@ fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
     let start = Instant::now();
     let result = guarded("encode", || {
         let image = decode_image(&job.image, max_image_pixels)?;
+        if let Some(stub) = fault_injection::encode(sam, image.width(), image.height()) {
+            return Ok(stub?);
+        }
         Ok(sam.embed(&image)?)
     });
     let elapsed = start.elapsed();
@@ -165,8 +168,12 @@ fn decode(sam: &Sam, job: DecodeJob) {
 
 /// Runs model code, turning a panic into an internal error so one bad job cannot take a
 /// worker down.
-fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, RequestError>) -> Result<T, RequestError> {
+fn guarded<T>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, RequestError>,
+) -> Result<T, RequestError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        metrics::record_worker_panic(what);
         warn!("{what} panicked; the request is answered INTERNAL");
         Err(RequestError::Internal(format!(
             "{what} failed inside the server"
