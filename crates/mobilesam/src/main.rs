@@ -4,6 +4,7 @@ mod annotate;
 mod bench;
 mod checkpoint_source;
 mod embed;
+mod error_message;
 mod generate;
 mod image_args;
 mod info;
@@ -63,18 +64,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            eprintln!("error: {}", error_message::one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Joins a message's lines with spaces, so every error is exactly one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -263,7 +263,7 @@ impl Job<'_> {
                             }
                         }
                         Err(err) => {
-                            let reason = crate::one_line(&format!("{err:#}"));
+                            let reason = crate::error_message::one_line(&err);
                             if reader_out.send(Outcome::Failed { path, reason }).is_err() {
                                 return;
                             }
@@ -282,7 +282,7 @@ impl Job<'_> {
                         Ok(outcome) => outcome,
                         Err(err) => Outcome::Failed {
                             path,
-                            reason: crate::one_line(&format!("{err:#}")),
+                            reason: crate::error_message::one_line(&err),
                         },
                     };
                     if tx.send(outcome).is_err() {
