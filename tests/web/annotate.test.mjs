@@ -267,6 +267,34 @@ test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 1
   assert.ok(colours.length >= 2, `two object colours drawn: ${colours}`);
   assert.equal(await page.locator("#objects li").count(), 2);
 
+  // A drag draws a box: a third object segmented from its box alone.
+  await page.click("#new-object");
+  const stage = await page.locator("#prompt-canvas").boundingBox();
+  const at = (x, y) => [stage.x + (x * stage.width) / WIDTH, stage.y + (y * stage.height) / HEIGHT];
+  const before = Number(await page.getAttribute("body", "data-predictions"));
+  await page.mouse.move(...at(100, 80));
+  await page.mouse.down();
+  await page.mouse.move(...at(200, 150), { steps: 5 });
+  await page.mouse.move(...at(300, 220), { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
+    before,
+    { timeout: TIMEOUT },
+  );
+  const boxed = (await page.evaluate(() => window.mobilesam.objects()))[2];
+  assert.equal(boxed.points.length, 0);
+  assert.ok(boxed.box, "the drag became a box");
+  const [x1, y1, x2, y2] = boxed.box;
+  assert.ok(Math.abs(x1 - 100) < 1 && Math.abs(y1 - 80) < 1 && Math.abs(x2 - 300) < 1 && Math.abs(y2 - 220) < 1, `box ${boxed.box}`);
+  const out = execFileSync(bin, [
+    "segment", "--checkpoint", checkpoint, "--image", fixture, "--multimask",
+    "--bboxes", JSON.stringify(boxed.box.map(Math.fround)),
+  ], { env: { ...process.env, RUST_LOG: "error" } });
+  const best = JSON.parse(out.toString()).objects[0].masks.reduce((b, m) => (m.score > b.score ? m : b));
+  assert.deepEqual(boxed.rle, best.rle, "the box's mask is the CLI's for the same box");
+  assert.equal(await page.locator("#objects li").count(), 3);
+
   await page.screenshot({ path: join(artifacts, "annotate.png"), fullPage: true });
   assert.deepEqual(errors, [], "no page errors");
   assert.doesNotMatch(await page.textContent("#status"), /invalid|not_found|unavailable/i);
