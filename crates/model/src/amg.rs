@@ -12,12 +12,15 @@
 //! `min_mask_region_area > 0`, small holes and islands (8-connected, as OpenCV's
 //! `connectedComponentsWithStats(mask, 8)`) are removed and NMS is run once more.
 
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 use crate::masks::{upscale_logits, BinaryMask, Rle, MASK_THRESHOLD};
 use crate::prompt::{ObjectPrompt, Point};
-use crate::sam::Sam;
+use crate::sam::{Embedding, Sam};
 
 /// The generator's parameters; [`Default`] gives the reference defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,14 +139,66 @@ struct MaskStore {
     area: u64,
 }
 
+/// What the generator segments.
+#[derive(Debug, Clone, Copy)]
+pub enum AmgSource<'a> {
+    /// An image: every crop (the whole image first) is encoded.
+    Image(&'a image::RgbImage),
+    /// The whole image's embedding, e.g. a cached session's. Only the whole-image crop can
+    /// be used (`crop_n_layers` 0): the other crops need the image's pixels.
+    Embedding(&'a Embedding),
+}
+
+/// A finished generation.
+#[derive(Debug, Clone)]
+pub struct AmgRun {
+    /// The masks, in the reference's output order.
+    pub masks: Vec<AmgMask>,
+    /// Time spent in the image encoder (zero when an embedding was given).
+    pub encode_time: Duration,
+}
+
 /// Generates masks for the whole image, as `SamAutomaticMaskGenerator.generate`, in the
 /// reference's output order.
 pub fn generate(sam: &Sam, image: &image::RgbImage, params: &AmgParams) -> Result<Vec<AmgMask>> {
+    let run = generate_with(sam, AmgSource::Image(image), params, &mut || {
+        ControlFlow::Continue(())
+    })?;
+    Ok(run.map(|r| r.masks).unwrap_or_default())
+}
+
+/// As [`generate`], from an image or an embedding, asking `between_steps` before every
+/// crop's encode and every batch of points whether to go on (a caller can stop a
+/// generation nobody waits for, or serve other work in between). Returns `None` when
+/// `between_steps` said stop.
+///
+/// No mask is final before the end: within a crop, NMS over all its batches decides which
+/// masks stay; across crops, another NMS prefers masks of smaller (later) crops; and
+/// `min_mask_region_area` edits and re-filters every mask at the very end.
+pub fn generate_with(
+    sam: &Sam,
+    source: AmgSource<'_>,
+    params: &AmgParams,
+    between_steps: &mut dyn FnMut() -> ControlFlow<()>,
+) -> Result<Option<AmgRun>> {
     params.validate()?;
-    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (h, w) = match source {
+        AmgSource::Image(image) => (image.height() as usize, image.width() as usize),
+        AmgSource::Embedding(embedding) => {
+            if params.crop_n_layers > 0 {
+                return Err(ModelError::InvalidPrompt(
+                    "crop_n_layers > 0 encodes crops of the image, so it needs the image \
+                     itself, not only its embedding"
+                        .into(),
+                ));
+            }
+            embedding.original_size
+        }
+    };
     if w == 0 || h == 0 {
         return Err(ModelError::InvalidPrompt("the image is empty".into()));
     }
+    let mut encode_time = Duration::ZERO;
     let (crop_boxes, layer_idxs) =
         generate_crop_boxes((h, w), params.crop_n_layers, params.crop_overlap_ratio);
     let grids: Vec<Vec<[f64; 2]>> = (0..=params.crop_n_layers)
@@ -154,14 +209,32 @@ pub fn generate(sam: &Sam, image: &image::RgbImage, params: &AmgParams) -> Resul
         .collect();
     let mut data: Vec<Candidate> = Vec::new();
     for (crop_box, &layer) in crop_boxes.iter().zip(&layer_idxs) {
-        data.extend(process_crop(
+        if between_steps().is_break() {
+            return Ok(None);
+        }
+        let encoded;
+        let embedding = match source {
+            AmgSource::Embedding(embedding) => embedding,
+            AmgSource::Image(image) => {
+                let start = Instant::now();
+                encoded = embed_crop(sam, image, *crop_box)?;
+                encode_time += start.elapsed();
+                &encoded
+            }
+        };
+        let found = process_crop(
             sam,
-            image,
+            embedding,
             *crop_box,
             &grids[layer],
             (h, w),
             params,
-        )?);
+            between_steps,
+        )?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        data.extend(found);
     }
     if crop_boxes.len() > 1 {
         let boxes: Vec<[i64; 4]> = data.iter().map(|c| c.bbox).collect();
@@ -182,7 +255,7 @@ pub fn generate(sam: &Sam, image: &image::RgbImage, params: &AmgParams) -> Resul
             params.box_nms_thresh.max(params.crop_nms_thresh),
         )?;
     }
-    Ok(data
+    let masks = data
         .into_iter()
         .map(|c| AmgMask {
             segmentation: c.mask.rle,
@@ -193,7 +266,8 @@ pub fn generate(sam: &Sam, image: &image::RgbImage, params: &AmgParams) -> Resul
             stability_score: c.stability_score,
             crop_box: xyxy_to_xywh(c.crop_box),
         })
-        .collect())
+        .collect();
+    Ok(Some(AmgRun { masks, encode_time }))
 }
 
 fn xyxy_to_xywh(b: [i64; 4]) -> [i64; 4] {
@@ -205,31 +279,40 @@ fn take<T>(items: Vec<T>, keep: &[usize]) -> Vec<T> {
     keep.iter().filter_map(|&i| slots[i].take()).collect()
 }
 
+/// Encodes one crop of the image (the whole image for the first crop).
+fn embed_crop(sam: &Sam, image: &image::RgbImage, crop_box: [i64; 4]) -> Result<Embedding> {
+    let [x0, y0, x1, y1] = crop_box;
+    let (cw, ch) = ((x1 - x0) as u32, (y1 - y0) as u32);
+    let full = x0 == 0 && y0 == 0 && cw == image.width() && ch == image.height();
+    if full {
+        return sam.embed(image);
+    }
+    let cropped = image::imageops::crop_imm(image, x0 as u32, y0 as u32, cw, ch).to_image();
+    sam.embed(&cropped)
+}
+
+/// The masks of one crop after its NMS, or `None` when `between_steps` said stop.
 fn process_crop(
     sam: &Sam,
-    image: &image::RgbImage,
+    embedding: &Embedding,
     crop_box: [i64; 4],
     grid: &[[f64; 2]],
     orig_size: (usize, usize),
     params: &AmgParams,
-) -> Result<Vec<Candidate>> {
+    between_steps: &mut dyn FnMut() -> ControlFlow<()>,
+) -> Result<Option<Vec<Candidate>>> {
     let [x0, y0, x1, y1] = crop_box;
     let (cw, ch) = ((x1 - x0) as u32, (y1 - y0) as u32);
-    let full = x0 == 0 && y0 == 0 && cw == image.width() && ch == image.height();
-    let cropped;
-    let crop_image = if full {
-        image
-    } else {
-        cropped = image::imageops::crop_imm(image, x0 as u32, y0 as u32, cw, ch).to_image();
-        &cropped
-    };
-    let embedding = sam.embed(crop_image)?;
     let points: Vec<[f64; 2]> = grid
         .iter()
         .map(|p| [p[0] * f64::from(cw), p[1] * f64::from(ch)])
         .collect();
     let mut data = Vec::new();
-    for batch in points.chunks(params.points_per_batch) {
+    for (index, batch) in points.chunks(params.points_per_batch).enumerate() {
+        // The crop's first step was asked before its encode.
+        if index > 0 && between_steps().is_break() {
+            return Ok(None);
+        }
         let objects: Vec<ObjectPrompt> = batch
             .iter()
             .map(|p| ObjectPrompt {
@@ -242,7 +325,7 @@ fn process_crop(
                 mask_input: None,
             })
             .collect();
-        let raw = sam.decode_raw(&embedding, &objects, true)?;
+        let raw = sam.decode_raw(embedding, &objects, true)?;
         let mut jobs = Vec::new();
         for (object, point) in raw.into_iter().zip(batch) {
             for (logits, score) in object.low_res_logits.into_iter().zip(object.scores) {
@@ -259,7 +342,7 @@ fn process_crop(
             .into_par_iter()
             .map(|(logits, score, point)| {
                 process_mask(
-                    &logits, score, point, &embedding, crop_box, orig_size, params,
+                    &logits, score, point, embedding, crop_box, orig_size, params,
                 )
             })
             .collect::<Result<_>>()?;
@@ -278,7 +361,7 @@ fn process_crop(
         ];
         c.point = [c.point[0] + x0 as f64, c.point[1] + y0 as f64];
     }
-    Ok(data)
+    Ok(Some(data))
 }
 
 /// One mask of one grid point: stability filter, threshold, box, crop-edge filter, RLE.
@@ -287,7 +370,7 @@ fn process_mask(
     logits: &[f32],
     score: f32,
     point: [f64; 2],
-    embedding: &crate::sam::Embedding,
+    embedding: &Embedding,
     crop_box: [i64; 4],
     orig_size: (usize, usize),
     params: &AmgParams,

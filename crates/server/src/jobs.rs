@@ -1,6 +1,7 @@
-//! The two kinds of work a model worker does, and what each returns. A job carries the
+//! The kinds of work a model worker does, and what each returns. A job carries the
 //! sender of its answer; when the stream that asked drops the receiver, the job counts
-//! as cancelled and is skipped.
+//! as cancelled and is skipped. Heavy jobs (image encodes and mask generations) share
+//! the encode queue; prompt decodes have their own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use mobilesam_model::{DecodeOptions, Embedding, ObjectMasks, ObjectPrompt};
 use tokio::sync::oneshot;
 
 use crate::error::RequestError;
+use crate::generate::GenerateJob;
 use crate::scheduler::{Cancellable, Scheduler};
 
 /// Where a worker sends a job's result.
@@ -17,8 +19,39 @@ pub type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 /// Where a stream waits for a job's result.
 pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
-/// The scheduler of this server's jobs.
-pub type JobScheduler = Scheduler<EncodeJob, DecodeJob>;
+/// The scheduler of this server's jobs: heavy jobs in the encode queue, decodes in the
+/// decode queue.
+pub type JobScheduler = Scheduler<HeavyJob, DecodeJob>;
+
+/// A job of the encode (heavy) queue.
+#[derive(Debug)]
+pub enum HeavyJob {
+    /// Encode an image for a session.
+    Encode(EncodeJob),
+    /// Segment everything in an image (see [`crate::generate`]).
+    Generate(GenerateJob),
+}
+
+impl From<EncodeJob> for HeavyJob {
+    fn from(job: EncodeJob) -> Self {
+        Self::Encode(job)
+    }
+}
+
+impl From<GenerateJob> for HeavyJob {
+    fn from(job: GenerateJob) -> Self {
+        Self::Generate(job)
+    }
+}
+
+impl Cancellable for HeavyJob {
+    fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Encode(job) => job.is_cancelled(),
+            Self::Generate(job) => job.is_cancelled(),
+        }
+    }
+}
 
 /// Decode image bytes and run the image encoder.
 #[derive(Debug)]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod fault_injection;
+pub mod generate;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;

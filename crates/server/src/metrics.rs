@@ -18,8 +18,8 @@
 //! | `mobilesam_active_streams` | gauge | |
 //! | `mobilesam_workers_ready` | gauge | |
 //!
-//! `kind` is one of `set_image`, `resume`, `prompt`, `model_info`, `empty`; `code` is the gRPC code
-//! name of the answer (`OK`, `INVALID_ARGUMENT`, ...).
+//! `kind` is one of `set_image`, `resume`, `prompt`, `model_info`, `generate`, `empty`;
+//! `code` is the gRPC code name of the answer (`OK`, `INVALID_ARGUMENT`, ...).
 
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ pub enum RequestKind {
     ModelInfo,
     /// `CloseSession`.
     CloseSession,
+    /// `GenerateMasks`, the RPC or on a stream.
+    Generate,
     /// A `SegmentRequest` with neither field set.
     Empty,
 }
@@ -110,6 +112,7 @@ impl RequestKind {
             Self::Prompt => "prompt",
             Self::ModelInfo => "model_info",
             Self::CloseSession => "close_session",
+            Self::Generate => "generate",
             Self::Empty => "empty",
         }
     }

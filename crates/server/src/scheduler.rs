@@ -61,11 +61,12 @@ impl<E: Cancellable, D: Cancellable> Scheduler<E, D> {
         }
     }
 
-    /// Queues an encode job, or refuses it at once when the queue is full or closed.
-    pub fn submit_encode(&self, job: E) -> Result<(), RequestError> {
+    /// Queues an encode (heavy) job, or refuses it at once when the queue is full or
+    /// closed.
+    pub fn submit_encode(&self, job: impl Into<E>) -> Result<(), RequestError> {
         let mut queues = self.lock();
         check_open(&queues)?;
-        push(&mut queues.encode, job, self.capacity, Queue::Encode)?;
+        push(&mut queues.encode, job.into(), self.capacity, Queue::Encode)?;
         drop(queues);
         self.available.notify_one();
         Ok(())
@@ -101,6 +102,12 @@ impl<E: Cancellable, D: Cancellable> Scheduler<E, D> {
                 .wait(queues)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// A waiting decode job, without blocking: a worker busy with a long heavy job takes
+    /// decodes in between its steps, so prompts are not stuck behind it.
+    pub fn try_next_decode(&self) -> Option<D> {
+        pop_live(&mut self.lock().decode, Queue::Decode)
     }
 
     /// Refuses new jobs; workers finish the queued ones, then [`Self::next`] returns
@@ -231,6 +238,17 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         // The other queue is independent.
         s.submit_encode(Job::new("e1")).unwrap();
+    }
+
+    #[test]
+    fn try_next_decode_takes_only_decodes_and_never_blocks() {
+        let s: Scheduler<Job, Job> = Scheduler::new(2);
+        assert!(s.try_next_decode().is_none());
+        s.submit_encode(Job::new("e1")).unwrap();
+        assert!(s.try_next_decode().is_none());
+        s.submit_decode(Job::new("d1")).unwrap();
+        assert_eq!(s.try_next_decode().map(|j| j.name), Some("d1"));
+        assert_eq!(s.depths(), (1, 0));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::error::RequestError;
+use crate::generate;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
 use crate::{stream, unary};
@@ -70,15 +71,14 @@ impl SegmentAnything for SegmentService {
         result.map(Response::new).map_err(|e| e.to_status())
     }
 
-    // PLACEHOLDER(issue 5): the GenerateMasks RPC is being built.
-    type GenerateMasksStream = ReceiverStream<Result<v1::GenerateMasksResponse, Status>>;
+    type GenerateMasksStream = generate::rpc::GenerateStream;
 
-    /// Segment everything; see the proto.
+    /// Segment everything; see [`generate::rpc::generate_masks`].
     async fn generate_masks(
         &self,
-        _request: Request<v1::GenerateMasksRequest>,
+        request: Request<v1::GenerateMasksRequest>,
     ) -> Result<Response<Self::GenerateMasksStream>, Status> {
-        Err(Status::unimplemented("GenerateMasks is not built yet"))
+        generate::rpc::generate_masks(&self.state, request.into_inner()).map(Response::new)
     }
 
     /// Unary SetImage; see [`unary::set_image`].

@@ -3,11 +3,13 @@
 //!
 //! The reader handles requests one after another. `SetImage` waits for its encode (later
 //! prompts need the embedding); a `Prompt` is validated and queued as a decode job at
-//! once, so a client can pipeline prompts. Every request leaves one [`Answer`] in a FIFO
+//! once, so a client can pipeline prompts; so is `GenerateMasks`, as a heavy job on the
+//! current image (see [`crate::generate`]). Every request leaves one [`Answer`] in a FIFO
 //! that the writer resolves in order, so answers come in request order even when several
-//! workers finish out of order. A client that goes away drops the FIFO, which cancels its
-//! queued jobs. On shutdown the reader stops taking requests; the answers already owed
-//! are sent, then the stream ends with UNAVAILABLE.
+//! workers finish out of order (a generation's answer is its masks and then its summary,
+//! all sent before the next request's answer). A client that goes away drops the FIFO,
+//! which cancels its queued jobs. On shutdown the reader stops taking requests; the
+//! answers already owed are sent, then the stream ends with UNAVAILABLE.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +23,7 @@ use tracing::{debug, warn};
 
 use crate::convert;
 use crate::error::RequestError;
+use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
 use crate::jobs::{DecodeJob, Decoded, EncodeJob, Pending};
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
@@ -45,6 +48,12 @@ enum Answer {
     Masks {
         request_id: u64,
         pending: Pending<Decoded>,
+        started: Instant,
+    },
+    /// The events of a queued mask generation.
+    Generated {
+        request_id: u64,
+        events: GenerateEvents,
         started: Instant,
     },
 }
@@ -118,8 +127,7 @@ pub async fn run(state: Arc<AppState>, inbound: Streaming<v1::SegmentRequest>, o
 /// over `--max-message-bytes` as OUT_OF_RANGE; gRPC's convention (and grpc-core's) is
 /// RESOURCE_EXHAUSTED, which clients treat as "too large", so that case is renamed.
 fn unreadable(status: Status) -> Status {
-    if status.code() == Code::OutOfRange && status.message().contains("message length too large")
-    {
+    if status.code() == Code::OutOfRange && status.message().contains("message length too large") {
         return Status::resource_exhausted(format!(
             "{}; send a smaller image or raise the server's --max-message-bytes",
             status.message()
@@ -159,18 +167,12 @@ impl Reader {
                     None => return End::ClientGone,
                 },
                 Some(Kind::Prompt(prompt)) => self.prompt(&prompt, started),
-                // PLACEHOLDER(issue 5): segment everything on the stream is being built.
-                Some(Kind::GenerateMasks(generate)) => Answer::failed(
-                    generate.request_id,
-                    RequestKind::Empty,
-                    &RequestError::Internal("GenerateMasks on the stream is not built yet".into()),
-                    started,
-                ),
+                Some(Kind::GenerateMasks(message)) => self.generate_masks(&message, started),
                 None => Answer::failed(
                     0,
                     RequestKind::Empty,
                     &RequestError::InvalidArgument(
-                        "empty SegmentRequest: set set_image or prompt".into(),
+                        "empty SegmentRequest: set set_image, prompt or generate_masks".into(),
                     ),
                     started,
                 ),
@@ -282,6 +284,77 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// `GenerateMasks`: validate and queue a generation on the current image's embedding;
+    /// the writer streams its masks.
+    fn generate_masks(&self, message: &v1::GenerateMasks, started: Instant) -> Answer {
+        let request_id = message.request_id;
+        let fail = |e: RequestError| Answer::failed(request_id, RequestKind::Generate, &e, started);
+        let Some(current) = &self.current else {
+            return fail(RequestError::FailedPrecondition(
+                "no image yet: send SetImage (an image, or a session_id to resume) first".into(),
+            ));
+        };
+        let params = match generate::params::params(message.params.as_ref(), true) {
+            Ok(params) => params,
+            Err(e) => return fail(e),
+        };
+        self.state.sessions.touch(&current.session_id);
+        let input = GenerateInput::Embedding(Arc::clone(&current.embedding));
+        let (job, events) = GenerateJob::new(input, params);
+        match self.state.scheduler.submit_encode(job) {
+            Ok(()) => Answer::Generated {
+                request_id,
+                events,
+                started,
+            },
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// Sends a generation's masks as they arrive; returns its last message (the summary, or
+/// the error), or `None` when the client went away.
+async fn send_generated(
+    request_id: u64,
+    mut events: GenerateEvents,
+    out: &Outbound,
+) -> Option<(v1::SegmentResponse, Code)> {
+    use v1::segment_response::Response as R;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = out.closed() => return None,
+        };
+        let result = match event {
+            Some(GenerateEvent::Mask(mask)) => {
+                let mask = generate::convert::generated_mask(request_id, *mask);
+                let response = v1::SegmentResponse {
+                    response: Some(R::GeneratedMask(mask)),
+                };
+                if out.send(Ok(response)).await.is_err() {
+                    return None;
+                }
+                continue;
+            }
+            Some(GenerateEvent::Done(result)) => result,
+            None => Err(RequestError::Unavailable(
+                "the server stopped before generating".into(),
+            )),
+        };
+        return Some(match result {
+            Ok(generated) => {
+                let summary = generate::convert::summary(request_id, &generated);
+                let response = v1::SegmentResponse {
+                    response: Some(R::GenerateSummary(summary)),
+                };
+                (response, Code::Ok)
+            }
+            Err(e) => (convert::error(request_id, &e), e.code()),
+        });
+    }
+}
+
 /// Sends owed answers in order until the reader is done and the backlog is empty, or the
 /// client goes away (dropping the backlog cancels its queued jobs).
 async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
@@ -321,6 +394,16 @@ async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
                         started,
                     ),
                 }
+            }
+            Answer::Generated {
+                request_id,
+                events,
+                started,
+            } => {
+                let Some((response, code)) = send_generated(request_id, events, &out).await else {
+                    return;
+                };
+                (response, RequestKind::Generate, code, started)
             }
         };
         metrics::record_request(kind, code, started.elapsed());

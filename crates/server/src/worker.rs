@@ -15,9 +15,10 @@ use mobilesam_model::Sam;
 use tracing::{debug, info, warn};
 
 use crate::error::{RequestError, ServerError};
-use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
-use crate::{fault_injection, metrics};
+use crate::generate;
+use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, HeavyJob, JobScheduler};
 use crate::scheduler::Work;
+use crate::{fault_injection, metrics};
 
 /// Facts about the loaded model, for `GetModelInfo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +116,20 @@ impl WorkerPool {
     }
 }
 
-/// The worker loop: take the next job (decodes first), run it, send the result.
+/// The worker loop: take the next job (decodes first), run it, send the result. A mask
+/// generation runs the decodes that wait between its steps.
 fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64) {
     debug!(worker = index, "worker ready");
     while let Some(work) = scheduler.next() {
         match work {
-            Work::Encode(job) => encode(sam, job, max_image_pixels),
+            Work::Encode(HeavyJob::Encode(job)) => encode(sam, job, max_image_pixels),
+            Work::Encode(HeavyJob::Generate(job)) => {
+                generate::job::run(sam, job, max_image_pixels, &mut || {
+                    while let Some(decode_job) = scheduler.try_next_decode() {
+                        decode(sam, decode_job);
+                    }
+                });
+            }
             Work::Decode(job) => decode(sam, job),
         }
     }
@@ -168,7 +177,7 @@ fn decode(sam: &Sam, job: DecodeJob) {
 
 /// Runs model code, turning a panic into an internal error so one bad job cannot take a
 /// worker down.
-fn guarded<T>(
+pub(crate) fn guarded<T>(
     what: &'static str,
     f: impl FnOnce() -> Result<T, RequestError>,
 ) -> Result<T, RequestError> {

@@ -1,0 +1,34 @@
+//! Segment everything: the reference's `SamAutomaticMaskGenerator`, served two ways.
+//!
+//! - The `GenerateMasks` RPC ([`rpc`]): an image (encoded on a worker, with the same
+//!   pixel limit and decoder as `SetImage`) or a cached session's embedding; the answer
+//!   streams one `GeneratedMask` per mask, then one `GenerateSummary`.
+//! - `SegmentRequest.generate_masks` on a `Segment` stream (see [`crate::stream`]): the
+//!   stream's current image; the answer is `generated_mask` messages then one
+//!   `generate_summary`, all with the request's `request_id`, in request order among the
+//!   stream's other answers.
+//!
+//! A generation is one heavy job ([`job`]) in the encode queue: a full queue answers
+//! RESOURCE_EXHAUSTED. Before every crop's encode and every batch of points the worker
+//! checks whether the client still waits (a client that went away stops the generation
+//! there) and runs any waiting prompt decodes, so prompts are not stuck behind it.
+//!
+//! When masks are sent: a mask is sent once it is final, and with the reference's
+//! algorithm none is final before the generation ends. Within a crop, NMS over all its
+//! point batches decides which masks stay (a later batch can suppress an earlier mask);
+//! across crop layers, another NMS prefers the smaller, later crops; and
+//! `min_mask_region_area` edits and filters every mask at the very end. So all masks are
+//! sent, one message each and in the reference's output order, right after the last
+//! batch of the last crop, followed by the summary. They equal `mobilesam generate`'s for
+//! the same image and parameters.
+//!
+//! Parameters are checked by [`params`]: unset fields take the reference defaults, values
+//! outside the ranges there are INVALID_ARGUMENT. `crop_n_layers > 0` needs the image's
+//! pixels, which sessions do not keep: it is refused for a session or a stream's image.
+
+pub mod convert;
+pub mod job;
+pub mod params;
+pub mod rpc;
+
+pub use job::{GenerateEvent, GenerateEvents, GenerateInput, GenerateJob, Generated};
