@@ -22,6 +22,7 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod size_limit;
 pub mod shutdown;
 pub mod state;
 pub mod stream;

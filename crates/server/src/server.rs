@@ -98,6 +98,7 @@ pub async fn serve(
         .add_service(segment)
         .into_axum_router()
         .layer(auth)
+        .layer(crate::size_limit::SizeLimitStatusLayer)
         .layer(GrpcWebLayer::new());
     let routes = Routes::from(config.web.add_page(grpc_routes));
     let mut grpc = tokio::spawn(
