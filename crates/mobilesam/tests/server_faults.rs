@@ -103,7 +103,8 @@ async fn clients_vanishing_during_an_encode_leave_nothing_behind() {
 }
 
 /// A panic inside a worker answers that request INTERNAL; the stream stays open, health
-/// stays SERVING, the worker (the only one) serves the next image and prompt.
+/// stays SERVING, the worker (the only one) replaces its model and serves the next image
+/// and prompt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_panic_is_answered_internal_and_the_worker_goes_on() {
     use tonic_health::pb::health_check_response::ServingStatus;
@@ -150,8 +151,14 @@ async fn a_worker_panic_is_answered_internal_and_the_worker_goes_on() {
         ),
         2.0
     );
+    assert_eq!(metric(&metrics, "mobilesam_worker_restarts_total"), 2.0);
     assert_eq!(metric(&metrics, "mobilesam_workers_ready"), 1.0);
-    assert!(server.log_text().contains("encode panicked"));
+    let logs = server.log_text();
+    assert!(logs.contains("encode panicked"), "{logs}");
+    assert!(
+        logs.contains("worker replaced its model after a panic"),
+        "{logs}"
+    );
 }
 
 /// Sessions made by the test below.

@@ -11,6 +11,7 @@
 //! | `mobilesam_jobs_cancelled_total` | counter | `queue` |
 //! | `mobilesam_session_evictions_total` | counter | `reason` (`capacity`, `expired`) |
 //! | `mobilesam_worker_panics_total` | counter | `job` (`encode`, `decode`, ...) |
+//! | `mobilesam_worker_restarts_total` | counter | |
 //! | `mobilesam_unauthenticated_total` | counter | |
 //! | `mobilesam_sessions` | gauge | |
 //! | `mobilesam_session_cache_bytes` | gauge | |
@@ -45,6 +46,8 @@ pub const JOBS_CANCELLED: &str = "mobilesam_jobs_cancelled_total";
 pub const SESSION_EVICTIONS: &str = "mobilesam_session_evictions_total";
 /// Jobs whose model code panicked (answered INTERNAL; the worker goes on).
 pub const WORKER_PANICS: &str = "mobilesam_worker_panics_total";
+/// Models rebuilt by workers after a panic.
+pub const WORKER_RESTARTS: &str = "mobilesam_worker_restarts_total";
 /// Requests refused for a missing or wrong bearer token.
 pub const UNAUTHENTICATED: &str = "mobilesam_unauthenticated_total";
 /// Cached sessions.
@@ -195,6 +198,7 @@ fn describe() {
         "Sessions dropped from the cache, by reason (capacity, expired)."
     );
     describe_counter!(WORKER_PANICS, "Jobs whose model code panicked, by job.");
+    describe_counter!(WORKER_RESTARTS, "Models rebuilt by workers after a panic.");
     describe_counter!(
         UNAUTHENTICATED,
         "Requests refused for a missing or wrong bearer token."
@@ -260,6 +264,11 @@ pub fn record_session_evictions(reason: &'static str, sessions: usize) {
 /// Counts a job whose model code panicked.
 pub fn record_worker_panic(job: &'static str) {
     counter!(WORKER_PANICS, "job" => job).increment(1);
+}
+
+/// Counts a model rebuilt by a worker after a panic.
+pub fn record_worker_restart() {
+    counter!(WORKER_RESTARTS).increment(1);
 }
 
 /// Counts a request refused for a missing or wrong bearer token.

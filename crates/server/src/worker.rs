@@ -55,21 +55,24 @@ impl WorkerPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("mobilesam-worker-{index}"))
                 .spawn(move || {
-                    let sam = match Sam::from_checkpoint(&checkpoint, &device) {
+                    let mut sam = match Sam::from_checkpoint(&checkpoint, &device) {
                         Ok(sam) => sam,
                         Err(e) => {
                             let _ = ready.send(Err(ServerError::Model(e)));
                             return;
                         }
                     };
-                    drop(checkpoint);
                     let summary = ModelSummary {
                         parameters: sam.parameter_counts().total,
                         checkpoint_bytes: sam.checkpoint_bytes(),
                     };
                     let _ = ready.send(Ok(summary));
                     drop(ready);
-                    run(index, &sam, &queue, max_image_pixels);
+                    // The checkpoint stays (one copy shared by all workers) so that a
+                    // worker whose job panicked can replace its model.
+                    while run(index, &sam, &queue, max_image_pixels) == RunEnd::Panicked {
+                        sam = replace_model(index, sam, &checkpoint, &device);
+                    }
                 });
             match spawned {
                 Ok(thread) => threads.push(thread),
@@ -116,9 +119,39 @@ impl WorkerPool {
     }
 }
 
+/// Why a worker loop returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// The scheduler closed and the queues are empty.
+    Stopped,
+    /// A job panicked (it was answered INTERNAL): the model may hold broken state.
+    Panicked,
+}
+
+std::thread_local! {
+    /// Set by [`guarded`] when a job of this worker thread panicked.
+    static JOB_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A fresh model for a worker whose job panicked; the old one when the rebuild fails.
+fn replace_model(index: usize, old: Sam, checkpoint: &Checkpoint, device: &Device) -> Sam {
+    match Sam::from_checkpoint(checkpoint, device) {
+        Ok(sam) => {
+            metrics::record_worker_restart();
+            warn!(worker = index, "worker replaced its model after a panic");
+            sam
+        }
+        Err(e) => {
+            warn!(worker = index, error = %e, "cannot rebuild the model; keeping the old one");
+            old
+        }
+    }
+}
+
 /// The worker loop: take the next job (decodes first), run it, send the result. A mask
-/// generation runs the decodes that wait between its steps.
-fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64) {
+/// generation runs the decodes that wait between its steps. Returns when the scheduler
+/// closes, or right after a job panicked.
+fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64) -> RunEnd {
     debug!(worker = index, "worker ready");
     while let Some(work) = scheduler.next() {
         match work {
@@ -132,8 +165,12 @@ fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64)
             }
             Work::Decode(job) => decode(sam, job),
         }
+        if JOB_PANICKED.with(|flag| flag.replace(false)) {
+            return RunEnd::Panicked;
+        }
     }
     debug!(worker = index, "worker stopped");
+    RunEnd::Stopped
 }
 
 fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
@@ -176,13 +213,14 @@ fn decode(sam: &Sam, job: DecodeJob) {
 }
 
 /// Runs model code, turning a panic into an internal error so one bad job cannot take a
-/// worker down.
+/// worker down (the worker then replaces its model before its next job).
 pub(crate) fn guarded<T>(
     what: &'static str,
     f: impl FnOnce() -> Result<T, RequestError>,
 ) -> Result<T, RequestError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         metrics::record_worker_panic(what);
+        JOB_PANICKED.with(|flag| flag.set(true));
         warn!("{what} panicked; the request is answered INTERNAL");
         Err(RequestError::Internal(format!(
             "{what} failed inside the server"
