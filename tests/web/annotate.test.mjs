@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -31,7 +31,7 @@ let baseUrl;
 let browser;
 
 /** Starts `mobilesam serve` and resolves with its address once it is serving. */
-function startServer() {
+function startServer(extra = []) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
   );
@@ -44,6 +44,7 @@ function startServer() {
       "--metrics-addr", "127.0.0.1:0",
       "--workers", "1",
       "--log-format", "json",
+      ...extra,
     ],
     { env: { ...env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
   );
@@ -297,7 +298,7 @@ test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 1
 
   await page.screenshot({ path: join(artifacts, "annotate.png"), fullPage: true });
   assert.deepEqual(errors, [], "no page errors");
-  assert.doesNotMatch(await page.textContent("#status"), /invalid|not_found|unavailable/i);
+  assert.doesNotMatch(await page.textContent("#status"), /invalid|notfound|unavailable|unauthenticated/i);
 });
 
 /** A short WebM recorded in the browser: the fixture sliding right, 10 frames per second. */
@@ -369,4 +370,30 @@ test("annotate a video: the object follows from frame to frame", { timeout: 10 *
   assert.match(await page.textContent("#status"), /^frame 2/);
   await page.screenshot({ path: join(artifacts, "video.png"), fullPage: true });
   assert.deepEqual(errors, [], "no page errors");
+});
+
+test("a server with a bearer token: the page sends the token from #token=", { timeout: 10 * TIMEOUT }, async () => {
+  const tokenFile = join(artifacts, "token.txt");
+  writeFileSync(tokenFile, "page-s3cret\n");
+  const guarded = await startServer(["--auth-token-file", tokenFile]);
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    // Without the token: the page loads, its calls are refused with UNAUTHENTICATED.
+    await page.goto(`http://${guarded.addr}/`);
+    await page.setInputFiles("#file", fixture);
+    await page.waitForFunction(() => document.getElementById("status").classList.contains("error"), null, {
+      timeout: TIMEOUT,
+    });
+    assert.match(await page.textContent("#status"), /unauthenticated/i);
+    // With it: the session opens (a fresh page: a fragment change does not reload).
+    const withToken = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    await withToken.goto(`http://${guarded.addr}/#token=page-s3cret`);
+    await withToken.setInputFiles("#file", fixture);
+    await withToken.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+      timeout: TIMEOUT,
+    });
+    assert.match(await withToken.textContent("#status"), /^ready/);
+  } finally {
+    guarded.child.kill("SIGTERM");
+  }
 });

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_anything_client::SegmentAnythingClient;
@@ -63,6 +63,7 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the server with `extra` flags and waits until it logs that it is serving.
     async fn start(extra: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mobilesam"));
         command
@@ -90,22 +91,27 @@ impl Server {
                     continue;
                 };
                 let message = json["fields"]["message"].as_str().unwrap_or_default();
-                if message.starts_with("gRPC") {
-                    if let Some(addr) = json["fields"]["addr"].as_str() {
-                        let _ = addr_tx.send(addr.to_string());
-                    }
+                let addr = json["fields"]["addr"].as_str().unwrap_or_default();
+                if message.starts_with("gRPC") || message == "serving" {
+                    let _ = addr_tx.send((message.to_string(), addr.to_string()));
                 }
             }
         });
-        let addr = addr_rx
-            .recv_timeout(START_TIMEOUT)
-            .expect("server logs its gRPC address");
-        let server = Self {
+        // The gRPC address is logged first, "serving" once the model is loaded.
+        let mut grpc = None;
+        loop {
+            let (message, addr) = addr_rx
+                .recv_timeout(START_TIMEOUT)
+                .expect("server logs its address, then that it is serving");
+            if message == "serving" {
+                break;
+            }
+            grpc = Some(addr.parse().expect("socket address"));
+        }
+        Self {
             child,
-            grpc: addr.parse().expect("socket address"),
-        };
-        server.wait_serving().await;
-        server
+            grpc: grpc.expect("the gRPC address is logged before serving"),
+        }
     }
 
     async fn client(&self) -> SegmentAnythingClient<Channel> {
@@ -115,19 +121,6 @@ impl Server {
             .await
             .expect("connect");
         SegmentAnythingClient::new(channel)
-    }
-
-    async fn wait_serving(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut client = self.client().await;
-        while client
-            .get_model_info(v1::GetModelInfoRequest {})
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "server never loaded the model");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -788,4 +781,69 @@ async fn the_page_can_be_turned_off() {
     let info = grpc_web_call(&server, "GetModelInfo", &v1::GetModelInfoRequest {}, None);
     let (_, trailers) = grpc_web_parse(&info.body);
     assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_carry_the_bearer_token() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mobilesam-unary");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "web-s3cret\n").expect("write token");
+    let token_arg = token_file.to_string_lossy().to_string();
+    let server = Server::start(&[
+        "--auth-token-file",
+        &token_arg,
+        "--cors-allow-origin",
+        ALLOWED_ORIGIN,
+    ])
+    .await;
+
+    // The page and preflights need no token (a browser sends none with them).
+    assert_eq!(http1(server.grpc, "GET", "/", &[], b"").status, 200);
+    let allowed = preflight(&server, ALLOWED_ORIGIN);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some(ALLOWED_ORIGIN)
+    );
+    assert!(allowed
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .contains("authorization"));
+
+    // A gRPC-web call without the token: UNAUTHENTICATED, in gRPC-web form.
+    let refused = grpc_web_call(&server, "GetModelInfo", &v1::GetModelInfoRequest {}, None);
+    assert_eq!(refused.status, 200);
+    assert!(refused
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("application/grpc-web"));
+    let (_, trailers) = grpc_web_parse(&refused.body);
+    let status = refused
+        .header("grpc-status")
+        .map(str::to_string)
+        .unwrap_or(trailers);
+    assert!(status.contains("16"), "UNAUTHENTICATED expected: {status}");
+
+    // With the token it is answered.
+    let body = grpc_web_frame(0, &v1::GetModelInfoRequest {}.encode_to_vec());
+    let answered = http1(
+        server.grpc,
+        "POST",
+        "/mobilesam.v1.SegmentAnything/GetModelInfo",
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+            ("authorization", "Bearer web-s3cret"),
+        ],
+        &body,
+    );
+    let (messages, trailers) = grpc_web_parse(&answered.body);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    assert_eq!(
+        v1::ModelInfo::decode(messages[0].as_slice())
+            .expect("ModelInfo")
+            .name,
+        "mobile_sam"
+    );
 }

@@ -1,6 +1,6 @@
 // The annotation page: open an image or a video, click to segment, export.
 import "./style.css";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Annotations, toCandidate, type AnnotatedObject, type BoxCorners } from "./annotations";
 import { connect } from "./client";
 import { download, toCoco, toYolo, type ImageInfo } from "./export";
@@ -33,7 +33,7 @@ function setStatus(text: string, error = false): void {
 }
 
 function describe(error: unknown): string {
-  return error instanceof ConnectError ? `${error.code}: ${error.rawMessage}` : String(error);
+  return error instanceof ConnectError ? `${Code[error.code] ?? error.code}: ${error.rawMessage}` : String(error);
 }
 
 /** Runs `task` after the server calls already queued; errors go to the status line. */
