@@ -60,6 +60,7 @@ fn fixture(name: &str) -> Vec<u8> {
 struct Server {
     child: Child,
     grpc: SocketAddr,
+    metrics: SocketAddr,
 }
 
 impl Server {
@@ -92,25 +93,34 @@ impl Server {
                 };
                 let message = json["fields"]["message"].as_str().unwrap_or_default();
                 let addr = json["fields"]["addr"].as_str().unwrap_or_default();
-                if message.starts_with("gRPC") || message == "serving" {
+                if message.starts_with("gRPC")
+                    || message.starts_with("metrics")
+                    || message == "serving"
+                {
                     let _ = addr_tx.send((message.to_string(), addr.to_string()));
                 }
             }
         });
         // The gRPC address is logged first, "serving" once the model is loaded.
-        let mut grpc = None;
+        let (mut grpc, mut metrics) = (None, None);
         loop {
             let (message, addr) = addr_rx
                 .recv_timeout(START_TIMEOUT)
-                .expect("server logs its address, then that it is serving");
+                .expect("server logs its addresses, then that it is serving");
             if message == "serving" {
                 break;
             }
-            grpc = Some(addr.parse().expect("socket address"));
+            let addr = Some(addr.parse().expect("socket address"));
+            if message.starts_with("gRPC") {
+                grpc = addr;
+            } else {
+                metrics = addr;
+            }
         }
         Self {
             child,
             grpc: grpc.expect("the gRPC address is logged before serving"),
+            metrics: metrics.expect("the metrics address is logged before serving"),
         }
     }
 
@@ -122,6 +132,20 @@ impl Server {
             .expect("connect");
         SegmentAnythingClient::new(channel)
     }
+}
+
+/// The value of `mobilesam_requests_total` for `kind` and `code` (0 when absent).
+fn requests_total(server: &Server, kind: &str, code: &str) -> f64 {
+    let page = http1(server.metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(page.status, 200);
+    let text = String::from_utf8_lossy(&page.body).to_string();
+    text.lines()
+        .filter(|l| l.starts_with("mobilesam_requests_total{"))
+        .filter(|l| {
+            l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("code=\"{code}\""))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 impl Drop for Server {
@@ -347,6 +371,13 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
         .expect("CloseSession again")
         .into_inner();
     assert!(!twice.closed);
+
+    // The unary calls are counted with the stream's kinds and codes.
+    assert_eq!(requests_total(&server, "close_session", "OK"), 2.0);
+    assert_eq!(requests_total(&server, "prompt", "NOT_FOUND"), 1.0);
+    assert_eq!(requests_total(&server, "resume", "NOT_FOUND"), 1.0);
+    assert_eq!(requests_total(&server, "resume", "OK"), 2.0);
+    assert_eq!(requests_total(&server, "prompt", "OK"), 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
