@@ -152,6 +152,32 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            web: WebConfig,
+        }
+        let cli = Cli::try_parse_from(["serve"]).expect("defaults");
+        assert_eq!(cli.web, WebConfig::default());
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--cors-allow-origin",
+            "http://a.example,https://b.example:8443",
+            "--web-page",
+            "false",
+        ])
+        .expect("flags");
+        assert_eq!(
+            cli.web.cors_allow_origin,
+            ["http://a.example", "https://b.example:8443"]
+        );
+        assert!(!cli.web.web_page);
+        assert!(cli.web.cors().is_ok());
+    }
+
+    #[test]
     fn the_embedded_page_loads_its_script() {
         let html = std::str::from_utf8(INDEX_HTML).expect("utf-8 page");
         assert!(html.contains("app.js"), "{html}");
