@@ -328,3 +328,32 @@ def test_prompt_before_image_is_refused(pb, stub):
     answer = s.recv()
     assert (answer.error.request_id, answer.error.code) == (1, 9)  # FAILED_PRECONDITION
     assert s.close() == []
+
+
+def test_generate_masks(pb, stub):
+    """Segment everything: masks that pycocotools decodes (area and box agree), then a
+    summary that counts them; bad parameters are INVALID_ARGUMENT."""
+    import grpc
+
+    pb2, _ = pb
+    # Seeded random weights: no filters, so masks survive.
+    params = pb2.GenerateParams(points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0)
+    answers = list(stub.GenerateMasks(pb2.GenerateMasksRequest(image=make_png(WIDTH, HEIGHT), params=params),
+                                      timeout=ANSWER_TIMEOUT_S))
+    *masks, last = answers
+    assert last.WhichOneof("response") == "summary"
+    assert (last.summary.width, last.summary.height) == (WIDTH, HEIGHT)
+    assert last.summary.mask_count == len(masks) > 0
+    for answer in masks:
+        generated = answer.mask
+        if generated.mask.area > 0:
+            check_mask(generated.mask, WIDTH, HEIGHT)
+        assert generated.point.label == 1
+        assert (generated.crop_box.x2, generated.crop_box.y2) == (WIDTH, HEIGHT)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.GenerateMasks(pb2.GenerateMasksRequest(image=make_png(WIDTH, HEIGHT),
+                                                         params=pb2.GenerateParams(points_per_side=0)),
+                                timeout=ANSWER_TIMEOUT_S))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "points_per_side" in refused.value.details()
