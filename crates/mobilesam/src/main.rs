@@ -8,6 +8,7 @@ mod error_message;
 mod generate;
 mod image_args;
 mod info;
+mod load;
 mod model_args;
 mod npy;
 mod output;
@@ -45,6 +46,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Segment every detected box in a folder of images: YOLO segmentation or COCO labels.
     Annotate(annotate::AnnotateArgs),
+    /// Drive a running server with K concurrent streams x M prompts: throughput, latency
+    /// percentiles, errors per code, gRPC overhead against the in-process decode.
+    Load(load::LoadArgs),
     /// Write seeded random weights in the checkpoint layout (tests, smoke tests, benchmarks).
     SeededCheckpoint(seeded_checkpoint::SeededCheckpointArgs),
 }
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::SeededCheckpoint(args) => seeded_checkpoint::run(args),
         Command::Annotate(args) => annotate::run(args),
+        Command::Load(args) => load::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

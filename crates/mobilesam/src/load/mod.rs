@@ -1,0 +1,266 @@
+//! `mobilesam load`: K concurrent streams x M prompts against a running server, bounded in
+//! time; throughput, latency percentiles, errors per gRPC code, the round trip against the
+//! in-process decode, session memory and server RSS.
+
+mod conversation;
+mod driver;
+mod in_process;
+mod latency;
+mod report;
+mod server_probe;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mobilesam_model::image::{decode_image, DEFAULT_MAX_IMAGE_PIXELS};
+use mobilesam_model::{DecodeOptions, ObjectPrompt, Point};
+use mobilesam_proto::v1;
+
+use driver::{Plan, Tally};
+use in_process::InProcess;
+use mobilesam_server::metrics::code_label;
+use report::{Report, RoundTrip, ServerMemory, SessionMemory};
+
+/// Arguments of `mobilesam load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The server's gRPC address: host:port or http://host:port.
+    #[arg(long, value_name = "ADDR")]
+    pub addr: String,
+
+    /// Concurrent streams (each its own connection) in the load phase.
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub streams: usize,
+
+    /// Prompts per stream in the load phase (one in flight per stream).
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    pub prompts: usize,
+
+    /// Stop sending prompts this long (e.g. 30s, 2m) after the image is ready; prompts in
+    /// flight are still answered.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// The image: encoded once, then every stream resumes its session.
+    #[arg(long, value_name = "FILE")]
+    pub image: PathBuf,
+
+    /// Ask for three candidate masks per prompt instead of one.
+    #[arg(long)]
+    pub multimask: bool,
+
+    /// Single prompts (one stream, one in flight) timed before the load phase, each
+    /// followed by the same decode in-process when --checkpoint is given.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub round_trips: usize,
+
+    /// The server's weights, loaded here too to time the same decode in-process (the
+    /// round trip's overhead); without it no overhead is reported.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// The server's metrics listener (host:port), for the session memory gauges.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// The server's process id, for its resident memory (Linux /proc).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Longest wait for any one answer.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub answer_timeout: Duration,
+
+    /// Print the report as JSON; the last line is one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `mobilesam load`.
+pub fn run(args: LoadArgs) -> Result<()> {
+    if args.streams == 0 {
+        bail!("--streams must be at least 1");
+    }
+    let image_bytes = std::fs::read(&args.image)
+        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let image = decode_image(&image_bytes, DEFAULT_MAX_IMAGE_PIXELS)
+        .with_context(|| format!("cannot decode {}", args.image.display()))?;
+    let (x, y) = (image.width() as f32 / 2.0, image.height() as f32 / 2.0);
+    let idle = args
+        .server_pid
+        .map(server_probe::memory)
+        .transpose()
+        .context("cannot read the server's memory")?;
+    let plan = Plan {
+        uri: uri(&args.addr),
+        image: image_bytes,
+        prompt: v1::Prompt {
+            request_id: 0,
+            objects: vec![v1::ObjectPrompt {
+                points: vec![v1::Point { x, y, label: 1 }],
+                r#box: None,
+                mask_input: Vec::new(),
+            }],
+            multimask_output: args.multimask,
+            return_low_res_logits: false,
+        },
+        streams: args.streams,
+        prompts: args.prompts,
+        answer_timeout: args.answer_timeout,
+    };
+    let in_process = match &args.checkpoint {
+        Some(path) => {
+            let prompt = vec![ObjectPrompt {
+                points: vec![Point { x, y, label: 1 }],
+                ..ObjectPrompt::default()
+            }];
+            let options = DecodeOptions {
+                multimask: args.multimask,
+                return_low_res_logits: false,
+            };
+            Some(InProcess::new(path, &image, prompt, options)?)
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let failed = |s: tonic::Status| anyhow::anyhow!("{}: {}", code_label(s.code()), s.message());
+    let (mut first, ready) = runtime
+        .block_on(driver::open_session(&plan))
+        .map_err(failed)
+        .context("cannot open a session")?;
+    let deadline = Instant::now() + args.duration;
+
+    // Round trips, each followed by the same decode in this process: interleaved, so both
+    // see the same machine.
+    let mut rt = Tally::default();
+    let mut in_process_times = Vec::new();
+    for i in 0..args.round_trips {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Err(status) =
+            runtime.block_on(driver::prompt(&mut first, &plan, i as u64 + 1, &mut rt))
+        {
+            rt.count_error(status.code());
+            break;
+        }
+        if let Some(model) = &in_process {
+            in_process_times.push(model.time_one()?);
+        }
+    }
+    drop(first);
+    let (load, load_elapsed) =
+        runtime.block_on(driver::load_phase(&plan, &ready.session_id, deadline));
+
+    let session = args.metrics_addr.map(session_memory).transpose()?;
+    let after = args
+        .server_pid
+        .map(server_probe::memory)
+        .transpose()
+        .context("cannot read the server's memory")?;
+
+    let grpc_p50 = latency::percentiles(&rt.ok).map(|p| p.p50);
+    let in_process_p50 = latency::percentiles(&in_process_times).map(|p| p.p50);
+    let transport: Vec<Duration> = rt
+        .ok
+        .iter()
+        .zip(&rt.server_decode_ms)
+        .map(|(total, decode)| total.saturating_sub(Duration::from_secs_f64(decode.max(0.0) / 1e3)))
+        .collect();
+    let mut errors = load.errors.clone();
+    for (code, n) in &rt.errors {
+        *errors.entry(code.clone()).or_default() += n;
+    }
+    let elapsed_s = load_elapsed.as_secs_f64();
+    let ok = load.ok.len() as u64;
+    let report = Report {
+        streams: args.streams,
+        prompts_per_stream: args.prompts,
+        sent: load.sent,
+        ok,
+        errors,
+        elapsed_s,
+        throughput_per_s: if elapsed_s > 0.0 {
+            ok as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        latency_ms: latency::percentiles(&load.ok),
+        error_latency_ms: latency::percentiles(&load.refused),
+        encode_ms: ready.encode_ms,
+        round_trip: RoundTrip {
+            prompts: rt.ok.len(),
+            grpc_p50_ms: grpc_p50,
+            server_decode_p50_ms: median(&rt.server_decode_ms),
+            transport_p50_ms: latency::percentiles(&transport).map(|p| p.p50),
+            in_process_p50_ms: in_process_p50,
+            overhead_p50_ms: grpc_p50.zip(in_process_p50).map(|(g, i)| g - i),
+        },
+        session,
+        server_memory: idle
+            .zip(after)
+            .map(|(idle, after)| ServerMemory { idle, after }),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.text());
+    }
+    Ok(())
+}
+
+/// `host:port` becomes `http://host:port`; a URI with a scheme is kept.
+fn uri(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+fn session_memory(addr: SocketAddr) -> Result<SessionMemory> {
+    let metrics = server_probe::scrape(addr)?;
+    let gauge = |name: &str| {
+        metrics
+            .get(name)
+            .map(|v| *v as u64)
+            .with_context(|| format!("the metrics page of {addr} has no {name}"))
+    };
+    let sessions = gauge(server_probe::SESSIONS)?;
+    let cache_bytes = gauge(server_probe::SESSION_CACHE_BYTES)?;
+    Ok(SessionMemory {
+        sessions,
+        cache_bytes,
+        bytes_per_session: cache_bytes.checked_div(sessions),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_a_scheme() {
+        assert_eq!(uri("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(uri("https://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn median_of_values() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(1.0));
+        assert_eq!(median(&[]), None);
+    }
+}
