@@ -594,8 +594,8 @@ mod tests {
 
     #[test]
     fn too_few_rebuild_arguments_are_an_error() {
-        // Found by the checkpoint_pt fuzz target in candle's reader (`Vec::remove` out of
-        // bounds): a rebuild call with fewer than four arguments.
+        // A rebuild call with fewer than four arguments: candle's reader, used before,
+        // panicked here (`Vec::remove` out of bounds).
         let pickle = b"\x80\x02}(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n)Ru.";
         let err = read_state_dict(pickle).unwrap_err();
         assert!(
