@@ -117,6 +117,33 @@ fn decoder_matches_tensor_ops() {
     let err = common::relative_l2(&ours[0].low_res_logits[0], &theirs[0].low_res_logits[0]);
     eprintln!("mask input: logits relative L2 {err:.2e}");
     assert!(err < 1e-4, "mask input: logits relative L2 {err}");
+
+    // The fast decoder keeps the last embedding's token-major copy: switching images must
+    // not reuse it.
+    objects[0].mask_input = None;
+    let first = fast
+        .decode_raw(&embedding, &objects[..1], false)
+        .expect("first image");
+    let other_image = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([
+            ((x * 3) % 256) as u8,
+            ((x + y) % 256) as u8,
+            (y % 199) as u8,
+        ])
+    });
+    let other = fast.embed(&other_image).expect("embeds");
+    let ours = fast
+        .decode_raw(&other, &objects[..1], false)
+        .expect("fast, second image");
+    let theirs = reference
+        .decode_raw(&other, &objects[..1], false)
+        .expect("reference, second image");
+    let err = common::relative_l2(&ours[0].low_res_logits[0], &theirs[0].low_res_logits[0]);
+    assert!(err < 1e-4, "second image: logits relative L2 {err}");
+    let again = fast
+        .decode_raw(&embedding, &objects[..1], false)
+        .expect("first image again");
+    assert_eq!(again[0].low_res_logits, first[0].low_res_logits);
 }
 
 #[test]

@@ -35,6 +35,11 @@ impl DepthwiseConv3x3 {
         }
     }
 
+    /// The step between output pixels, in input pixels.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// Output (height, width) for an input of `h x w`.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         ((h - 1) / self.stride + 1, (w - 1) / self.stride + 1)
@@ -54,23 +59,62 @@ impl DepthwiseConv3x3 {
         out.par_chunks_mut(wo * c)
             .enumerate()
             .for_each(|(oy, row)| {
-                conv_row(
-                    x,
-                    (h, w, c),
-                    &self.weight,
-                    &self.bias,
-                    self.stride,
-                    oy,
-                    row,
-                    apply_gelu,
-                )
+                let inputs = std::array::from_fn(|ky| {
+                    (oy * self.stride + ky)
+                        .checked_sub(1)
+                        .filter(|&iy| iy < h)
+                        .map(|iy| &x[iy * w * c..(iy + 1) * w * c])
+                });
+                self.row(inputs, w, 0, row, apply_gelu)
             });
+    }
+
+    /// Output pixels `ox0..` of one output row (as many as `out` holds, `channels` values
+    /// each) from the row's three input rows (`w` pixels each; `None` above or below the
+    /// map, which counts as zeros).
+    ///
+    /// # Panics
+    /// When an input row is not `w` pixels long or `out` reaches past the row.
+    pub fn row(
+        &self,
+        inputs: [Option<&[f32]>; 3],
+        w: usize,
+        ox0: usize,
+        out: &mut [f32],
+        apply_gelu: bool,
+    ) {
+        let c = self.channels;
+        let (_, wo) = self.out_size(1, w);
+        assert!(
+            inputs.iter().flatten().all(|r| r.len() == w * c)
+                && out.len() % c.max(1) == 0
+                && ox0 + out.len() / c.max(1) <= wo,
+            "depthwise: row shapes"
+        );
+        conv_row(
+            inputs,
+            (w, c),
+            &self.weight,
+            &self.bias,
+            self.stride,
+            ox0,
+            out,
+            apply_gelu,
+        );
     }
 }
 
 /// Channels per register block: the accumulators of one block stay in registers across
 /// the nine taps.
 const BLOCK: usize = 32;
+
+/// The first [`BLOCK`] values of `values`.
+#[inline(always)]
+fn block(values: &[f32]) -> [f32; BLOCK] {
+    let mut out = [0.0; BLOCK];
+    out.copy_from_slice(&values[..BLOCK]);
+    out
+}
 
 #[multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
@@ -79,41 +123,42 @@ const BLOCK: usize = 32;
 ))]
 #[allow(clippy::too_many_arguments)]
 fn conv_row(
-    x: &[f32],
-    (h, w, c): (usize, usize, usize),
+    inputs: [Option<&[f32]>; 3],
+    (w, c): (usize, usize),
     weight: &[f32],
     bias: &[f32],
     stride: usize,
-    oy: usize,
+    ox0: usize,
     row: &mut [f32],
     apply_gelu: bool,
 ) {
-    // Offsets (into `x`, into `weight`) of the taps inside the image, per output pixel.
-    let mut taps = [(0usize, 0usize); 9];
-    for (ox, px) in row.chunks_exact_mut(c).enumerate() {
+    // (input pixel's values from channel 0, offset into `weight`) of the taps inside the
+    // map, per output pixel.
+    let mut taps: [(&[f32], usize); 9] = [(&[], 0); 9];
+    for (i, px) in row.chunks_exact_mut(c).enumerate() {
+        let ox = ox0 + i;
         let mut count = 0;
-        for ky in 0..3 {
-            let Some(iy) = (oy * stride + ky).checked_sub(1).filter(|&y| y < h) else {
+        for (ky, input) in inputs.iter().enumerate() {
+            let Some(input) = input else {
                 continue;
             };
             for kx in 0..3 {
                 let Some(ix) = (ox * stride + kx).checked_sub(1).filter(|&x| x < w) else {
                     continue;
                 };
-                taps[count] = ((iy * w + ix) * c, (ky * 3 + kx) * c);
+                taps[count] = (&input[ix * c..(ix + 1) * c], (ky * 3 + kx) * c);
                 count += 1;
             }
         }
         let taps = &taps[..count];
         let blocks = c / BLOCK * BLOCK;
         for c0 in (0..blocks).step_by(BLOCK) {
-            let mut acc = [0.0f32; BLOCK];
-            acc.copy_from_slice(&bias[c0..c0 + BLOCK]);
+            let mut acc = block(&bias[c0..]);
             for &(src, ker) in taps {
-                let s = &x[src + c0..src + c0 + BLOCK];
-                let k = &weight[ker + c0..ker + c0 + BLOCK];
-                for ((a, s), k) in acc.iter_mut().zip(s).zip(k) {
-                    *a += s * k;
+                let (s, k) = (block(&src[c0..]), block(&weight[ker + c0..]));
+                // Fixed-length arrays: the loop unrolls into vector FMAs on registers.
+                for i in 0..BLOCK {
+                    acc[i] = s[i].mul_add(k[i], acc[i]);
                 }
             }
             if apply_gelu {
@@ -126,7 +171,7 @@ fn conv_row(
         for ch in blocks..c {
             let mut a = bias[ch];
             for &(src, ker) in taps {
-                a += x[src + ch] * weight[ker + ch];
+                a = src[ch].mul_add(weight[ker + ch], a);
             }
             px[ch] = if apply_gelu { gelu(a) } else { a };
         }

@@ -4,13 +4,13 @@
 //! that the 256x256x32 upscaled features never exist as a whole; only the masks that will be
 //! returned are formed.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::Tensor;
+use candle_core::{Tensor, TensorId};
 use rayon::prelude::*;
 
 use super::{MaskDecoder, Mlp, NUM_MASK_TOKENS};
-use crate::cpu::buffers::with_scratch;
+use crate::cpu::buffers::{with_scratch, BufferPool, PoolCache};
 use crate::cpu::linear::{Fused, Linear};
 use crate::cpu::math::gelu_inplace;
 use crate::cpu::matmul::{matmul, MatRef};
@@ -43,6 +43,12 @@ pub(crate) struct MaskDecoderCpu {
     iou_head: Vec<Linear>,
     /// The dense positional encoding, token-major, made on first use.
     pe_tokens: OnceLock<Vec<f32>>,
+    /// The token-major copy of the last image embedding decoded without a mask input,
+    /// keyed by the tensor's id (ids are never reused, and embeddings are not modified in
+    /// place), so that further prompts on the same image skip the transposition.
+    last_tokens: Mutex<Option<(TensorId, Arc<Vec<f32>>)>>,
+    /// The transformer's image-token buffers, kept between calls.
+    pools: PoolCache,
 }
 
 fn mlp(m: &Mlp) -> Result<Vec<Linear>> {
@@ -113,6 +119,8 @@ impl MaskDecoderCpu {
             hypernetworks: d.hypernetworks.iter().map(mlp).collect::<Result<_>>()?,
             iou_head: mlp(&d.iou_head)?,
             pe_tokens: OnceLock::new(),
+            last_tokens: Mutex::new(None),
+            pools: PoolCache::default(),
         })
     }
 
@@ -141,21 +149,15 @@ impl MaskDecoderCpu {
                 self.pe_tokens.get_or_init(|| pe)
             }
         };
-        let keys = step("decoder prepare", || -> Result<Vec<f32>> {
-            let (storage, layout) = image.storage_and_layout();
-            match (&*storage, layout.contiguous_offsets()) {
-                (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(to_tokens(
-                    &cpu.as_slice::<f32>()?[start..end],
-                    channels,
-                    Some(&dense),
-                )),
-                _ => Ok(to_tokens(&host_values(image)?, channels, Some(&dense))),
-            }
+        let mut pool = self.pools.checkout();
+        let keys = step("decoder prepare", || {
+            self.image_tokens(image, &dense, &mut pool)
         })?;
         let mut tokens = self.output_tokens.clone();
         tokens.extend_from_slice(sparse);
-        let (hs, keys) = step("decoder transformer", || {
-            self.transformer.forward(keys, pe, &tokens)
+        let spare = pool.take(keys.len());
+        let (hs, keys, spare) = step("decoder transformer", || {
+            self.transformer.forward(keys, spare, pe, &tokens)
         });
         let row = |i: usize| &hs[i * channels..(i + 1) * channels];
         let iou = run_mlp(&self.iou_head, row(0));
@@ -171,7 +173,64 @@ impl MaskDecoderCpu {
         let masks = step("decoder upscale", || {
             self.upscale_masks(&keys, w, &hyper, chosen.len())
         });
+        pool.give(keys);
+        pool.give(spare);
+        self.pools.checkin(pool);
         Ok((masks, chosen.iter().map(|&i| iou[i]).collect()))
+    }
+
+    /// The image embedding token-major (`64 * 64` rows of 256), dense embedding added, in
+    /// a buffer from `pool`.
+    fn image_tokens(
+        &self,
+        image: &Tensor,
+        dense: &Dense,
+        pool: &mut BufferPool,
+    ) -> Result<Vec<f32>> {
+        let channels = self.up0.in_dim;
+        let planar = |image: &Tensor, dense: Option<&Dense>| -> Result<Vec<f32>> {
+            let (storage, layout) = image.storage_and_layout();
+            match (&*storage, layout.contiguous_offsets()) {
+                (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(to_tokens(
+                    &cpu.as_slice::<f32>()?[start..end],
+                    channels,
+                    dense,
+                )),
+                _ => Ok(to_tokens(&host_values(image)?, channels, dense)),
+            }
+        };
+        let Dense::NoMask(no_mask) = dense else {
+            return planar(image, Some(dense));
+        };
+        let cached = self.last_tokens.lock().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(id, _)| *id == image.id())
+                .map(|(_, t)| t.clone())
+        });
+        let tokens = match cached {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(planar(image, None)?);
+                if let Ok(mut last) = self.last_tokens.lock() {
+                    *last = Some((image.id(), t.clone()));
+                }
+                t
+            }
+        };
+        let mut keys = pool.take(tokens.len());
+        keys.par_chunks_mut(64 * channels)
+            .zip(tokens.par_chunks(64 * channels))
+            .for_each(|(dst, src)| {
+                for (d, s) in dst
+                    .chunks_exact_mut(channels)
+                    .zip(src.chunks_exact(channels))
+                {
+                    for ((d, s), e) in d.iter_mut().zip(s).zip(no_mask.iter()) {
+                        *d = s + e;
+                    }
+                }
+            });
+        Ok(keys)
     }
 
     /// Upscales the image tokens (side x side x 256) 4x and takes each hypernetwork

@@ -12,6 +12,7 @@ use crate::cpu::attention::WindowAttention;
 use crate::cpu::buffers::{BufferPool, PoolCache};
 use crate::cpu::conv::Conv3x3;
 use crate::cpu::depthwise::DepthwiseConv3x3;
+use crate::cpu::inverted_residual::{Finish, InvertedResidual};
 use crate::cpu::linear::{Fused, Linear};
 use crate::cpu::norm::LayerNormParams;
 use crate::cpu::profile::step;
@@ -78,18 +79,14 @@ fn dense3x3(conv: &Conv2d) -> Result<Conv3x3> {
 
 /// 1x1 expand (GELU), depthwise 3x3 (GELU), 1x1 project, residual, GELU.
 struct MbConvCpu {
-    expand: Linear,
-    depthwise: DepthwiseConv3x3,
-    project: Linear,
+    layers: InvertedResidual,
 }
 
 /// 1x1 (GELU), depthwise 3x3 with stride (GELU), 1x1.
 struct MergeCpu {
     /// Profile step name.
     name: &'static str,
-    conv1: Linear,
-    depthwise: DepthwiseConv3x3,
-    conv3: Linear,
+    layers: InvertedResidual,
 }
 
 /// Profile step names of the attention stages' parts.
@@ -158,45 +155,21 @@ pub(super) struct TinyVitCpu {
 impl MbConvCpu {
     fn new(b: &MbConv) -> Result<Self> {
         Ok(Self {
-            expand: pointwise(&b.conv1)?,
-            depthwise: depthwise(&b.conv2)?,
-            project: pointwise(&b.conv3)?,
+            layers: InvertedResidual {
+                expand: pointwise(&b.conv1)?,
+                depthwise: depthwise(&b.conv2)?,
+                project: pointwise(&b.conv3)?,
+            },
         })
     }
 
     fn forward(&self, pool: &mut BufferPool, x: Vec<f32>, side: usize) -> Vec<f32> {
-        let px = side * side;
-        let mut e = pool.take(px * self.expand.out_dim);
-        step("layers.0 mbconv expand", || {
-            self.expand.forward(&x, &mut e, gelu())
-        });
-        let mut d = pool.take(e.len());
-        step("layers.0 mbconv depthwise", || {
-            self.depthwise.forward(&e, side, side, &mut d, true)
-        });
-        pool.give(e);
         let mut y = pool.take(x.len());
-        step("layers.0 mbconv project", || {
-            self.project.forward(
-                &d,
-                &mut y,
-                Fused {
-                    residual: Some(&x),
-                    gelu: true,
-                    ..Fused::default()
-                },
-            )
+        step("layers.0 mbconv", || {
+            self.layers.forward(&x, side, &mut y, Finish::ResidualGelu)
         });
-        pool.give(d);
         pool.give(x);
         y
-    }
-}
-
-fn gelu() -> Fused<'static> {
-    Fused {
-        gelu: true,
-        ..Fused::default()
     }
 }
 
@@ -204,28 +177,27 @@ impl MergeCpu {
     fn new(m: &PatchMerging, name: &'static str) -> Result<Self> {
         Ok(Self {
             name,
-            conv1: pointwise(&m.conv1)?,
-            depthwise: depthwise(&m.conv2)?,
-            conv3: pointwise(&m.conv3)?,
+            layers: InvertedResidual {
+                expand: pointwise(&m.conv1)?,
+                depthwise: depthwise(&m.conv2)?,
+                project: pointwise(&m.conv3)?,
+            },
         })
+    }
+
+    /// Output channels.
+    fn out_channels(&self) -> usize {
+        self.layers.project.out_dim
     }
 
     /// (side, side, in) -> ((side', side', out), side').
     fn forward(&self, pool: &mut BufferPool, x: Vec<f32>, side: usize) -> (Vec<f32>, usize) {
-        step(self.name, || self.run(pool, x, side))
-    }
-
-    fn run(&self, pool: &mut BufferPool, x: Vec<f32>, side: usize) -> (Vec<f32>, usize) {
-        let mut e = pool.take(side * side * self.conv1.out_dim);
-        self.conv1.forward(&x, &mut e, gelu());
+        let out_side = self.layers.out_side(side);
+        let mut y = pool.take(out_side * out_side * self.out_channels());
+        step(self.name, || {
+            self.layers.forward(&x, side, &mut y, Finish::Plain)
+        });
         pool.give(x);
-        let (out_side, _) = self.depthwise.out_size(side, side);
-        let mut d = pool.take(out_side * out_side * self.conv1.out_dim);
-        self.depthwise.forward(&e, side, side, &mut d, true);
-        pool.give(e);
-        let mut y = pool.take(out_side * out_side * self.conv3.out_dim);
-        self.conv3.forward(&d, &mut y, Fused::default());
-        pool.give(d);
         (y, out_side)
     }
 }
@@ -493,7 +465,7 @@ impl TinyVitCpu {
             x = mb.forward(pool, x, side);
         }
         (x, side) = self.merge0.forward(pool, x, side);
-        see("layers.0", &x, (side, side, self.merge0.conv3.out_dim));
+        see("layers.0", &x, (side, side, self.merge0.out_channels()));
         for (i, stage) in self.stages.iter().enumerate() {
             for block in &stage.blocks {
                 x = block.forward(pool, x, side);

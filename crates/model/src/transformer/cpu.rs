@@ -378,16 +378,19 @@ impl TwoWayTransformerCpu {
     }
 
     /// `image` (L x 256, token-major, dense embedding added), `image_pe` (L x 256), `tokens`
-    /// (n x 256) -> (tokens, image tokens), both token-major.
+    /// (n x 256) -> (tokens, image tokens, `spare`), both token-major; `spare` is work space
+    /// of the image's length (contents unspecified), handed back for reuse.
     pub(crate) fn forward(
         &self,
         image: Vec<f32>,
+        spare: Vec<f32>,
         image_pe: &[f32],
         tokens: &[f32],
-    ) -> (Vec<f32>, Vec<f32>) {
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let mut queries = tokens.to_vec();
         let mut keys = image;
-        let mut next = vec![0.0; keys.len()];
+        let mut next = spare;
+        assert_eq!(next.len(), keys.len(), "transformer: work space");
         for layer in &self.layers {
             layer.forward(&mut queries, &keys, tokens, image_pe, &mut next);
             std::mem::swap(&mut keys, &mut next);
@@ -400,6 +403,6 @@ impl TwoWayTransformerCpu {
         });
         add_assign(&mut queries, &attn);
         self.norm_final.rows_inplace(&mut queries);
-        (queries, keys)
+        (queries, keys, next)
     }
 }
