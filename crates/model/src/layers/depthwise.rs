@@ -6,6 +6,21 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+/// The input's (B, C, H, W) and the square kernel's size, checking that `weight` is
+/// (C, 1, K, K).
+fn depthwise_shapes(x: &Tensor, weight: &Tensor) -> Result<((usize, usize, usize, usize), usize)> {
+    let dims = x.dims4()?;
+    let (wc, one, k, k2) = weight.dims4()?;
+    if wc != dims.1 || one != 1 || k != k2 {
+        candle_core::bail!(
+            "depthwise conv: input has {} channels, kernel is {:?}",
+            dims.1,
+            weight.dims()
+        );
+    }
+    Ok((dims, k))
+}
+
 /// `x` (B, C, H, W) convolved with `weight` (C, 1, K, K), zero padding `padding`, stride
 /// `stride`, no bias. Returns (B, C, H_out, W_out).
 pub fn conv2d_depthwise(
@@ -14,14 +29,7 @@ pub fn conv2d_depthwise(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (wc, one, k, k2) = weight.dims4()?;
-    if wc != c || one != 1 || k != k2 {
-        candle_core::bail!(
-            "depthwise conv: input has {c} channels, kernel is {:?}",
-            weight.dims()
-        );
-    }
+    let ((b, c, h, w), k) = depthwise_shapes(x, weight)?;
     let h_out = (h + 2 * padding - k) / stride + 1;
     let w_out = (w + 2 * padding - k) / stride + 1;
     let input = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
@@ -68,14 +76,7 @@ pub fn conv2d_depthwise_shifted(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (wc, one, k, k2) = weight.dims4()?;
-    if wc != c || one != 1 || k != k2 {
-        candle_core::bail!(
-            "depthwise conv: input has {c} channels, kernel is {:?}",
-            weight.dims()
-        );
-    }
+    let ((b, c, h, w), k) = depthwise_shapes(x, weight)?;
     let full_h = h + 2 * padding + 1 - k;
     let full_w = w + 2 * padding + 1 - k;
     let subsample = match stride {
