@@ -55,9 +55,10 @@ pub fn erf(x: f32) -> f32 {
 
 /// `e^x` for `x <= 0` only, for GELU's `exp(-z^2)`: a cheaper variant of [`exp`] (no
 /// upper clamp, a one-constant range reduction, one polynomial term fewer; relative error
-/// below about 3e-7 where it matters). GELU multiplies it by at most 0.15 * |x|, and its
-/// error grows with |n| only where the result is below 2^-|n|, so GELU's error stays at
-/// the level of the erf approximation's.
+/// below 5e-7, against about 1.5e-7 for [`exp`]). In GELU that is far below the error of
+/// the erf approximation itself (absolute 1.5e-7, relative 1e-3 and more in the tail
+/// where `t * r * e` is small), so GELU stays as accurate as the direct formula (see the
+/// tests).
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
@@ -298,6 +299,19 @@ mod tests {
         }
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn exp_nonpositive_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let want = f64::from(x).exp();
+            worst = worst.max(((f64::from(exp_nonpositive(x)) - want) / want).abs());
+            x += 0.000_913;
+        }
+        println!("exp_nonpositive worst relative error {worst:e}");
+        assert!(worst < 5e-7, "{worst}");
     }
 
     #[test]
