@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"  # rustup's cargo may be on the login PATH only
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
 
@@ -37,7 +41,14 @@ else
 fi
 
 step "cargo test (unit, parity, CLI, server on loopback)"
-cargo test --workspace
+mkdir -p target
+cargo test --workspace 2>&1 | tee target/cargo-test.log
+rust_passed=$(awk '/^test result:/ {n += $4} END {print n + 0}' target/cargo-test.log)
+echo "Rust tests passed: $rust_passed"
+if [ "$rust_passed" -eq 0 ]; then
+  echo "cargo test ran no tests" >&2
+  exit 1
+fi
 
 step "Python grpcio client against the real server"
 venv=target/test-venv
