@@ -6,7 +6,7 @@
 //! the image encoder is the slow part on CPU.
 
 mod cli_support;
-mod serve_process;
+mod server_support;
 
 use std::time::Duration;
 
@@ -17,14 +17,9 @@ use mobilesam_proto::v1::segment_anything_client::SegmentAnythingClient;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::segment_response::Response as Resp;
 use serde_json::Value;
-use serve_process::Server;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use server_support::{requests, Server, Stream, ANSWER_TIMEOUT};
 use tonic::transport::Channel;
-use tonic::{Code, Streaming};
-
-/// Longest wait for one answer (encodes on a busy 2-core CI machine included).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+use tonic::Code;
 
 /// One generated mask with every field, comparable across the CLI's JSON and the wire.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,58 +190,23 @@ fn expect_code(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, 
     assert!(status.message().contains(text), "{status:?} lacks {text:?}");
 }
 
-/// A `Segment` stream.
-struct Stream {
-    tx: mpsc::Sender<v1::SegmentRequest>,
-    rx: Streaming<v1::SegmentResponse>,
-}
-
-impl Stream {
-    async fn open(client: &mut SegmentAnythingClient<Channel>) -> Self {
-        let (tx, requests) = mpsc::channel(64);
-        let rx = client
-            .segment(ReceiverStream::new(requests))
-            .await
-            .expect("open stream")
-            .into_inner();
-        Self { tx, rx }
-    }
-
-    async fn send(&self, request: Req) {
-        self.tx
-            .send(v1::SegmentRequest {
-                request: Some(request),
-            })
-            .await
-            .expect("send request");
-    }
-
-    async fn recv(&mut self) -> Resp {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, self.rx.message())
-            .await
-            .expect("answer in time")
-            .expect("stream ok");
-        next.expect("an answer").response.expect("a response")
-    }
-
-    /// Reads a generation's answer: masks until the summary.
-    async fn generated(
-        &mut self,
-        request_id: u64,
-    ) -> (Vec<v1::GeneratedMask>, v1::GenerateSummary) {
-        let mut masks = Vec::new();
-        loop {
-            match self.recv().await {
-                Resp::GeneratedMask(m) => {
-                    assert_eq!(m.request_id, request_id);
-                    masks.push(m);
-                }
-                Resp::GenerateSummary(s) => {
-                    assert_eq!(s.request_id, request_id);
-                    return (masks, s);
-                }
-                other => panic!("expected generated masks, got {other:?}"),
+/// Reads a generation's answer: masks until the summary.
+async fn generated(
+    stream: &mut Stream,
+    request_id: u64,
+) -> (Vec<v1::GeneratedMask>, v1::GenerateSummary) {
+    let mut masks = Vec::new();
+    loop {
+        match stream.recv().await {
+            Resp::GeneratedMask(m) => {
+                assert_eq!(m.request_id, request_id);
+                masks.push(m);
             }
+            Resp::GenerateSummary(s) => {
+                assert_eq!(s.request_id, request_id);
+                return (masks, s);
+            }
+            other => panic!("expected generated masks, got {other:?}"),
         }
     }
 }
@@ -284,7 +244,7 @@ fn records(masks: &[v1::GeneratedMask]) -> Vec<MaskRecord> {
 /// and the stream goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_masks_match_the_cli_over_rpc_and_stream() {
-    let server = Server::start(checkpoint(), &[]).await;
+    let server = Server::start(&[]).await;
     let mut client = server.client().await;
     let grid = Settings {
         points_per_side: 8,
@@ -363,7 +323,7 @@ async fn generated_masks_match_the_cli_over_rpc_and_stream() {
         Resp::ImageReady(r) => r.session_id,
         other => panic!("expected ImageReady, got {other:?}"),
     };
-    let (masks, summary) = s.generated(7).await;
+    let (masks, summary) = generated(&mut s, 7).await;
     assert_eq!(records(&masks), expected);
     assert_eq!(summary.mask_count as usize, masks.len());
     assert_eq!(summary.encode_ms, 0.0);
@@ -455,13 +415,13 @@ async fn generated_masks_match_the_cli_over_rpc_and_stream() {
 
     // Every generation counted under kind "generate".
     let m = server.scrape();
-    assert_eq!(Server::requests(&m, "generate", "OK"), 4.0);
-    assert_eq!(Server::requests(&m, "generate", "FAILED_PRECONDITION"), 1.0);
+    assert_eq!(requests(&m, "generate", "OK"), 4.0);
+    assert_eq!(requests(&m, "generate", "FAILED_PRECONDITION"), 1.0);
     assert_eq!(
-        Server::requests(&m, "generate", "INVALID_ARGUMENT"),
+        requests(&m, "generate", "INVALID_ARGUMENT"),
         refused - 1.0 + 1.0
     );
-    assert_eq!(Server::requests(&m, "generate", "NOT_FOUND"), 1.0);
+    assert_eq!(requests(&m, "generate", "NOT_FOUND"), 1.0);
     assert_eq!(
         m.get("mobilesam_request_duration_seconds_count{kind=\"generate\"}"),
         Some(&(4.0 + 1.0 + refused + 1.0))
@@ -473,7 +433,7 @@ async fn generated_masks_match_the_cli_over_rpc_and_stream() {
 /// generation between batches and drop the queued one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abandoned() {
-    let server = Server::start(checkpoint(), &["--queue-capacity", "1"]).await;
+    let server = Server::start(&["--queue-capacity", "1"]).await;
     let mut client = server.client().await;
     let mut s = Stream::open(&mut client).await;
     s.send(Req::SetImage(v1::SetImage {
@@ -535,8 +495,8 @@ async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abando
             .get("mobilesam_jobs_cancelled_total{queue=\"encode\"}")
             .copied()
             .unwrap_or(0.0);
-        if cancelled == 2.0 && Server::requests(&m, "generate", "CANCELLED") == 2.0 {
-            assert_eq!(Server::requests(&m, "generate", "RESOURCE_EXHAUSTED"), 1.0);
+        if cancelled == 2.0 && requests(&m, "generate", "CANCELLED") == 2.0 {
+            assert_eq!(requests(&m, "generate", "RESOURCE_EXHAUSTED"), 1.0);
             break;
         }
         assert!(

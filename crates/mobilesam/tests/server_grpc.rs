@@ -5,88 +5,26 @@
 //! from the JSON log) and keeps the number of image encodes small: the encoder is the
 //! slow part on CPU.
 
+mod server_support;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mobilesam_proto::v1;
-use mobilesam_proto::v1::segment_anything_client::SegmentAnythingClient;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::segment_response::Response as Resp;
 use serde_json::Value;
+use server_support::{checkpoint, error, masks, png, ready, rgb, scratch, seeded, Server, Stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Code, Streaming};
-
-/// Longest wait for one answer (an encode on a busy 2-core CI machine included).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
-/// Longest wait for the server to start and load the model.
-const START_TIMEOUT: Duration = Duration::from_secs(180);
+use tonic::Code;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mobilesam-server");
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
-}
-
-fn seeded() -> mobilesam_model::checkpoint::Checkpoint {
-    let text = std::fs::read_to_string(workspace().join("tests/fixtures/weights_manifest.json"))
-        .expect("read weights manifest");
-    mobilesam_model::seeded::Manifest::from_json(&text)
-        .expect("parse manifest")
-        .generate()
-        .expect("generate weights")
-}
-
-/// The seeded weights as a `.safetensors` file, written once per test process.
-fn checkpoint() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = scratch().join("seeded.safetensors");
-        let part = scratch().join(format!("seeded.{}.part", std::process::id()));
-        seeded()
-            .save_safetensors(&part)
-            .expect("write seeded checkpoint");
-        std::fs::rename(&part, &path).expect("rename seeded checkpoint");
-        path
-    })
-}
-
-/// A `width` x `height` RGB image: a gradient with a bright rectangle (`variant` moves it).
-fn rgb(width: u32, height: u32, variant: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(width, height, |x, y| {
-        let (x0, y0) = (width / 4 + variant * 3, height / 4);
-        if (x0..x0 + width / 2).contains(&x) && (y0..y0 + height / 2).contains(&y) {
-            image::Rgb([240, 220, 40])
-        } else {
-            image::Rgb([(x * 4) as u8, (y * 5) as u8, (90 + variant * 40) as u8])
-        }
-    })
-}
-
-fn png(width: u32, height: u32, variant: u32) -> Vec<u8> {
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(rgb(width, height, variant))
-        .write_to(&mut bytes, image::ImageFormat::Png)
-        .expect("encode png");
-    bytes.into_inner()
-}
 
 fn png_file(width: u32, height: u32, variant: u32) -> PathBuf {
     let path = scratch().join(format!("image_{width}x{height}_{variant}.png"));
@@ -137,272 +75,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-// ---------------------------------------------------------------------------------------
-// The server process
-// ---------------------------------------------------------------------------------------
-
 /// A running `mobilesam serve`; killed when dropped.
-struct Server {
-    child: Child,
-    grpc: SocketAddr,
-    metrics: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts the server with `extra` flags and waits until its health is SERVING.
-    async fn start(extra: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mobilesam"));
-        command
-            .arg("serve")
-            .arg("--checkpoint")
-            .arg(checkpoint())
-            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .args(extra)
-            .args(if extra.contains(&"--workers") {
-                &[][..]
-            } else {
-                &["--workers", "1"][..]
-            })
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("MOBILESAM_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command.spawn().expect("start mobilesam serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        {
-            let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(json) = serde_json::from_str::<Value>(&line) {
-                        let message = json["fields"]["message"].as_str().unwrap_or_default();
-                        if let Some(addr) = json["fields"]["addr"].as_str() {
-                            let _ = addr_tx.send((message.to_string(), addr.to_string()));
-                        }
-                    }
-                    logs.lock().expect("logs").push(line);
-                }
-            });
-        }
-        let mut grpc = None;
-        let mut metrics = None;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while grpc.is_none() || metrics.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (message, addr) = addr_rx.recv_timeout(left).unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("server did not log its addresses: {:?}", logs.lock());
-            });
-            let addr: SocketAddr = addr.parse().expect("socket address");
-            if message.starts_with("gRPC") {
-                grpc = Some(addr);
-            } else if message.starts_with("metrics") {
-                metrics = Some(addr);
-            }
-        }
-        let server = Self {
-            child,
-            grpc: grpc.expect("grpc addr"),
-            metrics: metrics.expect("metrics addr"),
-            logs,
-        };
-        server.wait_serving().await;
-        server
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-
-    async fn client(&self) -> SegmentAnythingClient<Channel> {
-        SegmentAnythingClient::new(self.channel().await)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
-    }
-
-    async fn wait_serving(&self) {
-        use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::HealthCheckRequest;
-        let mut health = HealthClient::new(self.channel().await);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: "mobilesam.v1.SegmentAnything".into(),
-                })
-                .await
-                .map(|r| r.into_inner().status);
-            if matches!(status, Ok(s) if s == ServingStatus::Serving as i32) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server never became SERVING: {:?}",
-                self.logs.lock()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// `GET /metrics`, parsed into `name{labels}` -> value.
-    fn scrape(&self) -> HashMap<String, f64> {
-        let mut stream = TcpStream::connect(self.metrics).expect("connect metrics");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .expect("send request");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                Some((key.to_string(), value.parse().ok()?))
-            })
-            .collect()
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit in time");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A Segment stream
-// ---------------------------------------------------------------------------------------
-
-struct Stream {
-    tx: Option<mpsc::Sender<v1::SegmentRequest>>,
-    rx: Streaming<v1::SegmentResponse>,
-}
-
-impl Stream {
-    async fn open(client: &mut SegmentAnythingClient<Channel>) -> Self {
-        let (tx, requests) = mpsc::channel(256);
-        let rx = client
-            .segment(ReceiverStream::new(requests))
-            .await
-            .expect("open stream")
-            .into_inner();
-        Self { tx: Some(tx), rx }
-    }
-
-    async fn send(&self, request: Req) {
-        self.tx
-            .as_ref()
-            .expect("stream open")
-            .send(v1::SegmentRequest {
-                request: Some(request),
-            })
-            .await
-            .expect("send request");
-    }
-
-    fn close_send(&mut self) {
-        self.tx = None;
-    }
-
-    async fn recv(&mut self) -> Resp {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, self.rx.message())
-            .await
-            .expect("answer in time")
-            .expect("stream ok");
-        next.expect("an answer").response.expect("a response")
-    }
-
-    /// The end of the stream: `Ok(())` or the final status.
-    async fn end(&mut self) -> Result<(), tonic::Status> {
-        let next = tokio::time::timeout(ANSWER_TIMEOUT, self.rx.message())
-            .await
-            .expect("end in time")?;
-        assert!(next.is_none(), "unexpected answer {next:?}");
-        Ok(())
-    }
-
-    async fn set_image(&mut self, image: Vec<u8>) -> v1::ImageReady {
-        self.send(Req::SetImage(v1::SetImage {
-            image,
-            session_id: String::new(),
-        }))
-        .await;
-        ready(self.recv().await)
-    }
-
-    async fn resume(&mut self, session_id: &str) -> Resp {
-        self.send(Req::SetImage(v1::SetImage {
-            image: Vec::new(),
-            session_id: session_id.into(),
-        }))
-        .await;
-        self.recv().await
-    }
-
-    async fn prompt(&mut self, prompt: v1::Prompt) -> v1::Masks {
-        self.send(Req::Prompt(prompt)).await;
-        masks(self.recv().await)
-    }
-}
-
-fn ready(response: Resp) -> v1::ImageReady {
-    match response {
-        Resp::ImageReady(r) => r,
-        other => panic!("expected ImageReady, got {other:?}"),
-    }
-}
-
-fn masks(response: Resp) -> v1::Masks {
-    match response {
-        Resp::Masks(m) => m,
-        other => panic!("expected Masks, got {other:?}"),
-    }
-}
-
-fn error(response: Resp) -> v1::Error {
-    match response {
-        Resp::Error(e) => e,
-        other => panic!("expected Error, got {other:?}"),
-    }
-}
-
 fn point(x: f32, y: f32, label: i32) -> v1::Point {
     v1::Point { x, y, label }
 }
@@ -557,7 +230,7 @@ async fn streamed_masks_match_segment_cli_and_library() {
     let image_path = png_file(width, height, 0);
 
     let mut stream = Stream::open(&mut client).await;
-    let ready = stream.set_image(png(width, height, 0)).await;
+    let ready = ready(stream.set_image(png(width, height, 0)).await);
     assert_eq!((ready.width, ready.height), (width, height));
     assert!(ready.encode_ms > 0.0);
     assert!(!ready.session_id.is_empty());
@@ -584,7 +257,7 @@ async fn streamed_masks_match_segment_cli_and_library() {
             ..points(vec![point(40.0, 30.0, 1), point(12.0, 9.0, 1)])
         },
     ];
-    let multi = stream.prompt(prompt(1, objects.clone(), true)).await;
+    let multi = masks(stream.ask(prompt(1, objects.clone(), true)).await);
     assert_eq!(multi.request_id, 1);
     assert_eq!(multi.objects.len(), 2);
     assert!(multi.objects.iter().all(|o| o.masks.len() == 3));
@@ -618,16 +291,14 @@ async fn streamed_masks_match_segment_cli_and_library() {
     // Low-resolution logits, then fed back as mask_input (the previous frame's mask).
     let mut with_logits = prompt(3, vec![points(vec![point(30.0, 20.0, 1)])], false);
     with_logits.return_low_res_logits = true;
-    let first = stream.prompt(with_logits).await;
+    let first = masks(stream.ask(with_logits).await);
     let logits = first.objects[0].masks[0].low_res_logits.clone();
     assert_eq!(logits.len(), 256 * 256 * 4);
     let refined_objects = vec![v1::ObjectPrompt {
         mask_input: logits,
         ..points(vec![point(30.0, 20.0, 1)])
     }];
-    let refined = stream
-        .prompt(prompt(4, refined_objects.clone(), false))
-        .await;
+    let refined = masks(stream.ask(prompt(4, refined_objects.clone(), false)).await);
     assert_eq!(refined.request_id, 4);
     assert!(refined.objects[0].masks[0].low_res_logits.is_empty());
 
@@ -717,8 +388,8 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
     let click = || prompt(0, vec![points(vec![point(20.0, 20.0, 1)])], false);
 
     let mut a = Stream::open(&mut client).await;
-    let first = a.set_image(png(64, 48, 0)).await;
-    let frame1 = a.prompt(click()).await;
+    let first = ready(a.set_image(png(64, 48, 0)).await);
+    let frame1 = masks(a.ask(click()).await);
     assert_eq!(
         frame1.objects[0].masks[0]
             .rle
@@ -728,11 +399,11 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
     );
 
     // The next video frame, a different size: same session, new image.
-    let second = a.set_image(png(40, 56, 1)).await;
+    let second = ready(a.set_image(png(40, 56, 1)).await);
     assert_eq!(second.session_id, first.session_id);
     assert_eq!((second.width, second.height), (40, 56));
     assert!(second.encode_ms > 0.0);
-    let frame2 = a.prompt(click()).await;
+    let frame2 = masks(a.ask(click()).await);
     assert_eq!(
         frame2.objects[0].masks[0]
             .rle
@@ -747,7 +418,7 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
     assert_eq!(resumed.session_id, first.session_id);
     assert_eq!((resumed.width, resumed.height), (40, 56));
     assert_eq!(resumed.encode_ms, 0.0);
-    assert_eq!(summary(&b.prompt(click()).await), summary(&frame2));
+    assert_eq!(summary(&masks(b.ask(click()).await)), summary(&frame2));
 
     // Unknown session: NOT_FOUND, the stream stays usable on its current session.
     let unknown = error(b.resume("no-such-session").await);
@@ -756,17 +427,17 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
         unknown.message.contains("send the image again"),
         "{unknown:?}"
     );
-    assert_eq!(summary(&b.prompt(click()).await), summary(&frame2));
+    assert_eq!(summary(&masks(b.ask(click()).await)), summary(&frame2));
 
     // A new session pushes the old one out of the one-embedding cache.
     let mut c = Stream::open(&mut client).await;
-    let other = c.set_image(png(64, 48, 2)).await;
+    let other = ready(c.set_image(png(64, 48, 2)).await);
     assert_ne!(other.session_id, first.session_id);
     let evicted = error(c.resume(&first.session_id).await);
     assert_eq!(evicted.code, Code::NotFound as i32);
     assert_eq!(ready(c.resume(&other.session_id).await).encode_ms, 0.0);
     // A stream keeps working on its own image after the cache dropped it.
-    assert_eq!(summary(&a.prompt(click()).await), summary(&frame2));
+    assert_eq!(summary(&masks(a.ask(click()).await)), summary(&frame2));
     let metrics = server.scrape();
     assert_eq!(metrics["mobilesam_sessions"], 1.0);
     assert_eq!(metrics["mobilesam_session_cache_bytes"], 4194304.0);
@@ -904,11 +575,7 @@ async fn bad_input_is_answered_and_metrics_count_requests() {
         .await;
     s.send(set_image(png_header_only(12_000, 10_000))).await;
     s.send(set_image(Vec::new())).await;
-    s.tx.as_ref()
-        .expect("open")
-        .send(v1::SegmentRequest { request: None })
-        .await
-        .expect("send");
+    s.send_raw(v1::SegmentRequest { request: None }).await;
     s.send(set_image(png(64, 48, 0))).await;
     for (i, (_, objects)) in bad_prompts.iter().enumerate() {
         s.send(Req::Prompt(prompt(10 + i as u64, objects.clone(), false)))
@@ -964,7 +631,7 @@ async fn bad_input_is_answered_and_metrics_count_requests() {
     assert!(ok >= 1 && exhausted >= 1, "ok {ok}, exhausted {exhausted}");
     // Still open and serving.
     assert_eq!(
-        s.prompt(prompt(300, vec![good()], false)).await.request_id,
+        masks(s.ask(prompt(300, vec![good()], false)).await).request_id,
         300
     );
     client
@@ -1025,7 +692,7 @@ async fn concurrent_streams_get_their_own_answers() {
         tokio::spawn(async move {
             let mut s = Stream::open(&mut client).await;
             let image_ready = match (image, resume) {
-                (Some(image), _) => s.set_image(image).await,
+                (Some(image), _) => ready(s.set_image(image).await),
                 (None, Some(id)) => ready(s.resume(&id).await),
                 (None, None) => unreachable!(),
             };
@@ -1070,7 +737,7 @@ async fn abandoned_prompts_are_cancelled() {
     let server = Server::start(&[]).await;
     let mut client = server.client().await;
     let mut leaver = Stream::open(&mut client).await;
-    leaver.set_image(png(64, 48, 0)).await;
+    ready(leaver.set_image(png(64, 48, 0)).await);
 
     // Keep the only worker busy with an encode, queue prompts behind it, then leave.
     let mut busy = Stream::open(&mut client).await;
@@ -1120,8 +787,9 @@ async fn abandoned_prompts_are_cancelled() {
         assert_eq!(decoded, 0.0);
     }
     // The server is still fine.
-    let after = busy
-        .prompt(prompt(7, vec![points(vec![point(9.0, 9.0, 1)])], false))
-        .await;
+    let after = masks(
+        busy.ask(prompt(7, vec![points(vec![point(9.0, 9.0, 1)])], false))
+            .await,
+    );
     assert_eq!(after.request_id, 7);
 }

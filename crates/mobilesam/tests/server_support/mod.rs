@@ -1,4 +1,4 @@
-//! Shared helpers for the `server_security` and `server_faults` tests: the real
+//! Shared helpers for the `server_*` tests: the real
 //! `mobilesam serve` on a loopback port (plain or TLS), a tonic client, a `Segment` stream,
 //! metrics scrapes and the server's resident memory.
 //!
@@ -51,20 +51,23 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(scratch()).expect("temp dir")
 }
 
+/// The seeded random weights of `tests/fixtures/weights_manifest.json`.
+pub fn seeded() -> mobilesam_model::checkpoint::Checkpoint {
+    let text = std::fs::read_to_string(workspace().join("tests/fixtures/weights_manifest.json"))
+        .expect("read weights manifest");
+    mobilesam_model::seeded::Manifest::from_json(&text)
+        .expect("parse manifest")
+        .generate()
+        .expect("generate weights")
+}
+
 /// The seeded weights as a `.safetensors` file, written once per test process.
 pub fn checkpoint() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let text =
-            std::fs::read_to_string(workspace().join("tests/fixtures/weights_manifest.json"))
-                .expect("read weights manifest");
-        let weights = mobilesam_model::seeded::Manifest::from_json(&text)
-            .expect("parse manifest")
-            .generate()
-            .expect("generate weights");
         let path = scratch().join("seeded.safetensors");
         let part = scratch().join(format!("seeded.{}.part", std::process::id()));
-        weights
+        seeded()
             .save_safetensors(&part)
             .expect("write seeded checkpoint");
         std::fs::rename(&part, &path).expect("rename seeded checkpoint");
@@ -72,18 +75,22 @@ pub fn checkpoint() -> &'static Path {
     })
 }
 
-/// A `width` x `height` PNG: a gradient with a bright rectangle (`variant` moves it).
-pub fn png(width: u32, height: u32, variant: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
+/// A `width` x `height` RGB image: a gradient with a bright rectangle (`variant` moves it).
+pub fn rgb(width: u32, height: u32, variant: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
         let (x0, y0) = (width / 4 + variant * 3, height / 4);
         if (x0..x0 + width / 2).contains(&x) && (y0..y0 + height / 2).contains(&y) {
             image::Rgb([240, 220, 40])
         } else {
             image::Rgb([(x * 4) as u8, (y * 5) as u8, (90 + variant * 40) as u8])
         }
-    });
+    })
+}
+
+/// [`rgb`] as PNG bytes.
+pub fn png(width: u32, height: u32, variant: u32) -> Vec<u8> {
     let mut bytes = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
+    image::DynamicImage::ImageRgb8(rgb(width, height, variant))
         .write_to(&mut bytes, image::ImageFormat::Png)
         .expect("encode png");
     bytes.into_inner()
@@ -359,6 +366,19 @@ impl Server {
         kib * 1024
     }
 
+    /// Waits until a log line contains `text`.
+    pub async fn wait_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?}: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every log line so far, joined.
     pub fn log_text(&self) -> String {
         self.logs.lock().expect("logs").join("\n")
@@ -398,6 +418,14 @@ pub fn metric(metrics: &HashMap<String, f64>, key: &str) -> f64 {
     metrics.get(key).copied().unwrap_or(0.0)
 }
 
+/// `mobilesam_requests_total{kind, code}` from a scrape (0 when absent).
+pub fn requests(metrics: &HashMap<String, f64>, kind: &str, code: &str) -> f64 {
+    metric(
+        metrics,
+        &format!("mobilesam_requests_total{{kind=\"{kind}\",code=\"{code}\"}}"),
+    )
+}
+
 /// One `Segment` stream.
 pub struct Stream {
     tx: Option<mpsc::Sender<v1::SegmentRequest>>,
@@ -418,14 +446,34 @@ impl Stream {
 
     /// Sends one request.
     pub async fn send(&self, request: Req) {
+        self.send_raw(v1::SegmentRequest {
+            request: Some(request),
+        })
+        .await;
+    }
+
+    /// Sends a message as is (e.g. one with no request set).
+    pub async fn send_raw(&self, message: v1::SegmentRequest) {
         self.tx
             .as_ref()
             .expect("stream open")
-            .send(v1::SegmentRequest {
-                request: Some(request),
-            })
+            .send(message)
             .await
             .expect("send request");
+    }
+
+    /// Closes the request side (the client is done sending).
+    pub fn close_send(&mut self) {
+        self.tx = None;
+    }
+
+    /// The end of the stream: `Ok(())` or the final status.
+    pub async fn end(&mut self) -> Result<(), tonic::Status> {
+        let next = tokio::time::timeout(ANSWER_TIMEOUT, self.rx.message())
+            .await
+            .expect("end in time")?;
+        assert!(next.is_none(), "unexpected answer {next:?}");
+        Ok(())
     }
 
     /// The next answer.
@@ -461,9 +509,14 @@ impl Stream {
         self.recv().await
     }
 
-    /// Sends a prompt and waits for its answer.
+    /// Sends a one-click prompt and waits for its answer.
     pub async fn prompt(&mut self, request_id: u64) -> Resp {
-        self.send(Req::Prompt(click(request_id))).await;
+        self.ask(click(request_id)).await
+    }
+
+    /// Sends `prompt` and waits for its answer.
+    pub async fn ask(&mut self, prompt: v1::Prompt) -> Resp {
+        self.send(Req::Prompt(prompt)).await;
         self.recv().await
     }
 }
