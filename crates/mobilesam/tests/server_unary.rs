@@ -5,154 +5,25 @@
 //! between them); a raw HTTP/1.1 client sends gRPC-web frames and CORS preflights, as a
 //! browser does.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod server_support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_anything_client::SegmentAnythingClient;
-use mobilesam_proto::v1::segment_request::Request as Req;
-use mobilesam_proto::v1::segment_response::Response as Resp;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use server_support::{masks, ready, requests, workspace, Server, Stream};
 use tonic::transport::Channel;
 use tonic::Code;
 
-/// Longest wait for the server to start and load the model.
-const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// The allowed cross-origin page in the CORS test.
 const ALLOWED_ORIGIN: &str = "http://annotator.example:8080";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The seeded weights as a `.safetensors` file, written once per test process.
-fn checkpoint() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mobilesam-unary");
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        let text =
-            std::fs::read_to_string(workspace().join("tests/fixtures/weights_manifest.json"))
-                .expect("read weights manifest");
-        let weights = mobilesam_model::seeded::Manifest::from_json(&text)
-            .expect("parse manifest")
-            .generate()
-            .expect("generate weights");
-        let path = dir.join("seeded.safetensors");
-        let part = dir.join(format!("seeded.{}.part", std::process::id()));
-        weights.save_safetensors(&part).expect("write weights");
-        std::fs::rename(&part, &path).expect("rename weights");
-        path
-    })
-}
-
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(workspace().join("tests/fixtures/images").join(name)).expect("read fixture")
-}
-
-/// A running `mobilesam serve`; killed when dropped.
-struct Server {
-    child: Child,
-    grpc: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Server {
-    /// Starts the server with `extra` flags and waits until it logs that it is serving.
-    async fn start(extra: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mobilesam"));
-        command
-            .arg("serve")
-            .arg("--checkpoint")
-            .arg(checkpoint())
-            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json", "--workers", "1"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("MOBILESAM_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command.spawn().expect("start mobilesam serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                let message = json["fields"]["message"].as_str().unwrap_or_default();
-                let addr = json["fields"]["addr"].as_str().unwrap_or_default();
-                if message.starts_with("gRPC")
-                    || message.starts_with("metrics")
-                    || message == "serving"
-                {
-                    let _ = addr_tx.send((message.to_string(), addr.to_string()));
-                }
-            }
-        });
-        // The gRPC address is logged first, "serving" once the model is loaded.
-        let (mut grpc, mut metrics) = (None, None);
-        loop {
-            let (message, addr) = addr_rx
-                .recv_timeout(START_TIMEOUT)
-                .expect("server logs its addresses, then that it is serving");
-            if message == "serving" {
-                break;
-            }
-            let addr = Some(addr.parse().expect("socket address"));
-            if message.starts_with("gRPC") {
-                grpc = addr;
-            } else {
-                metrics = addr;
-            }
-        }
-        Self {
-            child,
-            grpc: grpc.expect("the gRPC address is logged before serving"),
-            metrics: metrics.expect("the metrics address is logged before serving"),
-        }
-    }
-
-    async fn client(&self) -> SegmentAnythingClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        SegmentAnythingClient::new(channel)
-    }
-}
-
-/// The value of `mobilesam_requests_total` for `kind` and `code` (0 when absent).
-fn requests_total(server: &Server, kind: &str, code: &str) -> f64 {
-    let page = http1(server.metrics, "GET", "/metrics", &[], b"");
-    assert_eq!(page.status, 200);
-    let text = String::from_utf8_lossy(&page.body).to_string();
-    text.lines()
-        .filter(|l| l.starts_with("mobilesam_requests_total{"))
-        .filter(|l| {
-            l.contains(&format!("kind=\"{kind}\"")) && l.contains(&format!("code=\"{code}\""))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn foreground(x: f32, y: f32) -> v1::Prompt {
@@ -181,67 +52,15 @@ async fn stream_resume_and_prompt(
     session_id: &str,
     prompt: v1::Prompt,
 ) -> (v1::ImageReady, v1::Masks) {
-    let (tx, requests) = mpsc::channel(4);
-    let mut answers = client
-        .segment(ReceiverStream::new(requests))
-        .await
-        .expect("open stream")
-        .into_inner();
-    let set = v1::SetImage {
-        image: Vec::new(),
-        session_id: session_id.into(),
-    };
-    for request in [Req::SetImage(set), Req::Prompt(prompt)] {
-        tx.send(v1::SegmentRequest {
-            request: Some(request),
-        })
-        .await
-        .expect("send");
-    }
-    drop(tx);
-    let mut responses = Vec::new();
-    while let Some(answer) = answers.message().await.expect("stream answer") {
-        responses.extend(answer.response);
-    }
-    let mut responses = responses.into_iter();
-    let ready = match responses.next().expect("ImageReady") {
-        Resp::ImageReady(r) => r,
-        other => panic!("expected ImageReady, got {other:?}"),
-    };
-    let masks = match responses.next().expect("Masks") {
-        Resp::Masks(m) => m,
-        other => panic!("expected Masks, got {other:?}"),
-    };
-    (ready, masks)
+    let mut stream = Stream::open(client).await;
+    let ready = ready(stream.resume(session_id).await);
+    (ready, masks(stream.ask(prompt).await))
 }
 
 /// Opens a session on a stream (with an image) and returns its id.
 async fn stream_open(client: &mut SegmentAnythingClient<Channel>, image: Vec<u8>) -> String {
-    let (tx, requests) = mpsc::channel(1);
-    let mut answers = client
-        .segment(ReceiverStream::new(requests))
-        .await
-        .expect("open stream")
-        .into_inner();
-    let set = v1::SetImage {
-        image,
-        session_id: String::new(),
-    };
-    tx.send(v1::SegmentRequest {
-        request: Some(Req::SetImage(set)),
-    })
-    .await
-    .expect("send");
-    drop(tx);
-    match answers
-        .message()
-        .await
-        .expect("answer")
-        .and_then(|r| r.response)
-    {
-        Some(Resp::ImageReady(r)) => r.session_id,
-        other => panic!("expected ImageReady, got {other:?}"),
-    }
+    let mut stream = Stream::open(client).await;
+    ready(stream.set_image(image).await).session_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,11 +192,11 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
     assert!(!twice.closed);
 
     // The unary calls are counted with the stream's kinds and codes.
-    assert_eq!(requests_total(&server, "close_session", "OK"), 2.0);
-    assert_eq!(requests_total(&server, "prompt", "NOT_FOUND"), 1.0);
-    assert_eq!(requests_total(&server, "resume", "NOT_FOUND"), 1.0);
-    assert_eq!(requests_total(&server, "resume", "OK"), 2.0);
-    assert_eq!(requests_total(&server, "prompt", "OK"), 4.0);
+    assert_eq!(requests(&server.scrape(), "close_session", "OK"), 2.0);
+    assert_eq!(requests(&server.scrape(), "prompt", "NOT_FOUND"), 1.0);
+    assert_eq!(requests(&server.scrape(), "resume", "NOT_FOUND"), 1.0);
+    assert_eq!(requests(&server.scrape(), "resume", "OK"), 2.0);
+    assert_eq!(requests(&server.scrape(), "prompt", "OK"), 4.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
