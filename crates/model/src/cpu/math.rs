@@ -28,10 +28,15 @@ pub fn exp(x: f32) -> f32 {
     let p = p.mul_add(r, 1.666_666_5e-1);
     let p = p.mul_add(r, 0.5);
     let p = p.mul_add(r * r, r);
-    // 2^n through the exponent bits; n is in [-126, 127] after the clamp. Adding
-    // 1.5 * 2^23 + 127 puts n + 127 in the low mantissa bits (exactly, below 2^24), and the
-    // shift moves them into the exponent while the constant's own bits fall off the top;
-    // unlike `n as i32`, this vectorizes.
+    one_plus_times_pow2(p, n)
+}
+
+/// `(p + 1) * 2^n` for an integral `n` in [-126, 127], the last step of the exps.
+#[inline(always)]
+fn one_plus_times_pow2(p: f32, n: f32) -> f32 {
+    // 2^n through the exponent bits. Adding 1.5 * 2^23 + 127 puts n + 127 in the low
+    // mantissa bits (exactly, below 2^24), and the shift moves them into the exponent while
+    // the constant's own bits fall off the top; unlike `n as i32`, this vectorizes.
     const MAGIC: f32 = 12_582_912.0 + 127.0;
     let scale = f32::from_bits((n + MAGIC).to_bits() << 23);
     // (p + 1) * scale in one rounding: scale is a power of two, so this equals the
@@ -70,9 +75,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = p.mul_add(r, 1.666_666_5e-1);
     let p = p.mul_add(r, 0.5);
     let p = p.mul_add(r * r, r);
-    const MAGIC: f32 = 12_582_912.0 + 127.0;
-    let scale = f32::from_bits((n + MAGIC).to_bits() << 23);
-    p.mul_add(scale, scale)
+    one_plus_times_pow2(p, n)
 }
 
 /// GELU, erf form: `x * 0.5 * (1 + erf(x / sqrt(2)))` with the erf approximation of
