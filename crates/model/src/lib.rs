@@ -17,6 +17,7 @@ pub mod error;
 pub mod image;
 pub mod layers;
 pub mod mask_decoder;
+pub mod mask_runs;
 pub mod masks;
 pub mod polygon;
 pub mod prompt;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::image::{DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SIZE};
+use crate::mask_runs;
 use crate::prompt::LOW_RES_MASK_SIZE;
 
 /// Logits above this value are foreground (`SamPredictor`'s `mask_threshold`).
@@ -362,7 +363,7 @@ impl BinaryMask {
 
     /// The number of foreground pixels.
     pub fn area(&self) -> u64 {
-        self.data.iter().filter(|&&v| v != 0).count() as u64
+        mask_runs::count_nonzero(&self.data)
     }
 
     /// The tight box `[x, y, width, height]` around the foreground, as pycocotools' `toBbox`
@@ -398,54 +399,7 @@ impl BinaryMask {
         if self.data.len() < h.saturating_mul(w) || h == 0 || w == 0 {
             return self.runs_slow();
         }
-        // Where each column changes value going down, found by comparing whole rows (most
-        // rows equal their predecessor almost everywhere), then ordered by column.
-        let mut changes: Vec<(usize, usize)> = Vec::new();
-        for y in 1..h {
-            let prev = &self.data[(y - 1) * w..y * w];
-            let row = &self.data[y * w..(y + 1) * w];
-            for (i, (a, b)) in prev.chunks(32).zip(row.chunks(32)).enumerate() {
-                if a == b {
-                    continue;
-                }
-                for (j, (p, q)) in a.iter().zip(b).enumerate() {
-                    if (*p != 0) != (*q != 0) {
-                        changes.push((i * 32 + j, y));
-                    }
-                }
-            }
-        }
-        // Bucket by column (rows stay ascending within each column).
-        let mut offsets = vec![0usize; w + 1];
-        for &(x, _) in &changes {
-            offsets[x + 1] += 1;
-        }
-        for x in 0..w {
-            offsets[x + 1] += offsets[x];
-        }
-        let mut rows_by_column = vec![0usize; changes.len()];
-        let mut fill = offsets.clone();
-        for &(x, y) in &changes {
-            rows_by_column[fill[x]] = y;
-            fill[x] += 1;
-        }
-        let mut counts = Vec::with_capacity(changes.len() + 2);
-        let (mut current, mut start) = (false, 0usize);
-        for x in 0..w {
-            let base = x * h;
-            if (self.data[x] != 0) != current {
-                counts.push((base - start) as u64);
-                start = base;
-                current = !current;
-            }
-            for &y in &rows_by_column[offsets[x]..offsets[x + 1]] {
-                counts.push((base + y - start) as u64);
-                start = base + y;
-                current = !current;
-            }
-        }
-        counts.push((h * w - start) as u64);
-        counts
+        mask_runs::column_major_runs(&self.data, h, w)
     }
 
     /// [`BinaryMask::runs`] pixel by pixel, for masks with missing values.
@@ -550,7 +504,7 @@ fn saturate_u32(v: usize) -> u32 {
 /// more characters follow, sign-extended from bit 0x10; from the fourth run on, the
 /// difference to the run two back is written.
 fn encode_counts(counts: &[u64]) -> String {
-    let mut out = String::with_capacity(counts.len() * 2);
+    let mut out: Vec<u8> = Vec::with_capacity(counts.len() * 2);
     for (i, &count) in counts.iter().enumerate() {
         let mut x = count as i64;
         if i > 2 {
@@ -563,13 +517,14 @@ fn encode_counts(counts: &[u64]) -> String {
             if more {
                 c |= 0x20;
             }
-            out.push(char::from(c + 48));
+            out.push(c + 48);
             if !more {
                 break;
             }
         }
     }
-    out
+    // Every byte is in 48..=111: ASCII, so valid UTF-8.
+    String::from_utf8(out).expect("RLE characters are ASCII")
 }
 
 /// pycocotools' `rleFrString`, checked: every run must be non-negative and the runs must
