@@ -10,6 +10,13 @@ use super::math::{apply_epilogue, Epilogue};
 use super::matmul::{matmul, MatRef};
 use super::norm::LayerNormParams;
 
+/// Products with at most this many rows are split by columns ([`Linear::few_rows`]).
+const FEW_ROWS: usize = 16;
+/// Output columns per task of a few-row product.
+const COLUMN_BLOCK: usize = 128;
+/// Weights below this size are not worth a parallel split.
+const FEW_ROWS_MIN_WEIGHTS: usize = 1 << 18;
+
 /// Rows per task for an `m`-row product: several tasks per thread, multiples of 16 rows.
 pub fn block_rows(m: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
@@ -97,7 +104,55 @@ impl Linear {
         if let Some(r) = fused.residual {
             assert_eq!(r.len(), out.len(), "linear: residual shape");
         }
-        par_row_blocks(out, n, |r0, o| self.rows(&x[r0 * k..], r0, o, fused));
+        if m <= FEW_ROWS
+            && k * n >= FEW_ROWS_MIN_WEIGHTS
+            && n >= 2 * COLUMN_BLOCK
+            && rayon::current_num_threads() > 1
+        {
+            self.few_rows(x, out, fused);
+        } else {
+            par_row_blocks(out, n, |r0, o| self.rows(&x[r0 * k..], r0, o, fused));
+        }
+    }
+
+    /// A product with a few rows (the decoder's prompt tokens), split by output columns
+    /// instead: one row block would leave all but one thread idle while it streams the
+    /// whole weight.
+    fn few_rows(&self, x: &[f32], out: &mut [f32], fused: Fused) {
+        let (k, n) = (self.in_dim, self.out_dim);
+        let m = x.len() / k;
+        with_scratch(if fused.norm.is_some() { m * k } else { 0 }, |normed| {
+            let x = match fused.norm {
+                Some(norm) => {
+                    norm.rows(x, normed);
+                    &normed[..]
+                }
+                None => x,
+            };
+            let blocks: Vec<(usize, Vec<f32>)> = (0..n)
+                .step_by(COLUMN_BLOCK)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|c0| {
+                    let width = COLUMN_BLOCK.min(n - c0);
+                    let mut part = vec![0.0; m * width];
+                    let weight = MatRef::rows(&self.weight[c0..], k, width, n);
+                    matmul(MatRef::rows(x, m, k, k), weight, &mut part, width, false);
+                    (c0, part)
+                })
+                .collect();
+            for (c0, part) in blocks {
+                let width = part.len() / m;
+                for (dst, src) in out.chunks_exact_mut(n).zip(part.chunks_exact(width)) {
+                    dst[c0..c0 + width].copy_from_slice(src);
+                }
+            }
+        });
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            gelu: fused.gelu,
+        };
+        apply_epilogue(out, n, epilogue, fused.residual);
     }
 
     /// Like [`Linear::forward`], on the calling thread only (for use inside parallel tasks).
@@ -150,6 +205,42 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn few_row_products_split_by_columns_match_row_blocks() {
+        // 5 rows and a 512 x 640 weight take the column split on a 2-thread pool.
+        let (m, k, n) = (5, 512, 640);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 3) % 17) as f32 * 0.01 - 0.08)
+            .collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+        let res: Vec<f32> = (0..m * n).map(|i| (i % 3) as f32).collect();
+        let norm = LayerNormParams {
+            weight: (0..k).map(|i| 1.0 + (i % 5) as f32 * 0.1).collect(),
+            bias: (0..k).map(|i| (i % 3) as f32 * 0.05).collect(),
+            eps: 1e-6,
+        };
+        let lin = Linear::from_torch(&w, Some(b), k, n);
+        let fused = Fused {
+            norm: Some(&norm),
+            residual: Some(&res),
+            gelu: true,
+        };
+        let mut split = vec![0.0; m * n];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a 2-thread pool");
+        pool.install(|| lin.forward(&x, &mut split, fused));
+        let mut serial = vec![0.0; m * n];
+        lin.forward_serial(&x, &mut serial, fused);
+        for (a, b) in split.iter().zip(&serial) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
 
     #[test]
     fn fused_linear_matches_naive() {
