@@ -70,8 +70,13 @@ impl WindowAttention {
             .for_each(|(task, o)| {
                 let (window, head) = (task / self.heads, task % self.heads);
                 let (wy, wx) = (window / nw, window % nw);
-                with_scratch(n * 3 * d + n * n, |scratch| {
-                    let (local, scores) = scratch.split_at_mut(n * 3 * d);
+                // Only queries inside the image: the others' outputs are dropped.
+                let (rows, cols) = (ws.min(h - wy * ws), ws.min(w - wx * ws));
+                let m = rows * cols;
+                with_scratch(n * 3 * d + m * n + 2 * m * d, |scratch| {
+                    let (local, rest) = scratch.split_at_mut(n * 3 * d);
+                    let (scores, rest) = rest.split_at_mut(m * n);
+                    let (queries, attended) = rest.split_at_mut(m * d);
                     for (p, dst) in local.chunks_exact_mut(3 * d).enumerate() {
                         let (y, x) = (wy * ws + p / ws, wx * ws + p % ws);
                         let src = if y < h && x < w {
@@ -81,15 +86,27 @@ impl WindowAttention {
                         };
                         dst.copy_from_slice(&src[head * 3 * d..][..3 * d]);
                     }
-                    let q = MatRef::rows(local, n, d, 3 * d);
+                    // Query i is window position (i / cols) * ws + i % cols.
+                    let position = |i: usize| (i / cols) * ws + i % cols;
+                    for (i, q) in queries.chunks_exact_mut(d).enumerate() {
+                        q.copy_from_slice(&local[position(i) * 3 * d..][..d]);
+                    }
                     let k_t = MatRef::transposed(&local[d..], d, n, 3 * d);
-                    matmul(q, k_t, scores, n, false);
+                    matmul(MatRef::rows(queries, m, d, d), k_t, scores, n, false);
                     let bias = &self.bias[head * n * n..][..n * n];
-                    for (row, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
+                    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+                        let b = &bias[position(i) * n..][..n];
                         scaled_softmax(row, self.scale, Some(b));
                     }
                     let v = MatRef::rows(&local[2 * d..], n, d, 3 * d);
-                    matmul(MatRef::rows(scores, n, n, n), v, o, d, false);
+                    if m == n {
+                        matmul(MatRef::rows(scores, m, n, n), v, o, d, false);
+                    } else {
+                        matmul(MatRef::rows(scores, m, n, n), v, attended, d, false);
+                        for (i, row) in attended.chunks_exact(d).enumerate() {
+                            o[position(i) * d..][..d].copy_from_slice(row);
+                        }
+                    }
                 });
             });
     }
