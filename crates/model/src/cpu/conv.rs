@@ -78,19 +78,8 @@ impl Conv3x3 {
                 for (r, patch) in cols.chunks_exact_mut(k).enumerate() {
                     let p = p0 + r;
                     let (oy, ox) = (p / wo, p % wo);
-                    for (tap, dst) in patch.chunks_exact_mut(ci).enumerate() {
-                        let iy = (oy * self.stride + tap / 3)
-                            .checked_sub(1)
-                            .filter(|&y| y < h);
-                        let ix = (ox * self.stride + tap % 3)
-                            .checked_sub(1)
-                            .filter(|&x| x < w);
-                        match (iy, ix) {
-                            (Some(iy), Some(ix)) => {
-                                dst.copy_from_slice(&x[(iy * w + ix) * ci..][..ci])
-                            }
-                            _ => dst.fill(0.0),
-                        }
+                    for (ky, dst) in patch.chunks_exact_mut(3 * ci).enumerate() {
+                        self.gather_row(x, h, w, oy * self.stride + ky, ox * self.stride, dst);
                     }
                 }
                 matmul(MatRef::rows(cols, n, k, k), weight, rows, co, false);
@@ -100,13 +89,51 @@ impl Conv3x3 {
     }
 }
 
+impl Conv3x3 {
+    /// One kernel row of an im2col patch: input row `iy1 - 1`, columns `ix1 - 1 ..= ix1 +
+    /// 1` (zero outside the map), `3 * in_ch` values into `dst`.
+    fn gather_row(&self, x: &[f32], h: usize, w: usize, iy1: usize, ix1: usize, dst: &mut [f32]) {
+        let ci = self.in_ch;
+        let Some(iy) = iy1.checked_sub(1).filter(|&y| y < h) else {
+            dst.fill(0.0);
+            return;
+        };
+        if ix1 >= 1 && ix1 + 1 < w {
+            // All three columns inside: one contiguous run of the row.
+            let src = &x[(iy * w + ix1 - 1) * ci..][..3 * ci];
+            match (
+                <&[f32; 9]>::try_from(src),
+                <&mut [f32; 9]>::try_from(&mut *dst),
+            ) {
+                // The RGB input: a fixed-size copy instead of a call per pixel.
+                (Ok(src), Ok(dst)) => *dst = *src,
+                _ => dst.copy_from_slice(src),
+            }
+            return;
+        }
+        for (tap, d) in dst.chunks_exact_mut(ci).enumerate() {
+            match (ix1 + tap).checked_sub(1).filter(|&x| x < w) {
+                Some(ix) => d.copy_from_slice(&x[(iy * w + ix) * ci..][..ci]),
+                None => d.fill(0.0),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn matches_direct_convolution() {
-        let (h, w, ci, co) = (6, 5, 3, 4);
+        // 3 input channels take the fixed-size gather, 2 the general one.
+        for ci in [2, 3] {
+            check_against_direct(ci);
+        }
+    }
+
+    fn check_against_direct(ci: usize) {
+        let (h, w, co) = (6, 5, 4);
         let x: Vec<f32> = (0..h * w * ci)
             .map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8)
             .collect();
