@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, ParameterCounts};
 use crate::cpu::profile::step;
@@ -281,9 +282,11 @@ impl Sam {
         let raw = self.decode_raw(embedding, objects, options.multimask)?;
         raw.into_iter()
             .map(|object| {
+                // Several masks (multimask) are postprocessed side by side: the upscale
+                // runs in parallel bands, but the RLE of each is one pass on one thread.
                 let masks = object
                     .low_res_logits
-                    .into_iter()
+                    .into_par_iter()
                     .zip(object.scores)
                     .map(|(logits, score)| {
                         let mut out = postprocess_mask(&logits, embedding, score)?;
