@@ -18,3 +18,4 @@ pub mod math;
 pub mod matmul;
 pub mod norm;
 pub mod profile;
+pub mod winograd;

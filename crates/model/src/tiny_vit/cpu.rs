@@ -16,6 +16,7 @@ use crate::cpu::inverted_residual::{Finish, InvertedResidual};
 use crate::cpu::linear::{Fused, Linear};
 use crate::cpu::norm::LayerNormParams;
 use crate::cpu::profile::step;
+use crate::cpu::winograd::Winograd3x3;
 use crate::error::{ModelError, Result};
 use crate::layers::{host_values, Conv2d};
 
@@ -58,6 +59,27 @@ fn depthwise(conv: &Conv2d) -> Result<DepthwiseConv3x3> {
         &conv.host_weight()?,
         bias,
         stride,
+    ))
+}
+
+/// The neck's 256 -> 256 stride-1 convolution in Winograd form.
+fn winograd3x3(conv: &Conv2d) -> Result<Winograd3x3> {
+    let g = conv.geometry()?;
+    let ((out_ch, in_ch, k, _), stride, padding, groups) =
+        (g.weight_shape, g.stride, g.padding, g.groups);
+    if k != 3 || stride != 1 || padding != 1 || groups != 1 {
+        return Err(invalid("expected a dense 3x3 stride-1 convolution"));
+    }
+    if !Winograd3x3::supports(in_ch, out_ch) {
+        return Err(invalid(format!(
+            "neck convolution {in_ch} -> {out_ch} channels: expected multiples of 16"
+        )));
+    }
+    Ok(Winograd3x3::from_torch(
+        &conv.host_weight()?,
+        conv.host_bias()?,
+        in_ch,
+        out_ch,
     ))
 }
 
@@ -147,7 +169,7 @@ pub(super) struct TinyVitCpu {
     stages: Vec<StageCpu>,
     neck_conv0: Linear,
     neck_norm0: LayerNormParams,
-    neck_conv1: Conv3x3,
+    neck_conv1: Winograd3x3,
     neck_norm1: LayerNormParams,
     pools: PoolCache,
 }
@@ -353,7 +375,7 @@ impl TinyVitCpu {
             stages,
             neck_conv0: pointwise(n0)?,
             neck_norm0: norm0.to_cpu()?,
-            neck_conv1: dense3x3(n1)?,
+            neck_conv1: winograd3x3(n1)?,
             neck_norm1: norm1.to_cpu()?,
             pools: PoolCache::default(),
         })
