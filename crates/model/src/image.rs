@@ -11,6 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 
@@ -197,16 +198,18 @@ pub fn preprocess(image: &RgbImage) -> Result<Preprocessed> {
     let original_size = (image.height() as usize, image.width() as usize);
     let resized = resize_longest_side(image)?;
     let input_size = (resized.height() as usize, resized.width() as usize);
-    let (h, w) = input_size;
+    let (_, w) = input_size;
     let plane = IMAGE_SIZE * IMAGE_SIZE;
     let mut pixels = vec![0.0f32; 3 * plane];
-    for (y, row) in resized.as_raw().chunks_exact(w * 3).take(h).enumerate() {
-        for (c, out) in pixels.chunks_exact_mut(plane).enumerate() {
-            let out_row = &mut out[y * IMAGE_SIZE..y * IMAGE_SIZE + w];
-            for (o, px) in out_row.iter_mut().zip(row.chunks_exact(3)) {
-                *o = (f32::from(px[c]) - PIXEL_MEAN[c]) / PIXEL_STD[c];
-            }
-        }
+    let src = resized.as_raw();
+    for (c, out) in pixels.chunks_exact_mut(plane).enumerate() {
+        out.par_chunks_exact_mut(IMAGE_SIZE)
+            .zip(src.par_chunks_exact(w * 3))
+            .for_each(|(out_row, row)| {
+                for (o, px) in out_row.iter_mut().zip(row.chunks_exact(3)) {
+                    *o = (f32::from(px[c]) - PIXEL_MEAN[c]) / PIXEL_STD[c];
+                }
+            });
     }
     Ok(Preprocessed {
         pixels,
@@ -323,24 +326,23 @@ fn resample_horizontal(src: &[u8], in_w: usize, coeffs: &Coefficients) -> Vec<u8
     let out_w = coeffs.bounds.len();
     let rows = src.len() / (in_w * 3);
     let mut out = vec![0u8; rows * out_w * 3];
-    for (src_row, out_row) in src
-        .chunks_exact(in_w * 3)
-        .zip(out.chunks_exact_mut(out_w * 3))
-    {
-        for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
-            let (start, weights) = coeffs.taps(xx);
-            let window = &src_row[start * 3..(start + weights.len()) * 3];
-            let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-            for (&k, s) in weights.iter().zip(window.chunks_exact(3)) {
-                r += i32::from(s[0]) * k;
-                g += i32::from(s[1]) * k;
-                b += i32::from(s[2]) * k;
+    out.par_chunks_exact_mut(out_w * 3)
+        .zip(src.par_chunks_exact(in_w * 3))
+        .for_each(|(out_row, src_row)| {
+            for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
+                let (start, weights) = coeffs.taps(xx);
+                let window = &src_row[start * 3..(start + weights.len()) * 3];
+                let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+                for (&k, s) in weights.iter().zip(window.chunks_exact(3)) {
+                    r += i32::from(s[0]) * k;
+                    g += i32::from(s[1]) * k;
+                    b += i32::from(s[2]) * k;
+                }
+                px[0] = clip8(r);
+                px[1] = clip8(g);
+                px[2] = clip8(b);
             }
-            px[0] = clip8(r);
-            px[1] = clip8(g);
-            px[2] = clip8(b);
-        }
-    }
+        });
     out
 }
 
@@ -350,22 +352,24 @@ fn resample_vertical(src: &[u8], width: usize, coeffs: &Coefficients, first_row:
     let stride = width * 3;
     let out_h = coeffs.bounds.len();
     let mut out = vec![0u8; out_h * stride];
-    let mut acc = vec![0i32; stride];
-    for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
-        let (start, weights) = coeffs.taps(yy);
-        acc.fill(HALF);
-        // Integer sums: accumulating row by row gives Pillow's exact result.
-        for (i, &k) in weights.iter().enumerate() {
-            let row_start = (start + i - first_row) * stride;
-            let row = &src[row_start..row_start + stride];
-            for (a, &s) in acc.iter_mut().zip(row) {
-                *a += i32::from(s) * k;
+    out.par_chunks_exact_mut(stride).enumerate().for_each_init(
+        || vec![0i32; stride],
+        |acc, (yy, out_row)| {
+            let (start, weights) = coeffs.taps(yy);
+            acc.fill(HALF);
+            // Integer sums: accumulating row by row gives Pillow's exact result.
+            for (i, &k) in weights.iter().enumerate() {
+                let row_start = (start + i - first_row) * stride;
+                let row = &src[row_start..row_start + stride];
+                for (a, &s) in acc.iter_mut().zip(row) {
+                    *a += i32::from(s) * k;
+                }
             }
-        }
-        for (o, &a) in out_row.iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
-    }
+            for (o, &a) in out_row.iter_mut().zip(acc.iter()) {
+                *o = clip8(a);
+            }
+        },
+    );
     out
 }
 

@@ -3,6 +3,7 @@
 //! convolution to the neck, activation buffers reused between layers and between calls.
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 use super::{
     MbConv, Neck, PatchEmbed, PatchMerging, Stage, TensorTinyVit, TinyVitBlock, EMBED_CHANNELS,
@@ -519,22 +520,38 @@ impl TinyVitCpu {
     }
 }
 
+/// Pixels per task of [`planar_to_interleaved`].
+const LAYOUT_BLOCK_PIXELS: usize = 1 << 15;
+
 /// Channel planes -> channels-last pixels.
 fn planar_to_interleaved(src: &[f32], dst: &mut [f32], channels: usize) {
     let plane = src.len() / channels;
-    for (p, px) in dst.chunks_exact_mut(channels).enumerate() {
-        for (c, v) in px.iter_mut().enumerate() {
-            *v = src[c * plane + p];
-        }
-    }
+    let block = LAYOUT_BLOCK_PIXELS;
+    dst.par_chunks_mut(block * channels)
+        .enumerate()
+        .for_each(|(b, pixels)| {
+            for (i, px) in pixels.chunks_exact_mut(channels).enumerate() {
+                let p = b * block + i;
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = src[c * plane + p];
+                }
+            }
+        });
 }
 
 /// Channels-last pixels -> channel planes.
 fn interleaved_to_planar(src: &[f32], dst: &mut [f32], channels: usize) {
     let plane = src.len() / channels;
-    for (c, out) in dst.chunks_exact_mut(plane).enumerate() {
-        for (p, v) in out.iter_mut().enumerate() {
-            *v = src[p * channels + c];
-        }
-    }
+    // A task per group of 16 planes reads one 64-byte run of each pixel's channels.
+    let group = 16.min(channels.max(1));
+    dst.par_chunks_mut(group * plane)
+        .enumerate()
+        .for_each(|(g, planes)| {
+            let c0 = g * group;
+            for (p, px) in src.chunks_exact(channels).enumerate() {
+                for (c, v) in px[c0..].iter().take(planes.len() / plane).enumerate() {
+                    planes[c * plane + p] = *v;
+                }
+            }
+        });
 }
