@@ -224,6 +224,22 @@ fn check_upscale(
     Ok(())
 }
 
+/// How many leading rows and columns of a low-resolution logit map the full-resolution
+/// mask of an input of `input_size` (height, width) reads: the crop to the unpadded input
+/// comes before the upscale, so for a landscape photo about the bottom 40% of the map is
+/// never used.
+pub fn low_res_extent(input_size: (usize, usize)) -> (usize, usize) {
+    let extent = |n: usize| {
+        let n = n.min(IMAGE_SIZE);
+        AxisWeights::new(LOW_RES_MASK_SIZE, IMAGE_SIZE, n)
+            .i1
+            .iter()
+            .max()
+            .map_or(0, |m| m + 1)
+    };
+    (extent(input_size.0), extent(input_size.1))
+}
+
 /// PyTorch resizes one-channel maps whose output height + width is at most this with its
 /// "channels last" kernel (`_use_vectorized_kernel_cond_2d`), which rounds differently.
 const SMALL_OUTPUT: usize = 128;

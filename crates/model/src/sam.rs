@@ -13,7 +13,7 @@ use crate::image::{preprocess, scale_coords, Preprocessed};
 use crate::layers::{host_values, Weights};
 use crate::mask_decoder::cpu::{Dense, MaskDecoderCpu};
 use crate::mask_decoder::{DecoderOutput, MaskDecoder};
-use crate::masks::{upscale_to_mask, Rle};
+use crate::masks::{low_res_extent, upscale_to_mask, Rle};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
 use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
 use crate::tiny_vit::{TinyVit, EMBED_CHANNELS, EMBED_SIDE};
@@ -176,6 +176,19 @@ impl Sam {
         objects: &[ObjectPrompt],
         multimask: bool,
     ) -> Result<Vec<RawObjectMasks>> {
+        self.decode_logits(embedding, objects, multimask, false)
+    }
+
+    /// [`Sam::decode_raw`]; with `cropped`, the CPU decoder computes only the part of each
+    /// logit map that the full-resolution mask reads ([`low_res_extent`]) and leaves the
+    /// rest 0, for callers that do not return the low-resolution logits.
+    fn decode_logits(
+        &self,
+        embedding: &Embedding,
+        objects: &[ObjectPrompt],
+        multimask: bool,
+        cropped: bool,
+    ) -> Result<Vec<RawObjectMasks>> {
         for (i, object) in objects.iter().enumerate() {
             object
                 .validate()
@@ -193,9 +206,10 @@ impl Sam {
             }
         }
         if let Some(cpu) = self.mask_decoder.cpu() {
+            let extent = cropped.then(|| low_res_extent(embedding.input_size));
             return scaled
                 .iter()
-                .map(|prompt| self.decode_one_cpu(cpu, embedding, prompt, multimask))
+                .map(|prompt| self.decode_one_cpu(cpu, embedding, prompt, multimask, extent))
                 .collect();
         }
         for (_, members) in groups {
@@ -227,6 +241,7 @@ impl Sam {
         embedding: &Embedding,
         prompt: &ScaledPrompt,
         multimask: bool,
+        extent: Option<(usize, usize)>,
     ) -> Result<RawObjectMasks> {
         let sparse = host_values(&self.prompt_encoder.sparse_embeddings(&[prompt])?)?;
         let (low_res_logits, scores) = if prompt.mask_input.is_some() {
@@ -237,6 +252,7 @@ impl Sam {
                 &sparse,
                 Dense::Planar(&dense),
                 multimask,
+                extent,
             )?
         } else {
             let no_mask = self.prompt_encoder.no_mask_host()?;
@@ -246,6 +262,7 @@ impl Sam {
                 &sparse,
                 Dense::NoMask(&no_mask),
                 multimask,
+                extent,
             )?
         };
         Ok(RawObjectMasks {
@@ -279,7 +296,10 @@ impl Sam {
         objects: &[ObjectPrompt],
         options: DecodeOptions,
     ) -> Result<Vec<ObjectMasks>> {
-        let raw = self.decode_raw(embedding, objects, options.multimask)?;
+        // Without low-resolution logits in the answer, only the part of them that the
+        // full-resolution masks read is computed.
+        let cropped = !options.return_low_res_logits;
+        let raw = self.decode_logits(embedding, objects, options.multimask, cropped)?;
         raw.into_iter()
             .map(|object| {
                 // Several masks (multimask) are postprocessed side by side: the upscale

@@ -170,3 +170,46 @@ fn encoder_buffers_are_kept_and_released() {
         .expect("values");
     assert_eq!(a, b, "reused buffers give the same embedding");
 }
+
+#[test]
+fn cropped_decoding_gives_the_same_masks() {
+    use mobilesam_model::masks::low_res_extent;
+    use mobilesam_model::{DecodeOptions, ObjectPrompt, Point, Sam};
+    let checkpoint = common::seeded_checkpoint();
+    let sam = Sam::from_checkpoint(&checkpoint, &Device::Cpu).expect("model");
+    // Landscape, portrait and an odd size: the crop drops low-resolution rows, columns, both.
+    for (w, h) in [(640u32, 360u32), (300, 533), (517, 389)] {
+        let image = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 253) as u8])
+        });
+        let embedding = sam.embed(&image).expect("embeds");
+        let (rows, cols) = low_res_extent(embedding.input_size);
+        assert!(rows < 256 || cols < 256, "{w}x{h}: nothing to crop");
+        let objects = [ObjectPrompt {
+            points: vec![Point {
+                x: w as f32 * 0.4,
+                y: h as f32 * 0.6,
+                label: 1,
+            }],
+            ..ObjectPrompt::default()
+        }];
+        for multimask in [false, true] {
+            let decode = |return_low_res_logits| {
+                let options = DecodeOptions {
+                    multimask,
+                    return_low_res_logits,
+                };
+                sam.decode(&embedding, &objects, options).expect("decodes")
+            };
+            // Asking for the low-resolution logits computes the whole map.
+            let (cropped, full) = (decode(false), decode(true));
+            for (a, b) in cropped[0].masks.iter().zip(&full[0].masks) {
+                assert_eq!(a.rle, b.rle, "{w}x{h} multimask {multimask}");
+                assert_eq!((a.area, a.bbox, a.score), (b.area, b.bbox, b.score));
+                assert!(a.low_res_logits.is_none());
+                let logits = b.low_res_logits.as_ref().expect("asked for");
+                assert!(logits[255 * 256 + 255] != 0.0, "the full map is computed");
+            }
+        }
+    }
+}

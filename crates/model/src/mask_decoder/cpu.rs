@@ -126,7 +126,8 @@ impl MaskDecoderCpu {
 
     /// Decodes one object: `image` (1, 256, 64, 64), `image_pe` (1, 256, 64, 64), `sparse`
     /// prompt tokens (n x 256 values), `dense`. Returns the three multimask outputs or the
-    /// single-mask output.
+    /// single-mask output. With `extent` = (rows, columns), only that top-left part of
+    /// each 256 x 256 logit map is computed (whole embedding pixels of it; the rest is 0).
     pub(crate) fn forward(
         &self,
         image: &Tensor,
@@ -134,6 +135,7 @@ impl MaskDecoderCpu {
         sparse: &[f32],
         dense: Dense,
         multimask: bool,
+        extent: Option<(usize, usize)>,
     ) -> Result<DecodedMasks> {
         let (_, channels, h, w) = image.dims4()?;
         if channels != self.up_norm.dim() * 4 || h * 4 != 256 || w * 4 != 256 {
@@ -170,8 +172,12 @@ impl MaskDecoderCpu {
             .iter()
             .flat_map(|&i| run_mlp(&self.hypernetworks[i], row(1 + i)))
             .collect();
+        // Embedding pixels whose 4 x 4 low-resolution cells are needed.
+        let (rows, cols) = extent.map_or((h, w), |(r, c)| {
+            (r.div_ceil(4).clamp(1, h), c.div_ceil(4).clamp(1, w))
+        });
         let masks = step("decoder upscale", || {
-            self.upscale_masks(&keys, w, &hyper, chosen.len())
+            self.upscale_masks(&keys, w, (rows, cols), &hyper, chosen.len())
         });
         pool.give(keys);
         pool.give(spare);
@@ -234,11 +240,14 @@ impl MaskDecoderCpu {
     }
 
     /// Upscales the image tokens (side x side x 256) 4x and takes each hypernetwork
-    /// vector's product with every upscaled pixel: `count` maps of (4 side)^2 logits.
+    /// vector's product with every upscaled pixel: `count` maps of (4 side)^2 logits, of
+    /// which only the embedding pixels in the top-left (rows, columns) `extent` are
+    /// computed (the rest stays 0).
     fn upscale_masks(
         &self,
         keys: &[f32],
         side: usize,
+        (rows, cols): (usize, usize),
         hyper: &[f32],
         count: usize,
     ) -> Vec<Vec<f32>> {
@@ -250,11 +259,12 @@ impl MaskDecoderCpu {
         interleaved
             .par_chunks_mut(4 * count * out_side)
             .enumerate()
+            .take(rows)
             .for_each(|(y, band)| {
-                let src = &keys[y * side * c_in..(y + 1) * side * c_in];
-                // y0: side pixels x (2x2 x mid); y1: (side * 4) x (2x2 x c_out);
-                // logits: (side * 16) x count.
-                let (n0, n1, n2) = (side * 4 * mid, side * 16 * c_out, side * 16 * count);
+                let src = &keys[y * side * c_in..][..cols * c_in];
+                // y0: cols pixels x (2x2 x mid); y1: (cols * 4) x (2x2 x c_out);
+                // logits: (cols * 16) x count.
+                let (n0, n1, n2) = (cols * 4 * mid, cols * 16 * c_out, cols * 16 * count);
                 with_scratch(n0 + n1 + n2, |scratch| {
                     let (y0, rest) = scratch.split_at_mut(n0);
                     let (y1, logits) = rest.split_at_mut(n1);
@@ -270,7 +280,7 @@ impl MaskDecoderCpu {
                         },
                     );
                     matmul(
-                        MatRef::rows(y1, side * 16, c_out, c_out),
+                        MatRef::rows(y1, cols * 16, c_out, c_out),
                         MatRef::transposed(hyper, c_out, count, c_out),
                         logits,
                         count,
@@ -278,7 +288,7 @@ impl MaskDecoderCpu {
                     );
                     // logits row ((x * 4 + d) * 4 + e): d = 2 dy + dx, e = 2 ey + ex, at
                     // output row 2 dy + ey of the band, column 4 x + 2 dx + ex.
-                    for x in 0..side {
+                    for x in 0..cols {
                         for d in 0..4 {
                             for e in 0..4 {
                                 let r = 2 * (d / 2) + e / 2;
