@@ -10,11 +10,11 @@ use super::{
     EMBED_SIDE,
 };
 use crate::cpu::attention::WindowAttention;
-use crate::cpu::buffers::{BufferPool, PoolCache};
+use crate::cpu::buffers::{with_scratch, BufferPool, PoolCache};
 use crate::cpu::conv::Conv3x3;
 use crate::cpu::depthwise::DepthwiseConv3x3;
 use crate::cpu::inverted_residual::{Finish, InvertedResidual};
-use crate::cpu::linear::{Fused, Linear};
+use crate::cpu::linear::{par_row_blocks, Fused, Linear};
 use crate::cpu::norm::LayerNormParams;
 use crate::cpu::profile::step;
 use crate::cpu::winograd::Winograd3x3;
@@ -113,14 +113,13 @@ struct MergeCpu {
 }
 
 /// Profile step names of the attention stages' parts.
-const STEP_NAMES: [[&str; 7]; 3] = [
+const STEP_NAMES: [[&str; 6]; 3] = [
     [
         "layers.1 qkv",
         "layers.1 attention",
         "layers.1 proj",
         "layers.1 local conv",
-        "layers.1 fc1",
-        "layers.1 fc2",
+        "layers.1 mlp",
         "layers.1 downsample",
     ],
     [
@@ -128,8 +127,7 @@ const STEP_NAMES: [[&str; 7]; 3] = [
         "layers.2 attention",
         "layers.2 proj",
         "layers.2 local conv",
-        "layers.2 fc1",
-        "layers.2 fc2",
+        "layers.2 mlp",
         "layers.2 downsample",
     ],
     [
@@ -137,15 +135,14 @@ const STEP_NAMES: [[&str; 7]; 3] = [
         "layers.3 attention",
         "layers.3 proj",
         "layers.3 local conv",
-        "layers.3 fc1",
-        "layers.3 fc2",
+        "layers.3 mlp",
         "layers.3 downsample",
     ],
 ];
 
 /// Windowed attention, depthwise local convolution, MLP.
 struct BlockCpu {
-    names: &'static [&'static str; 7],
+    names: &'static [&'static str; 6],
     attn_norm: LayerNormParams,
     qkv: Linear,
     attention: WindowAttention,
@@ -226,7 +223,7 @@ impl MergeCpu {
 }
 
 impl BlockCpu {
-    fn new(b: &TinyVitBlock, names: &'static [&'static str; 7]) -> Result<Self> {
+    fn new(b: &TinyVitBlock, names: &'static [&'static str; 6]) -> Result<Self> {
         let a = &b.attn;
         let attn_norm = a.norm.to_cpu()?;
         let qkv = a.qkv.to_cpu()?;
@@ -298,32 +295,37 @@ impl BlockCpu {
         let mut x2 = pool.take(x1.len());
         step(n[3], || self.local.forward(&x1, side, side, &mut x2, false));
         pool.give(x1);
-        let mut hidden = pool.take(side * side * self.fc1.out_dim);
-        step(n[4], || {
-            self.fc1.forward(
-                &x2,
-                &mut hidden,
-                Fused {
-                    norm: Some(&self.mlp_norm),
-                    gelu: true,
-                    ..Fused::default()
-                },
-            )
-        });
         let mut y = pool.take(x2.len());
-        step(n[5], || {
-            self.fc2.forward(
-                &hidden,
-                &mut y,
-                Fused {
-                    residual: Some(&x2),
-                    ..Fused::default()
-                },
-            )
-        });
-        pool.give(hidden);
+        step(n[4], || self.mlp(&x2, &mut y));
         pool.give(x2);
         y
+    }
+}
+
+impl BlockCpu {
+    /// `y = x + fc2(GELU(fc1(LayerNorm(x))))`, fused per block of rows: the hidden
+    /// activations (4x the channels) of a block stay in the task's scratch instead of making
+    /// a round trip through memory between two passes.
+    fn mlp(&self, x: &[f32], y: &mut [f32]) {
+        let (c, hidden) = (self.fc1.in_dim, self.fc1.out_dim);
+        par_row_blocks(y, c, |r0, out| {
+            let rows = out.len() / c;
+            let xb = &x[r0 * c..(r0 + rows) * c];
+            with_scratch(rows * (c + hidden), |scratch| {
+                let (normed, h) = scratch.split_at_mut(rows * c);
+                self.mlp_norm.rows(xb, normed);
+                let fc1 = Fused {
+                    gelu: true,
+                    ..Fused::default()
+                };
+                self.fc1.forward_serial(normed, h, fc1);
+                let fc2 = Fused {
+                    residual: Some(xb),
+                    ..Fused::default()
+                };
+                self.fc2.forward_serial(h, out, fc2);
+            });
+        });
     }
 }
 
@@ -355,7 +357,7 @@ impl TinyVitCpu {
                             .collect::<Result<_>>()?,
                         downsample: downsample
                             .as_ref()
-                            .map(|d| MergeCpu::new(d, names[6]))
+                            .map(|d| MergeCpu::new(d, names[5]))
                             .transpose()?,
                     })
                 }
