@@ -3,10 +3,12 @@
 //! Linux only) is far less disturbed by other processes than wall time. `mbconv` / `merge`
 //! run the fused [`InvertedResidual`], `*-layers` the same three layers one map after the
 //! other, `gelu` 16.7M GELUs on a cache-resident buffer. `cargo run --release -p mobilesam-model --example
-//! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu).
+//! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu, attention1, attention2,
+//! attention3: one window-attention layer of that stage).
 
 use std::time::Instant;
 
+use mobilesam_model::cpu::attention::WindowAttention;
 use mobilesam_model::cpu::depthwise::DepthwiseConv3x3;
 use mobilesam_model::cpu::inverted_residual::{Finish, InvertedResidual};
 use mobilesam_model::cpu::linear::{Fused, Linear};
@@ -95,12 +97,37 @@ fn main() {
     let mut gelu_buf = values(side * side * 256, 2);
     let mut e = values(side * side * 256, 4);
     let mut d = values(side * side * 256, 6);
+    // attention1 / attention2 / attention3: one attention layer of that stage.
+    let mut attention = name.strip_prefix("attention").map(|stage| {
+        let (heads, window, side) = match stage {
+            "1" => (4, 7, 128),
+            "3" => (10, 7, 64),
+            _ => (5, 14, 64),
+        };
+        let (c, n) = (heads * 32, window * window);
+        let att = WindowAttention {
+            heads,
+            head_dim: 32,
+            window,
+            scale: 32f32.powf(-0.5),
+            bias: values(heads * n * n, 8),
+            pad_qkv: values(3 * c, 9),
+        };
+        let windowed = vec![0.0; att.windowed_len(side, side)];
+        out.resize(out.len().max(side * side * c), 0.0);
+        (att, values(side * side * 3 * c, 10), side, windowed)
+    });
     let mut cpu = Vec::new();
     let mut wall = Vec::new();
     for r in 0..=runs {
         let (c0, t0) = (cpu_ns(), Instant::now());
         match name {
             "mbconv" | "merge" => ir.forward(&x, side, &mut out, finish),
+            n if n.starts_with("attention") => {
+                let (att, qkv, side, windowed) = attention.as_mut().expect("set up above");
+                let len = *side * *side * att.channels();
+                att.forward(qkv, *side, *side, windowed, &mut out[..len]);
+            }
             "gelu" => {
                 for i in 0..256 {
                     let (src, dst) = gelu_buf.split_at_mut(65536);

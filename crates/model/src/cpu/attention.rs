@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::math::scaled_softmax;
+use super::math::scaled_exp;
 use super::matmul::{matmul, MatRef};
 
 /// One TinyViT attention layer's shape and constants.
@@ -73,10 +73,11 @@ impl WindowAttention {
                 // Only queries inside the image: the others' outputs are dropped.
                 let (rows, cols) = (ws.min(h - wy * ws), ws.min(w - wx * ws));
                 let m = rows * cols;
-                with_scratch(n * 3 * d + m * n + 2 * m * d, |scratch| {
+                with_scratch(n * 3 * d + m * n + 2 * m * d + m, |scratch| {
                     let (local, rest) = scratch.split_at_mut(n * 3 * d);
                     let (scores, rest) = rest.split_at_mut(m * n);
-                    let (queries, attended) = rest.split_at_mut(m * d);
+                    let (queries, rest) = rest.split_at_mut(m * d);
+                    let (attended, sums) = rest.split_at_mut(m * d);
                     for (p, dst) in local.chunks_exact_mut(3 * d).enumerate() {
                         let (y, x) = (wy * ws + p / ws, wx * ws + p % ws);
                         let src = if y < h && x < w {
@@ -94,17 +95,17 @@ impl WindowAttention {
                     let k_t = MatRef::transposed(&local[d..], d, n, 3 * d);
                     matmul(MatRef::rows(queries, m, d, d), k_t, scores, n, false);
                     let bias = &self.bias[head * n * n..][..n * n];
-                    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+                    for ((i, row), sum) in scores.chunks_exact_mut(n).enumerate().zip(&mut *sums) {
                         let b = &bias[position(i) * n..][..n];
-                        scaled_softmax(row, self.scale, Some(b));
+                        *sum = scaled_exp(row, self.scale, b);
                     }
+                    // softmax(s) v = (exp(s - max) v) / sum, one division per output value.
                     let v = MatRef::rows(&local[2 * d..], n, d, 3 * d);
-                    if m == n {
-                        matmul(MatRef::rows(scores, m, n, n), v, o, d, false);
-                    } else {
-                        matmul(MatRef::rows(scores, m, n, n), v, attended, d, false);
-                        for (i, row) in attended.chunks_exact(d).enumerate() {
-                            o[position(i) * d..][..d].copy_from_slice(row);
+                    matmul(MatRef::rows(scores, m, n, n), v, attended, d, false);
+                    for ((i, row), sum) in attended.chunks_exact(d).enumerate().zip(&*sums) {
+                        let inv = 1.0 / sum;
+                        for (o, a) in o[position(i) * d..][..d].iter_mut().zip(row) {
+                            *o = a * inv;
                         }
                     }
                 });

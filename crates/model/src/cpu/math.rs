@@ -242,6 +242,50 @@ pub fn scaled_softmax(row: &mut [f32], scale: f32, bias: Option<&[f32]>) {
     }
 }
 
+/// The numerators of the softmax of `row * scale + bias`, in place (`exp(v - max)`), in two
+/// passes instead of four: the bias joins the pass that finds the maximum. Returns their
+/// sum, by which the caller divides whatever it computes from them (for attention, the
+/// weighted sum of values: a division per output value instead of per score).
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn scaled_exp(row: &mut [f32], scale: f32, bias: &[f32]) -> f32 {
+    let mut max_lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    let mut bias_chunks = bias.chunks_exact(16);
+    for (chunk, b) in (&mut chunks).zip(&mut bias_chunks) {
+        for ((v, b), m) in chunk.iter_mut().zip(b).zip(max_lanes.iter_mut()) {
+            *v = v.mul_add(scale, *b);
+            *m = m.max(*v);
+        }
+    }
+    let mut max = max_lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for (v, b) in chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(bias_chunks.remainder())
+    {
+        *v = v.mul_add(scale, *b);
+        max = max.max(*v);
+    }
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
+            *v = exp(*v - max);
+            *lane += *v;
+        }
+    }
+    let mut sum = 0.0f32;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    lanes.iter().sum::<f32>() + sum
+}
+
 #[inline(always)]
 fn max_value(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
@@ -381,6 +425,20 @@ mod tests {
         scaled_softmax(&mut row, 0.5, Some(&bias));
         for (got, want) in row.iter().zip(&reference) {
             assert!((f64::from(*got) - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn scaled_exp_gives_the_softmax_numerators() {
+        // 37 values: two 16-value chunks and a remainder.
+        let row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.9).sin() * 4.0).collect();
+        let bias: Vec<f32> = (0..37).map(|i| (i % 5) as f32 * 0.3).collect();
+        let mut softmax = row.clone();
+        scaled_softmax(&mut softmax, 0.7, Some(&bias));
+        let mut numerators = row;
+        let sum = scaled_exp(&mut numerators, 0.7, &bias);
+        for (n, p) in numerators.iter().zip(&softmax) {
+            assert!((n / sum - p).abs() < 1e-7, "{} vs {p}", n / sum);
         }
     }
 
