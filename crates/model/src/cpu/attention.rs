@@ -85,12 +85,12 @@ impl WindowAttention {
                         } else {
                             &self.pad_qkv[..]
                         };
-                        dst.copy_from_slice(&src[head * 3 * d..][..3 * d]);
+                        copy_values(dst, &src[head * 3 * d..][..3 * d]);
                     }
                     // Query i is window position (i / cols) * ws + i % cols.
                     let position = |i: usize| (i / cols) * ws + i % cols;
                     for (i, q) in queries.chunks_exact_mut(d).enumerate() {
-                        q.copy_from_slice(&local[position(i) * 3 * d..][..d]);
+                        copy_values(q, &local[position(i) * 3 * d..][..d]);
                     }
                     let k_t = MatRef::transposed(&local[d..], d, n, 3 * d);
                     matmul(MatRef::rows(queries, m, d, d), k_t, scores, n, false);
@@ -125,10 +125,30 @@ impl WindowAttention {
                 let base = (wy * nw + wx) * self.heads;
                 let p = py * ws + pxx;
                 for (head, dst) in px.chunks_exact_mut(d).enumerate() {
-                    dst.copy_from_slice(&windowed[((base + head) * n + p) * d..][..d]);
+                    copy_values(dst, &windowed[((base + head) * n + p) * d..][..d]);
                 }
             }
         });
+    }
+}
+
+/// `dst.copy_from_slice(src)`, inlined for MobileSAM's 32-channel heads (one head's q, k
+/// and v together, or one of them): these per-token copies are short, and a `memcpy` call
+/// for each cost more than the copy.
+#[inline(always)]
+fn copy_values(dst: &mut [f32], src: &[f32]) {
+    match (
+        <&mut [f32; 96]>::try_from(&mut *dst),
+        <&[f32; 96]>::try_from(src),
+    ) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => match (
+            <&mut [f32; 32]>::try_from(&mut *dst),
+            <&[f32; 32]>::try_from(src),
+        ) {
+            (Ok(d), Ok(s)) => *d = *s,
+            _ => dst.copy_from_slice(src),
+        },
     }
 }
 
