@@ -111,6 +111,31 @@ pub fn column_major_runs(data: &[u8], height: usize, width: usize) -> Vec<u64> {
     alternating_runs(&column_major(data, height, width))
 }
 
+/// Column-major run lengths, pixel by pixel: `foreground(i)` tells whether row-major pixel
+/// `i` of a `height x width` mask is set. The slow reference for masks with missing
+/// values, and for the tests of [`column_major_runs`].
+pub(crate) fn runs_by_pixel(
+    height: usize,
+    width: usize,
+    foreground: impl Fn(usize) -> bool,
+) -> Vec<u64> {
+    let mut counts = Vec::new();
+    let (mut current, mut run) = (false, 0u64);
+    for x in 0..width {
+        for y in 0..height {
+            let value = foreground(y * width + x);
+            if value != current {
+                counts.push(run);
+                run = 0;
+                current = value;
+            }
+            run += 1;
+        }
+    }
+    counts.push(run);
+    counts
+}
+
 /// The number of non-zero values in `data`.
 pub fn count_nonzero(data: &[u8]) -> u64 {
     let mut words = data.chunks_exact(8);
@@ -128,21 +153,7 @@ mod tests {
 
     /// Pixel-by-pixel column-major runs.
     fn naive_runs(data: &[u8], h: usize, w: usize) -> Vec<u64> {
-        let mut counts = Vec::new();
-        let (mut current, mut run) = (false, 0u64);
-        for x in 0..w {
-            for y in 0..h {
-                let v = data[y * w + x] != 0;
-                if v != current {
-                    counts.push(run);
-                    run = 0;
-                    current = v;
-                }
-                run += 1;
-            }
-        }
-        counts.push(run);
-        counts
+        runs_by_pixel(h, w, |i| data[i] != 0)
     }
 
     fn pseudo_random_mask(h: usize, w: usize, seed: u32) -> Vec<u8> {

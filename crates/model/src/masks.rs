@@ -420,22 +420,9 @@ impl BinaryMask {
 
     /// [`BinaryMask::runs`] pixel by pixel, for masks with missing values.
     fn runs_slow(&self) -> Vec<u64> {
-        let mut counts = Vec::new();
-        let mut current = false;
-        let mut run = 0u64;
-        for x in 0..self.width {
-            for y in 0..self.height {
-                let value = self.data.get(y * self.width + x).is_some_and(|&v| v != 0);
-                if value != current {
-                    counts.push(run);
-                    run = 0;
-                    current = value;
-                }
-                run += 1;
-            }
-        }
-        counts.push(run);
-        counts
+        mask_runs::runs_by_pixel(self.height, self.width, |i| {
+            self.data.get(i).is_some_and(|&v| v != 0)
+        })
     }
 
     /// Encodes as a COCO compressed RLE, byte-identical to pycocotools' `mask.encode`.
