@@ -21,7 +21,7 @@ const FEW_ROWS_MIN_WEIGHTS: usize = 1 << 18;
 pub fn block_rows(m: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let per_task = m.div_ceil(threads * 4);
-    per_task.clamp(16, 256).next_multiple_of(16)
+    per_task.clamp(16, 512).next_multiple_of(16)
 }
 
 /// Runs `f(first_row, rows_of_out)` over blocks of the `width`-wide rows of `out`, in
