@@ -222,20 +222,7 @@ pub fn scaled_softmax(row: &mut [f32], scale: f32, bias: Option<&[f32]>) {
         }
     }
     let max = max_value(row);
-    let mut lanes = [0.0f32; 8];
-    let mut chunks = row.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        for (lane, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
-            *v = exp(*v - max);
-            *lane += *v;
-        }
-    }
-    let mut sum = 0.0f32;
-    for v in chunks.into_remainder() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
-    let sum = lanes.iter().sum::<f32>() + sum;
+    let sum = exp_shifted_sum::<8>(row, max);
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
@@ -270,8 +257,15 @@ pub fn scaled_exp(row: &mut [f32], scale: f32, bias: &[f32]) -> f32 {
         *v = v.mul_add(scale, *b);
         max = max.max(*v);
     }
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = row.chunks_exact_mut(16);
+    exp_shifted_sum::<16>(row, max)
+}
+
+/// `v = exp(v - max)` for every value of `row`, in place; returns their sum, accumulated in
+/// `LANES` interleaved partial sums (so the loop vectorizes) plus the remainder.
+#[inline(always)]
+fn exp_shifted_sum<const LANES: usize>(row: &mut [f32], max: f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         for (lane, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
             *v = exp(*v - max);
