@@ -63,12 +63,20 @@ fn depthwise(conv: &Conv2d) -> Result<DepthwiseConv3x3> {
     ))
 }
 
+/// `(out_ch, in_ch, stride)` of a dense 3x3 convolution with padding 1; an error otherwise.
+fn dense3x3_shape(conv: &Conv2d) -> Result<(usize, usize, usize)> {
+    let g = conv.geometry()?;
+    let ((out_ch, in_ch, k, _), padding, groups) = (g.weight_shape, g.padding, g.groups);
+    if k != 3 || padding != 1 || groups != 1 {
+        return Err(invalid("expected a dense 3x3 convolution"));
+    }
+    Ok((out_ch, in_ch, g.stride))
+}
+
 /// The neck's 256 -> 256 stride-1 convolution in Winograd form.
 fn winograd3x3(conv: &Conv2d) -> Result<Winograd3x3> {
-    let g = conv.geometry()?;
-    let ((out_ch, in_ch, k, _), stride, padding, groups) =
-        (g.weight_shape, g.stride, g.padding, g.groups);
-    if k != 3 || stride != 1 || padding != 1 || groups != 1 {
+    let (out_ch, in_ch, stride) = dense3x3_shape(conv)?;
+    if stride != 1 {
         return Err(invalid("expected a dense 3x3 stride-1 convolution"));
     }
     if !Winograd3x3::supports(in_ch, out_ch) {
@@ -85,12 +93,7 @@ fn winograd3x3(conv: &Conv2d) -> Result<Winograd3x3> {
 }
 
 fn dense3x3(conv: &Conv2d) -> Result<Conv3x3> {
-    let g = conv.geometry()?;
-    let ((out_ch, in_ch, k, _), stride, padding, groups) =
-        (g.weight_shape, g.stride, g.padding, g.groups);
-    if k != 3 || padding != 1 || groups != 1 {
-        return Err(invalid("expected a dense 3x3 convolution"));
-    }
+    let (out_ch, in_ch, stride) = dense3x3_shape(conv)?;
     Ok(Conv3x3::from_torch(
         &conv.host_weight()?,
         conv.host_bias()?,
