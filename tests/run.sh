@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
+# CI machines share their disk: incremental caches (several GiB) buy nothing in a one-off build.
+export CARGO_INCREMENTAL=0
+df -h . | tail -n 1 | awk '{print "disk: " $4 " free of " $2}'
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"  # rustup's cargo may be on the login PATH only
