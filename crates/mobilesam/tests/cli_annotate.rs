@@ -141,7 +141,10 @@ fn parse_labels(text: &str, width: u32, height: u32) -> Vec<(i64, Vec<Vertex>)> 
             let mut fields = line.split(' ');
             let class: i64 = fields.next().unwrap().parse().expect("class");
             let coords: Vec<f64> = fields.map(|v| v.parse().expect("coordinate")).collect();
-            assert!(coords.len() >= 6 && coords.len() % 2 == 0, "{line}");
+            assert!(
+                coords.len() >= 6 && coords.len().is_multiple_of(2),
+                "{line}"
+            );
             assert!(coords.iter().all(|v| (0.0..=1.0).contains(v)), "{line}");
             let polygon = coords
                 .chunks(2)

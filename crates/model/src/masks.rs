@@ -801,7 +801,7 @@ mod tests {
         for (h, w) in [(1, 1), (3, 5), (17, 13), (64, 1), (1, 64)] {
             for seed in 0..20u32 {
                 let data = (0..h * w)
-                    .map(|i| u8::from(lowbias32(i as u32 ^ (seed * 7919)) % (seed + 2) == 0))
+                    .map(|i| u8::from(lowbias32(i as u32 ^ (seed * 7919)).is_multiple_of(seed + 2)))
                     .collect();
                 let mask = BinaryMask {
                     height: h,

@@ -74,7 +74,7 @@ impl Winograd3x3 {
 
     /// Whether these channel counts are supported (multiples of 16).
     pub fn supports(in_ch: usize, out_ch: usize) -> bool {
-        in_ch % LANES == 0 && out_ch % LANES == 0 && in_ch > 0 && out_ch > 0
+        in_ch.is_multiple_of(LANES) && out_ch.is_multiple_of(LANES) && in_ch > 0 && out_ch > 0
     }
 
     /// Output channels.

@@ -81,7 +81,7 @@ pub fn conv2d_depthwise_shifted(
     let full_w = w + 2 * padding + 1 - k;
     let subsample = match stride {
         1 => false,
-        2 if full_h % 2 == 0 && full_w % 2 == 0 => true,
+        2 if full_h.is_multiple_of(2) && full_w.is_multiple_of(2) => true,
         _ => return x.conv2d(weight, padding, stride, 1, c),
     };
     let padded = x.pad_with_zeros(2, padding, padding)?;
