@@ -3,7 +3,8 @@
 //! Linux only) is far less disturbed by other processes than wall time. `mbconv` / `merge`
 //! run the fused [`InvertedResidual`], `*-layers` the same three layers one map after the
 //! other, `gelu` 16.7M GELUs on a cache-resident buffer. `cargo run --release -p mobilesam-model --example
-//! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu, attention1, attention2,
+//! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu (the kernel the encoder uses),
+//! gelu-formula (the portable one), attention1, attention2,
 //! attention3: one window-attention layer of that stage).
 
 use std::time::Instant;
@@ -128,12 +129,16 @@ fn main() {
                 let len = *side * *side * att.channels();
                 att.forward(qkv, *side, *side, windowed, &mut out[..len]);
             }
-            "gelu" => {
+            "gelu" | "gelu-formula" => {
                 for i in 0..256 {
                     let (src, dst) = gelu_buf.split_at_mut(65536);
                     dst[..65536].copy_from_slice(&src[..65536]);
                     dst[i] += 1e-3;
-                    mobilesam_model::cpu::math::gelu_inplace(&mut dst[..65536]);
+                    if name == "gelu" {
+                        mobilesam_model::cpu::gelu::gelu_slice(&mut dst[..65536]);
+                    } else {
+                        mobilesam_model::cpu::math::gelu_inplace(&mut dst[..65536]);
+                    }
                 }
             }
             _ => layers(&ir, &x, side, &mut out, finish, &mut e, &mut d),

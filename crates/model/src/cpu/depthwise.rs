@@ -4,7 +4,7 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::math::gelu;
+use super::gelu::gelu_slice;
 
 /// A depthwise 3x3 convolution with its (BatchNorm-folded) bias.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl DepthwiseConv3x3 {
         let (_, wo) = self.out_size(1, w);
         assert!(
             inputs.iter().flatten().all(|r| r.len() == w * c)
-                && out.len() % c.max(1) == 0
+                && out.len().is_multiple_of(c.max(1))
                 && ox0 + out.len() / c.max(1) <= wo,
             "depthwise: row shapes"
         );
@@ -161,11 +161,6 @@ fn conv_row(
                     acc[i] = s[i].mul_add(k[i], acc[i]);
                 }
             }
-            if apply_gelu {
-                for a in acc.iter_mut() {
-                    *a = gelu(*a);
-                }
-            }
             px[c0..c0 + BLOCK].copy_from_slice(&acc);
         }
         for ch in blocks..c {
@@ -173,8 +168,11 @@ fn conv_row(
             for &(src, ker) in taps {
                 a = src[ch].mul_add(weight[ker + ch], a);
             }
-            px[ch] = if apply_gelu { gelu(a) } else { a };
+            px[ch] = a;
         }
+    }
+    if apply_gelu {
+        gelu_slice(row);
     }
 }
 

@@ -8,6 +8,8 @@
 
 use multiversion::multiversion;
 
+use super::gelu::gelu_slice;
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two for an exact range reduction (Cephes).
 const LN2_HI: f32 = 0.693_359_4;
@@ -140,9 +142,7 @@ pub fn apply_epilogue(out: &mut [f32], width: usize, epilogue: Epilogue, residua
             }
         }
         if epilogue.gelu {
-            for v in row.iter_mut() {
-                *v = gelu(*v);
-            }
+            gelu_slice(row);
         }
     }
 }

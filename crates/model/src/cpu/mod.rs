@@ -12,6 +12,7 @@ pub mod attention;
 pub mod buffers;
 pub mod conv;
 pub mod depthwise;
+pub mod gelu;
 pub mod inverted_residual;
 pub mod linear;
 pub mod math;

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::{MaskDecoder, Mlp, NUM_MASK_TOKENS};
 use crate::cpu::buffers::{with_scratch, BufferPool, PoolCache};
+use crate::cpu::gelu::gelu_slice;
 use crate::cpu::linear::{Fused, Linear};
-use crate::cpu::math::gelu_inplace;
 use crate::cpu::matmul::{matmul, MatRef};
 use crate::cpu::norm::LayerNormParams;
 use crate::cpu::profile::step;
@@ -270,7 +270,7 @@ impl MaskDecoderCpu {
                     let (y1, logits) = rest.split_at_mut(n1);
                     self.up0.forward_serial(src, y0, Fused::default());
                     self.up_norm.rows_inplace(y0);
-                    gelu_inplace(y0);
+                    gelu_slice(y0);
                     self.up1.forward_serial(
                         y0,
                         y1,
