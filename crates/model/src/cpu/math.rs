@@ -10,10 +10,23 @@ use multiversion::multiversion;
 
 use super::gelu::gelu_slice;
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two for an exact range reduction (Cephes).
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+/// The low part of ln 2 (see [`LN2_HI`]).
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes' polynomial for `(e^r - 1 - r) / r^2` on the reduced range, highest power first.
+pub(crate) const EXP_POLYNOMIAL: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+/// Adding this to an integral `n` in [-126, 127] puts `n + 127` in the low mantissa bits
+/// (see [`one_plus_times_pow2`]).
+pub(crate) const POW2_MAGIC: f32 = 12_582_912.0 + 127.0;
 
 /// `e^x` with about 1 ulp error for `x` in [-87, 88]; smaller inputs give about 1e-38
 /// (callers only use it where that is as good as 0), larger ones saturate near 2^127.
@@ -23,12 +36,9 @@ pub fn exp(x: f32) -> f32 {
     let n = x.mul_add(LOG2E, 0.5).floor();
     let r = (-n).mul_add(LN2_HI, x);
     let r = (-n).mul_add(LN2_LO, r);
-    let p = 1.987_569_1e-4f32;
-    let p = p.mul_add(r, 1.398_199_9e-3);
-    let p = p.mul_add(r, 8.333_452e-3);
-    let p = p.mul_add(r, 4.166_579_6e-2);
-    let p = p.mul_add(r, 1.666_666_5e-1);
-    let p = p.mul_add(r, 0.5);
+    let p = EXP_POLYNOMIAL[1..]
+        .iter()
+        .fold(EXP_POLYNOMIAL[0], |p, &c| p.mul_add(r, c));
     let p = p.mul_add(r * r, r);
     one_plus_times_pow2(p, n)
 }
@@ -39,8 +49,7 @@ fn one_plus_times_pow2(p: f32, n: f32) -> f32 {
     // 2^n through the exponent bits. Adding 1.5 * 2^23 + 127 puts n + 127 in the low
     // mantissa bits (exactly, below 2^24), and the shift moves them into the exponent while
     // the constant's own bits fall off the top; unlike `n as i32`, this vectorizes.
-    const MAGIC: f32 = 12_582_912.0 + 127.0;
-    let scale = f32::from_bits((n + MAGIC).to_bits() << 23);
+    let scale = f32::from_bits((n + POW2_MAGIC).to_bits() << 23);
     // (p + 1) * scale in one rounding: scale is a power of two, so this equals the
     // rounded sum times scale, bit for bit.
     p.mul_add(scale, scale)
@@ -71,11 +80,9 @@ fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
     let n = x.mul_add(LOG2E, 0.5).floor();
     let r = (-n).mul_add(std::f32::consts::LN_2, x);
-    let p = 1.398_199_9e-3f32;
-    let p = p.mul_add(r, 8.333_452e-3);
-    let p = p.mul_add(r, 4.166_579_6e-2);
-    let p = p.mul_add(r, 1.666_666_5e-1);
-    let p = p.mul_add(r, 0.5);
+    let p = EXP_POLYNOMIAL[2..]
+        .iter()
+        .fold(EXP_POLYNOMIAL[1], |p, &c| p.mul_add(r, c));
     let p = p.mul_add(r * r, r);
     one_plus_times_pow2(p, n)
 }
