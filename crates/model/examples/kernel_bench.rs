@@ -4,7 +4,7 @@
 //! run the fused [`InvertedResidual`], `*-layers` the same three layers one map after the
 //! other, `gelu` 16.7M GELUs on a cache-resident buffer. `cargo run --release -p mobilesam-model --example
 //! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu (the kernel the encoder uses),
-//! gelu-formula (the portable one), attention1, attention2,
+//! gelu-formula (the portable one), mbconv-depthwise (stage 0's 3x3, 256 channels, GELU), attention1, attention2,
 //! attention3: one window-attention layer of that stage).
 
 use std::time::Instant;
@@ -124,6 +124,7 @@ fn main() {
         let (c0, t0) = (cpu_ns(), Instant::now());
         match name {
             "mbconv" | "merge" => ir.forward(&x, side, &mut out, finish),
+            "mbconv-depthwise" => ir.depthwise.forward(&e, side, side, &mut d, true),
             n if n.starts_with("attention") => {
                 let (att, qkv, side, windowed) = attention.as_mut().expect("set up above");
                 let len = *side * *side * att.channels();

@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::attention_avx512;
 use super::buffers::with_scratch;
 use super::math::scaled_exp;
 use super::matmul::{matmul, MatRef};
@@ -73,22 +75,28 @@ impl WindowAttention {
                 // Only queries inside the image: the others' outputs are dropped.
                 let (rows, cols) = (ws.min(h - wy * ws), ws.min(w - wx * ws));
                 let m = rows * cols;
+                // Query i is window position (i / cols) * ws + i % cols.
+                let position = |i: usize| (i / cols) * ws + i % cols;
+                if let Some(kernel) = small_window_kernel(d, n) {
+                    let mut tokens: [&[f32]; SMALL_WINDOW_KEYS] = [&[]; SMALL_WINDOW_KEYS];
+                    for (p, token) in tokens[..n].iter_mut().enumerate() {
+                        *token = &self.token_qkv(qkv, h, w, (wy * ws + p / ws, wx * ws + p % ws))
+                            [head * 3 * d..][..3 * d];
+                    }
+                    let mut positions = [0usize; SMALL_WINDOW_KEYS];
+                    for (i, p) in positions[..m].iter_mut().enumerate() {
+                        *p = position(i);
+                    }
+                    let bias = &self.bias[head * n * n..][..n * n];
+                    kernel(&tokens[..n], bias, self.scale, &positions[..m], o);
+                    return;
+                }
                 with_scratch(n * 3 * d + m * n + 2 * m * d + m, |scratch| {
                     let (local, rest) = scratch.split_at_mut(n * 3 * d);
                     let (scores, rest) = rest.split_at_mut(m * n);
                     let (queries, rest) = rest.split_at_mut(m * d);
                     let (attended, sums) = rest.split_at_mut(m * d);
-                    for (p, dst) in local.chunks_exact_mut(3 * d).enumerate() {
-                        let (y, x) = (wy * ws + p / ws, wx * ws + p % ws);
-                        let src = if y < h && x < w {
-                            &qkv[(y * w + x) * 3 * c..]
-                        } else {
-                            &self.pad_qkv[..]
-                        };
-                        copy_values(dst, &src[head * 3 * d..][..3 * d]);
-                    }
-                    // Query i is window position (i / cols) * ws + i % cols.
-                    let position = |i: usize| (i / cols) * ws + i % cols;
+                    self.gather(qkv, h, w, (wy, wx), head, local);
                     for (i, q) in queries.chunks_exact_mut(d).enumerate() {
                         copy_values(q, &local[position(i) * 3 * d..][..d]);
                     }
@@ -112,6 +120,41 @@ impl WindowAttention {
             });
     }
 
+    /// One head's `[q, k, v]` rows of window `(wy, wx)`'s tokens into `local` (padding
+    /// tokens get [`WindowAttention::pad_qkv`]).
+    fn gather(
+        &self,
+        qkv: &[f32],
+        h: usize,
+        w: usize,
+        (wy, wx): (usize, usize),
+        head: usize,
+        local: &mut [f32],
+    ) {
+        let (ws, d) = (self.window, self.head_dim);
+        for (p, dst) in local.chunks_exact_mut(3 * d).enumerate() {
+            let src = self.token_qkv(qkv, h, w, (wy * ws + p / ws, wx * ws + p % ws));
+            copy_values(dst, &src[head * 3 * d..][..3 * d]);
+        }
+    }
+
+    /// The qkv row of the token at `(y, x)`: the map's, or [`WindowAttention::pad_qkv`]
+    /// outside it.
+    fn token_qkv<'a>(
+        &'a self,
+        qkv: &'a [f32],
+        h: usize,
+        w: usize,
+        (y, x): (usize, usize),
+    ) -> &'a [f32] {
+        let c3 = 3 * self.channels();
+        if y < h && x < w {
+            &qkv[(y * w + x) * c3..][..c3]
+        } else {
+            &self.pad_qkv
+        }
+    }
+
     /// Window-ordered blocks back to image-ordered rows (padding dropped).
     fn unpartition(&self, windowed: &[f32], h: usize, w: usize, out: &mut [f32]) {
         let (ws, d, c) = (self.window, self.head_dim, self.channels());
@@ -132,6 +175,29 @@ impl WindowAttention {
     }
 }
 
+/// Most tokens per window of the register kernel.
+pub(crate) const SMALL_WINDOW_KEYS: usize = 64;
+
+/// One (window, head) in registers: `(tokens' q/k/v, bias, scale, query positions, out)`.
+type SmallWindowKernel = fn(&[&[f32]], &[f32], f32, &[usize], &mut [f32]);
+
+/// The register kernel for `head_dim`-channel heads over `n`-token windows, where it
+/// applies (32 channels, at most 64 tokens) and the CPU has AVX-512F.
+fn small_window_kernel(head_dim: usize, n: usize) -> Option<SmallWindowKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if head_dim == attention_avx512::HEAD_DIM
+        && n <= SMALL_WINDOW_KEYS
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        return Some(|tokens, bias, scale, queries, out| {
+            // SAFETY: AVX-512F was detected above.
+            unsafe { attention_avx512::attend(tokens, bias, scale, queries, out) }
+        });
+    }
+    let _ = (head_dim, n);
+    None
+}
+
 /// `dst.copy_from_slice(src)`, inlined for MobileSAM's 32-channel heads (one head's q, k
 /// and v together, or one of them): these per-token copies are short, and a `memcpy` call
 /// for each cost more than the copy. A copy of 32 values is the most LLVM inlines (four
@@ -139,7 +205,7 @@ impl WindowAttention {
 #[inline(always)]
 fn copy_values(dst: &mut [f32], src: &[f32]) {
     const BLOCK: usize = 32;
-    if dst.len() % BLOCK == 0 && dst.len() == src.len() && dst.len() <= 3 * BLOCK {
+    if dst.len().is_multiple_of(BLOCK) && dst.len() == src.len() && dst.len() <= 3 * BLOCK {
         for (d, s) in dst.chunks_exact_mut(BLOCK).zip(src.chunks_exact(BLOCK)) {
             if let (Ok(d), Ok(s)) = (
                 <&mut [f32; BLOCK]>::try_from(d),
@@ -206,6 +272,38 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn small_windows_of_32_channel_heads_match_reference() {
+        // MobileSAM's 7x7 windows of 32-channel heads (the register kernel where the CPU
+        // has AVX-512F), over a map that pads windows on both sides; and 8x8 (64 tokens).
+        for (ws, h, w) in [(7, 10, 9), (8, 9, 16)] {
+            let (heads, d) = (2, 32);
+            let (c, n) = (heads * d, ws * ws);
+            let att = WindowAttention {
+                heads,
+                head_dim: d,
+                window: ws,
+                scale: 0.3,
+                bias: values(heads * n * n, 1),
+                pad_qkv: values(3 * c, 2),
+            };
+            let qkv = values(h * w * 3 * c, 3);
+            let mut windowed = vec![0.0; att.windowed_len(h, w)];
+            let mut out = vec![0.0; h * w * c];
+            att.forward(&qkv, h, w, &mut windowed, &mut out);
+            for (got, want) in out.iter().zip(reference(&att, &qkv, h, w)) {
+                assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! compiled for AVX2+FMA (or NEON) with a run-time check, through `multiversion`.
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+pub mod attention_avx512;
 pub mod buffers;
 pub mod conv;
 pub mod depthwise;
