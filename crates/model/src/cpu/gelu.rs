@@ -14,6 +14,10 @@
 //! - Otherwise, [`math::gelu`](super::math::gelu) (the formula) in a loop compiled for
 //!   AVX2+FMA or NEON.
 
+// The table is built and used on x86-64 only.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+#[cfg(target_arch = "x86_64")]
 use std::sync::OnceLock;
 
 use super::math::gelu_inplace;
