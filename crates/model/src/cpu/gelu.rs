@@ -42,10 +42,28 @@ pub fn gelu_slice(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(table) = avx512_table() {
         // SAFETY: the table exists only where the CPU has AVX-512F.
-        unsafe { avx512::gelu(values, table) };
+        unsafe { avx512::add_gelu(values, [None, None], table) };
         return;
     }
     gelu_inplace(values);
+}
+
+/// `gelu(row + bias + residual)` in one pass (either addend optional), where the CPU has
+/// the table kernel; returns false, with `row` untouched, elsewhere.
+///
+/// # Panics
+/// When an addend is shorter than `row`.
+pub fn fused_add_gelu(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(table) = avx512_table() {
+        let len = row.len();
+        let (bias, residual) = (bias.map(|b| &b[..len]), residual.map(|r| &r[..len]));
+        // SAFETY: the table exists only where the CPU has AVX-512F.
+        unsafe { avx512::add_gelu(row, [bias, residual], table) };
+        return true;
+    }
+    let _ = (row, bias, residual);
+    false
 }
 
 /// The table, where the CPU has AVX-512F (checked once).
@@ -131,12 +149,17 @@ mod avx512 {
 
     use super::{Table, INTERVALS, PER_UNIT, TERMS};
 
-    /// GELU of every value through the table, 16 lanes at a time (a masked tail).
+    /// GELU of every value plus its addends (each as long as `values`) through the table,
+    /// 16 lanes at a time (a masked tail).
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gelu(values: &mut [f32], table: &Table) {
+    pub(super) unsafe fn add_gelu(values: &mut [f32], addends: [Option<&[f32]>; 2], table: &Table) {
+        assert!(
+            addends.iter().flatten().all(|a| a.len() == values.len()),
+            "GELU addends: lengths"
+        );
         // Each coefficient's 32 interval values in two registers.
         let mut coefficients = [(_mm512_setzero_ps(), _mm512_setzero_ps()); TERMS];
         for (registers, row) in coefficients.iter_mut().zip(&table.coefficients) {
@@ -148,21 +171,25 @@ mod avx512 {
                 )
             };
         }
-        let mut chunks = values.chunks_exact_mut(16);
-        for chunk in &mut chunks {
-            let p = chunk.as_mut_ptr();
-            // SAFETY: the chunk holds 16 values.
-            unsafe { _mm512_storeu_ps(p, lanes(_mm512_loadu_ps(p), &coefficients)) };
-        }
-        let tail = chunks.into_remainder();
-        if !tail.is_empty() {
-            let mask: __mmask16 = (1u16 << tail.len()) - 1;
-            let p = tail.as_mut_ptr();
-            // SAFETY: the mask covers only the tail's values.
+        let len = values.len();
+        let p = values.as_mut_ptr();
+        let mut i = 0;
+        while i < len {
+            let mask: __mmask16 = if len - i >= 16 {
+                u16::MAX
+            } else {
+                (1u16 << (len - i)) - 1
+            };
+            // SAFETY: the mask keeps every load and store below `len` (the addends are as
+            // long as `values`).
             unsafe {
-                let x = _mm512_maskz_loadu_ps(mask, p);
-                _mm512_mask_storeu_ps(p, mask, lanes(x, &coefficients));
+                let mut x = _mm512_maskz_loadu_ps(mask, p.add(i));
+                for addend in addends.iter().flatten() {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, addend.as_ptr().add(i)));
+                }
+                _mm512_mask_storeu_ps(p.add(i), mask, lanes(x, &coefficients));
             }
+            i += 16;
         }
     }
 
@@ -235,15 +262,38 @@ mod tests {
             let values = inputs();
             let mut got = values.clone();
             // SAFETY: the table exists only with AVX-512F.
-            unsafe { avx512::gelu(&mut got, table) };
+            unsafe { avx512::add_gelu(&mut got, [None, None], table) };
             check(&values, &got, "avx512");
             let mut nan = [f32::NAN];
             // SAFETY: as above.
-            unsafe { avx512::gelu(&mut nan, table) };
+            unsafe { avx512::add_gelu(&mut nan, [None, None], table) };
             assert!(nan[0].is_nan());
             return;
         }
         println!("no AVX-512F here: only the portable kernel was checked");
+    }
+
+    #[test]
+    fn fused_addition_matches_adding_first() {
+        let values = inputs();
+        let bias: Vec<f32> = (0..values.len())
+            .map(|i| (i % 7) as f32 * 0.25 - 0.75)
+            .collect();
+        let residual: Vec<f32> = (0..values.len())
+            .map(|i| (i % 5) as f32 * 0.5 - 1.0)
+            .collect();
+        for len in [0, 1, 17, values.len()] {
+            let mut fused = values[..len].to_vec();
+            if !fused_add_gelu(&mut fused, Some(&bias), Some(&residual)) {
+                println!("no fused kernel here");
+                return;
+            }
+            let mut separate: Vec<f32> = (0..len)
+                .map(|i| values[i] + bias[i] + residual[i])
+                .collect();
+            gelu_slice(&mut separate);
+            assert_eq!(fused, separate, "length {len}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use multiversion::multiversion;
 
-use super::gelu::gelu_slice;
+use super::gelu::{fused_add_gelu, gelu_slice};
 
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two for an exact range reduction (Cephes).
@@ -138,13 +138,17 @@ pub fn apply_epilogue(out: &mut [f32], width: usize, epilogue: Epilogue, residua
         return;
     }
     for (i, row) in out.chunks_exact_mut(width).enumerate() {
+        let residual_row = residual.map(|r| &r[i * width..(i + 1) * width]);
+        if epilogue.gelu && fused_add_gelu(row, epilogue.bias, residual_row) {
+            continue;
+        }
         if let Some(bias) = epilogue.bias {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v += b;
             }
         }
-        if let Some(res) = residual {
-            for (v, r) in row.iter_mut().zip(&res[i * width..(i + 1) * width]) {
+        if let Some(res) = residual_row {
+            for (v, r) in row.iter_mut().zip(res) {
                 *v += r;
             }
         }
