@@ -274,6 +274,16 @@ mod tests {
         out
     }
 
+    /// `att.forward` on an `h x w` map against [`reference`], to 1e-5.
+    fn assert_matches_reference(att: &WindowAttention, qkv: &[f32], h: usize, w: usize) {
+        let mut windowed = vec![0.0; att.windowed_len(h, w)];
+        let mut out = vec![0.0; h * w * att.channels()];
+        att.forward(qkv, h, w, &mut windowed, &mut out);
+        for (got, want) in out.iter().zip(reference(att, qkv, h, w)) {
+            assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
+        }
+    }
+
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
@@ -296,14 +306,19 @@ mod tests {
                 bias: values(heads * n * n, 1),
                 pad_qkv: values(3 * c, 2),
             };
-            let qkv = values(h * w * 3 * c, 3);
-            let mut windowed = vec![0.0; att.windowed_len(h, w)];
-            let mut out = vec![0.0; h * w * c];
-            att.forward(&qkv, h, w, &mut windowed, &mut out);
-            for (got, want) in out.iter().zip(reference(&att, &qkv, h, w)) {
-                assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
-            }
+            assert_matches_reference(&att, &values(h * w * 3 * c, 3), h, w);
         }
+    }
+
+    #[test]
+    fn register_kernel_is_picked_for_7x7_windows_where_the_cpu_has_avx512() {
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        assert_eq!(small_window_kernel(32, 49).is_some(), avx512);
+        assert!(small_window_kernel(32, 196).is_none());
+        assert!(small_window_kernel(4, 9).is_none());
     }
 
     #[test]
@@ -323,11 +338,6 @@ mod tests {
         let qkv: Vec<f32> = (0..h * w * 3 * c)
             .map(|i| ((i * 11) % 23) as f32 * 0.1 - 1.1)
             .collect();
-        let mut windowed = vec![0.0; att.windowed_len(h, w)];
-        let mut out = vec![0.0; h * w * c];
-        att.forward(&qkv, h, w, &mut windowed, &mut out);
-        for (got, want) in out.iter().zip(reference(&att, &qkv, h, w)) {
-            assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
-        }
+        assert_matches_reference(&att, &qkv, h, w);
     }
 }
