@@ -3,7 +3,9 @@
 //! query/key/value rows of the window (padding tokens get the projection of a zero token,
 //! as PyTorch pads before its LayerNorm), computes `softmax(q k^T * scale + bias) v` in
 //! its scratch, and writes its own slice of a window-ordered output; a second pass puts the
-//! rows back in image order.
+//! rows back in image order. Windows of at most 64 tokens with 32-channel heads (7x7) go
+//! to a register kernel instead where the CPU has AVX-512F
+//! ([`attention_avx512`](super::attention_avx512)), which reads the tokens in place.
 
 use rayon::prelude::*;
 
