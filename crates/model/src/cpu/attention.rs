@@ -5,7 +5,7 @@
 //! its scratch, and writes its own slice of a window-ordered output; a second pass puts the
 //! rows back in image order. Windows of at most 64 tokens with 32-channel heads (7x7) go
 //! to a register kernel instead where the CPU has AVX-512F
-//! ([`attention_avx512`](super::attention_avx512)), which reads the tokens in place.
+//! ([`super::attention_avx512`]), which reads the tokens in place.
 
 use rayon::prelude::*;
 
@@ -43,7 +43,7 @@ impl WindowAttention {
         (h.div_ceil(self.window), w.div_ceil(self.window))
     }
 
-    /// Values of the window-ordered buffer [`WindowAttention::attend`] fills.
+    /// Values of the window-ordered buffer [`WindowAttention::forward`] works in.
     pub fn windowed_len(&self, h: usize, w: usize) -> usize {
         let (nh, nw) = self.grid(h, w);
         nh * nw * self.window * self.window * self.channels()
