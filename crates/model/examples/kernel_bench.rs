@@ -2,10 +2,11 @@
 //! a busy machine: process CPU time (summed over threads from /proc/self/task/*/schedstat,
 //! Linux only) is far less disturbed by other processes than wall time. `mbconv` / `merge`
 //! run the fused [`InvertedResidual`], `*-layers` the same three layers one map after the
-//! other, `gelu` 16.7M GELUs on a cache-resident buffer. `cargo run --release -p mobilesam-model --example
-//! kernel_bench -- NAME [RUNS]` (NAME: mbconv, mbconv-layers, merge, merge-layers, gelu (the kernel the encoder uses),
-//! gelu-formula (the portable one), mbconv-depthwise (stage 0's 3x3, 256 channels, GELU), attention1, attention2,
-//! attention3: one window-attention layer of that stage).
+//! other, `gelu` 16.7M GELUs on a cache-resident buffer.
+//! `cargo run --release -p mobilesam-model --example kernel_bench -- NAME [RUNS]`; NAME:
+//! mbconv, mbconv-layers, merge, merge-layers, gelu (the kernel the encoder uses),
+//! gelu-formula (the portable one), mbconv-depthwise (stage 0's 3x3, 256 channels, GELU),
+//! attention1, attention2, attention3 (one window-attention layer of that stage).
 
 use std::time::Instant;
 

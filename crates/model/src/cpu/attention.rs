@@ -68,6 +68,8 @@ impl WindowAttention {
             qkv.len() == h * w * 3 * c && windowed.len() == self.windowed_len(h, w),
             "window attention: shapes"
         );
+        // Chosen once per layer, not per (window, head).
+        let small_window = small_window_kernel(d, n);
         windowed
             .par_chunks_mut(n * d)
             .enumerate()
@@ -79,7 +81,7 @@ impl WindowAttention {
                 let m = rows * cols;
                 // Query i is window position (i / cols) * ws + i % cols.
                 let position = |i: usize| (i / cols) * ws + i % cols;
-                if let Some(kernel) = small_window_kernel(d, n) {
+                if let Some(kernel) = small_window {
                     let mut tokens: [&[f32]; SMALL_WINDOW_KEYS] = [&[]; SMALL_WINDOW_KEYS];
                     for (p, token) in tokens[..n].iter_mut().enumerate() {
                         *token = &self.token_qkv(qkv, h, w, (wy * ws + p / ws, wx * ws + p % ws))

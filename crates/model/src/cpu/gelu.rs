@@ -39,13 +39,9 @@ struct Table {
 
 /// GELU of every value, in place.
 pub fn gelu_slice(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(table) = avx512_table() {
-        // SAFETY: the table exists only where the CPU has AVX-512F.
-        unsafe { avx512::add_gelu(values, [None, None], table) };
-        return;
+    if !fused_add_gelu(values, None, None) {
+        gelu_inplace(values);
     }
-    gelu_inplace(values);
 }
 
 /// `gelu(row + bias + residual)` in one pass (either addend optional), where the CPU has

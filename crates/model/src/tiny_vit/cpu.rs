@@ -303,9 +303,7 @@ impl BlockCpu {
         pool.give(x2);
         y
     }
-}
 
-impl BlockCpu {
     /// `y = x + fc2(GELU(fc1(LayerNorm(x))))`, fused per block of rows: the hidden
     /// activations (4x the channels) of a block stay in the task's scratch instead of making
     /// a round trip through memory between two passes.
