@@ -26,6 +26,9 @@ pub enum RequestError {
     /// A failure inside the server, not caused by the request.
     #[error("{0}")]
     Internal(String),
+    /// The request asks for something this server does not do (yet).
+    #[error("{0}")]
+    Unimplemented(String),
 }
 
 impl RequestError {
@@ -38,6 +41,7 @@ impl RequestError {
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
+            Self::Unimplemented(_) => Code::Unimplemented,
         }
     }
 

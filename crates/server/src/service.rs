@@ -112,4 +112,12 @@ impl SegmentAnything for SegmentService {
             .map(Response::new)
             .map_err(|e| e.to_status())
     }
+
+    /// Untrack: object tracking is not served yet.
+    async fn untrack(
+        &self,
+        _request: Request<v1::UntrackRequest>,
+    ) -> Result<Response<v1::UntrackResponse>, Status> {
+        Err(Status::unimplemented(stream::TRACKING_UNIMPLEMENTED))
+    }
 }

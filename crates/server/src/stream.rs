@@ -32,6 +32,9 @@ use crate::validate::{self, ImageRequest};
 /// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
 const ANSWER_BACKLOG: usize = 64;
 
+/// The answer to untracking while the server does not follow objects yet.
+pub const TRACKING_UNIMPLEMENTED: &str = "object tracking is not served by this server yet";
+
 /// Where a stream's responses go (the tonic response body).
 pub type Outbound = mpsc::Sender<Result<v1::SegmentResponse, Status>>;
 
@@ -168,6 +171,12 @@ impl Reader {
                 },
                 Some(Kind::Prompt(prompt)) => self.prompt(&prompt, started),
                 Some(Kind::GenerateMasks(message)) => self.generate_masks(&message, started),
+                Some(Kind::Untrack(_)) => Answer::failed(
+                    0,
+                    RequestKind::Empty,
+                    &RequestError::Unimplemented(TRACKING_UNIMPLEMENTED.into()),
+                    started,
+                ),
                 None => Answer::failed(
                     0,
                     RequestKind::Empty,
