@@ -42,7 +42,8 @@ pub struct ServerConfig {
     #[arg(long, env = "MOBILESAM_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: SocketAddr,
 
-    /// Model workers; each owns one copy of the model on the device.
+    /// Encode workers (SetImage); each owns one copy of the model on the device. Prompts
+    /// and generations have their own (`--decode-workers`, `--generate-workers`).
     #[arg(long, env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
 
@@ -62,7 +63,8 @@ pub struct ServerConfig {
     #[arg(long, env = "MOBILESAM_SESSION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
 
-    /// Capacity of each job queue; a full queue answers RESOURCE_EXHAUSTED at once.
+    /// Capacity of the decode and the encode queue (the generate queue has its own,
+    /// `--generate-queue-capacity`); a full queue answers RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "MOBILESAM_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
     pub queue_capacity: usize,
 
@@ -97,6 +99,10 @@ pub struct ServerConfig {
     /// TLS, mutual TLS and the bearer token.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
+
+    /// The scheduler lanes: decode and generate workers, priorities.
+    #[command(flatten)]
+    pub lanes: crate::lanes::LaneConfig,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +124,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
+            lanes: crate::lanes::LaneConfig::default(),
         }
     }
 }
@@ -146,7 +153,7 @@ impl ServerConfig {
                 "--max-message-bytes must be at least 1KiB".into(),
             ));
         }
-        Ok(())
+        self.lanes.validate()
     }
 }
 
