@@ -31,7 +31,7 @@ let baseUrl;
 let browser;
 
 /** Starts `mobilesam serve` and resolves with its address once it is serving. */
-function startServer(extra = []) {
+function startServer(extra = [], extraEnv = {}) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
   );
@@ -46,7 +46,7 @@ function startServer(extra = []) {
       "--log-format", "json",
       ...extra,
     ],
-    { env: { ...env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
+    { env: { ...env, ...extraEnv, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
   );
   const logs = [];
   return new Promise((resolvePromise, reject) => {
@@ -395,5 +395,63 @@ test("a server with a bearer token: the page sends the token from #token=", { ti
     assert.match(await withToken.textContent("#status"), /^ready/);
   } finally {
     guarded.child.kill("SIGTERM");
+  }
+});
+
+test("live preview: the mask follows the pointer (latest wins), a click commits it", { timeout: 10 * TIMEOUT }, async () => {
+  // A slow decoder (debug builds only): hovers queue up on the server, so the newer ones
+  // supersede the older ones there.
+  const slow = await startServer([], { MOBILESAM_TEST_DECODE_DELAY_MS: "300" });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`http://${slow.addr}/`);
+    await page.setInputFiles("#file", fixture);
+    await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+      timeout: TIMEOUT,
+    });
+    const box = await page.locator("#prompt-canvas").boundingBox();
+    const at = (x, y) => [box.x + (x * box.width) / WIDTH, box.y + (y * box.height) / HEIGHT];
+
+    // Sweep the pointer across the image: many hovers, and the last one wins.
+    await page.mouse.move(...at(40, 40));
+    await page.mouse.move(...at(200, 150), { steps: 12 });
+    await page.waitForFunction(
+      () => {
+        const p = window.mobilesam.preview();
+        return p.sent > 1 && p.shownRequest === p.sent;
+      },
+      null,
+      { timeout: TIMEOUT },
+    );
+    const shown = await page.evaluate(() => window.mobilesam.preview());
+    assert.ok(shown.superseded > 0, `hovers queued on the server were superseded: ${JSON.stringify(shown)}`);
+    assert.ok(shown.shown < shown.sent, "stale hovers were not drawn");
+    assert.deepEqual(await page.evaluate(() => window.mobilesam.objects()), [], "a hover creates no object");
+    // The preview is the server's mask for a click at the pointer.
+    const reference = segmentCli([shown.point]);
+    assert.deepEqual(shown.rle, reference.rle, "the preview is the CLI mask for the hovered point");
+    const expected = decodeRle(reference.rle.size, reference.rle.counts);
+    assert.equal(mismatches(await overlayMask(page), expected), 0, "the overlay shows the preview");
+
+    // A click where the pointer is commits that mask as the object's.
+    const before = Number(await page.getAttribute("body", "data-predictions"));
+    await page.mouse.down();
+    await page.mouse.up();
+    await page.waitForFunction(
+      (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
+      before,
+      { timeout: TIMEOUT },
+    );
+    const [object] = await page.evaluate(() => window.mobilesam.objects());
+    assert.deepEqual(object.points, [shown.point]);
+    assert.deepEqual(object.rle, reference.rle, "the click committed the previewed mask");
+    assert.equal((await page.evaluate(() => window.mobilesam.preview())).shownRequest, 0, "the click cleared the preview");
+    assert.equal(mismatches(await overlayMask(page), expected), 0);
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    slow.child.kill("SIGTERM");
   }
 });
