@@ -35,12 +35,10 @@ fn small_generation(request_id: u64) -> Req {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_do_not_wait_behind_encodes() {
-    let server = Server::launch(
-        Launch::args(&["--workers", "1"]).env(
-            "MOBILESAM_TEST_ENCODE_DELAY_MS",
-            ENCODE_DELAY_MS.to_string(),
-        ),
-    )
+    let server = Server::launch(Launch::args(&["--workers", "1"]).env(
+        "MOBILESAM_TEST_ENCODE_DELAY_MS",
+        ENCODE_DELAY_MS.to_string(),
+    ))
     .await;
     let mut client = server.client().await;
     let mut clicker = Stream::open(&mut client).await;

@@ -355,8 +355,9 @@ mod tests {
         assert!(text.contains(
             "mobilesam_request_duration_seconds_count{kind=\"prompt\",lane=\"decode\"} 2"
         ));
-        assert!(text
-            .contains("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"} 1"));
+        assert!(
+            text.contains("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"} 1")
+        );
         assert!(text.contains("mobilesam_prompts_superseded_total 3"));
     }
 }

@@ -127,7 +127,10 @@ mod tests {
             assert_eq!(text.parse::<Priority>(), Ok(priority));
         }
         assert_eq!(Priority::Nice(5).to_string(), "nice:5");
-        assert_eq!("batch:7".parse::<Priority>().map(|p| p.to_string()), Ok("batch:7".into()));
+        assert_eq!(
+            "batch:7".parse::<Priority>().map(|p| p.to_string()),
+            Ok("batch:7".into())
+        );
         for bad in ["nice:20", "nice:-1", "nice", "fast", "idle:3", ""] {
             assert!(bad.parse::<Priority>().is_err(), "{bad}");
         }

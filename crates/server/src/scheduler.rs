@@ -416,6 +416,9 @@ mod tests {
         assert!(served(&s.generate, "g"));
         stop.store(true, Ordering::Relaxed);
         decoder.join().expect("decoder");
-        assert!(flood.join().expect("flood") > 0, "the decode lane never filled");
+        assert!(
+            flood.join().expect("flood") > 0,
+            "the decode lane never filled"
+        );
     }
 }

@@ -307,7 +307,10 @@ impl Reader {
     /// has started are answered ABORTED now (each in its place in the answer order).
     fn supersede_pending(&self, prompt: &v1::Prompt) {
         if prompt.supersede_pending {
-            let superseded = self.state.scheduler.supersede(|job| job.owner == self.owner);
+            let superseded = self
+                .state
+                .scheduler
+                .supersede(|job| job.owner == self.owner);
             jobs::answer_superseded(superseded, prompt.request_id);
         }
     }

@@ -116,8 +116,7 @@ impl WorkerPool {
             let started = build_kernel_pool(spec).and_then(|kernels| {
                 let kernels = Arc::new(kernels);
                 for index in 0..spec.workers {
-                    let thread =
-                        spawn_worker(*spec, index, &shared, &kernels, ready_tx.clone())?;
+                    let thread = spawn_worker(*spec, index, &shared, &kernels, ready_tx.clone())?;
                     pool.threads.push(thread);
                 }
                 Ok(())

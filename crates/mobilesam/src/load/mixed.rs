@@ -206,11 +206,8 @@ async fn uploads(
     let deadline = start + phase;
     let tasks: Vec<_> = (0..uploaders)
         .map(|u| {
-            let (uri, timeout, variants) = (
-                plan.uri.clone(),
-                plan.answer_timeout,
-                Arc::clone(variants),
-            );
+            let (uri, timeout, variants) =
+                (plan.uri.clone(), plan.answer_timeout, Arc::clone(variants));
             tokio::spawn(async move { upload_stream(&uri, timeout, &variants, u, deadline).await })
         })
         .collect();
