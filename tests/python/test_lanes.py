@@ -28,6 +28,9 @@ from test_grpc_client import (  # noqa: F401  (pb is a fixture)
 DECODE_DELAY_MS = 400
 ABORTED = 10
 
+# pycocotools' C extension predates NumPy 2's `copy=` keyword.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 @pytest.fixture(scope="module")
 def server():

@@ -410,7 +410,10 @@ mod tests {
         // The flood has filled the decode lane before the other lanes are asked.
         let filled = Instant::now();
         while s.decode.depth() < 4 {
-            assert!(filled.elapsed() < Duration::from_secs(30), "the decode lane never filled");
+            assert!(
+                filled.elapsed() < Duration::from_secs(30),
+                "the decode lane never filled"
+            );
             std::thread::yield_now();
         }
         let served = |q: &LaneQueue<Job>, name| {
