@@ -17,12 +17,19 @@ fn images() -> Vec<(String, Vec<u8>)> {
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|e| e != "json"))
         .map(|path| {
-            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read(&path).expect("image"))
         })
         .collect();
     images.sort();
-    assert!(images.len() >= 7, "JPEG, PNG, WebP, GIF, TIFF, BMP at least");
+    assert!(
+        images.len() >= 7,
+        "JPEG, PNG, WebP, GIF, TIFF, BMP at least"
+    );
     images
 }
 
@@ -47,7 +54,10 @@ async fn cut_images_are_refused_on_the_stream_and_unary() {
                     (0, Code::InvalidArgument as i32),
                     "{name}: {e:?}"
                 );
-                assert!(e.message.starts_with("cannot decode image"), "{name}: {e:?}");
+                assert!(
+                    e.message.starts_with("cannot decode image"),
+                    "{name}: {e:?}"
+                );
                 if name.ends_with(".jpg") {
                     assert!(e.message.contains("image data is truncated"), "{e:?}");
                 }

@@ -75,7 +75,11 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
 /// The decoder's reason on one line, prefixed with the format; data that ran out is called
 /// truncated.
 fn decode_reason(format: ImageFormat, error: image::ImageError) -> String {
-    let reason = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    let reason = error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     match &error {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             format!("image data is truncated ({format:?}: {reason})")

@@ -51,7 +51,8 @@ fn is_standalone(marker: u8) -> bool {
 
 const EOI: u8 = 0xD9;
 const SOS: u8 = 0xDA;
-const NO_EOI: Incomplete = Incomplete::Truncated("the JPEG stream ends before its end-of-image marker");
+const NO_EOI: Incomplete =
+    Incomplete::Truncated("the JPEG stream ends before its end-of-image marker");
 
 /// Walks the JPEG's segments and scans to its EOI marker.
 fn jpeg_reaches_end_of_image(bytes: &[u8]) -> Result<(), Incomplete> {

@@ -55,9 +55,7 @@ fn expected_tensors() -> Vec<Expected> {
     }
     let text = std::fs::read_to_string(common::fixtures().join("torch_save_small.json"))
         .expect("torch_save_small.json present");
-    serde_json::from_str::<File>(&text)
-        .expect("parses")
-        .tensors
+    serde_json::from_str::<File>(&text).expect("parses").tensors
 }
 
 /// `checkpoint` holds exactly the `expected` tensors, with their values.

@@ -41,7 +41,12 @@ fn cut_images_are_refused_where_pillow_refuses_them() {
         let bytes = std::fs::read(dir.join(&image.file)).expect("image present");
         let whole = decode_image(&bytes, 1 << 20)
             .unwrap_or_else(|e| panic!("{}: the whole image must decode: {e}", image.file));
-        assert_eq!(whole.dimensions(), (image.width, image.height), "{}", image.file);
+        assert_eq!(
+            whole.dimensions(),
+            (image.width, image.height),
+            "{}",
+            image.file
+        );
         for cut in &image.cuts {
             match (decode_image(&bytes[..cut.cut], 1 << 20), cut.pillow_refuses) {
                 (Err(ModelError::ImageDecode(message)), true) => {
@@ -61,7 +66,10 @@ fn cut_images_are_refused_where_pillow_refuses_them() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert!(refused >= 50, "only {refused} cuts refused: the fixture lost its cuts");
+    assert!(
+        refused >= 50,
+        "only {refused} cuts refused: the fixture lost its cuts"
+    );
 }
 
 #[test]
