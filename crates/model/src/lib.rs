@@ -22,6 +22,7 @@ pub mod mask_decoder;
 pub mod mask_runs;
 pub mod masks;
 pub mod polygon;
+pub mod polygon_regions;
 pub mod prompt;
 pub mod prompt_encoder;
 pub mod prompt_json;
