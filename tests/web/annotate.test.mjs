@@ -130,6 +130,34 @@ async function overlayMask(page) {
   return Uint8Array.from(alpha);
 }
 
+/** `[x0, y0, x1, y1, ...]` -> `[[x0, y0], [x1, y1], ...]`. */
+function pairs(flat) {
+  const out = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+  return out;
+}
+
+/** Every ring of `polygons` together, even-odd over pixel centres, as 0/1 per pixel (an
+ * independent rasteriser). */
+function rasterizeEvenOdd(polygons, width, height) {
+  const out = new Uint8Array(width * height);
+  for (const polygon of polygons) {
+    const ring = pairs(polygon.points);
+    for (let y = 0; y < height; y++) {
+      const cy = y + 0.5;
+      for (let i = 0; i < ring.length; i++) {
+        const [ax, ay] = ring[i];
+        const [bx, by] = ring[(i + 1) % ring.length];
+        if (ay <= cy === by <= cy) continue;
+        const crossing = ax + ((cy - ay) / (by - ay)) * (bx - ax);
+        // Flip every pixel whose centre lies right of the crossing.
+        for (let x = Math.max(0, Math.ceil(crossing - 0.5)); x < width; x++) out[y * width + x] ^= 1;
+      }
+    }
+  }
+  return out;
+}
+
 function mismatches(a, b) {
   let n = 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
@@ -219,27 +247,48 @@ test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 1
   const refined = await expectOverlayMatchesCli(page);
   assert.notEqual(refined.reference.rle.counts, first.reference.rle.counts, "the refinement changed the mask");
 
-  // Export COCO JSON: the chosen mask's RLE, area and bbox as the server computed them.
+  // The server's outlines of the chosen mask (every region, then its holes) cover the
+  // reference mask: even-odd over pixel centres.
+  const [viewed] = await page.evaluate(() => window.mobilesam.objects());
+  const polygons = viewed.polygons;
+  assert.ok(polygons.length > 0 && !polygons[0].hole, "the server sent the mask's outlines");
+  const reference = decodeRle(refined.reference.rle.size, refined.reference.rle.counts);
+  const covered = rasterizeEvenOdd(polygons, WIDTH, HEIGHT);
+  let both = 0;
+  let either = 0;
+  for (let i = 0; i < covered.length; i++) {
+    both += covered[i] & reference[i];
+    either += covered[i] | reference[i];
+  }
+  assert.ok(both / either > 0.9, `outlines cover the mask: IoU ${both / either}`);
+
+  // Export COCO JSON: the server's outlines as polygons (its RLE when the mask has holes),
+  // its area and bbox.
   const coco = JSON.parse(await download(page, "#export-coco", "chelsea.coco.json"));
   assert.deepEqual(coco.images[0], { id: 1, file_name: "chelsea.png", width: WIDTH, height: HEIGHT });
   assert.equal(coco.annotations.length, 1);
-  assert.deepEqual(coco.annotations[0].segmentation, refined.reference.rle);
+  const segmentation = polygons.some((p) => p.hole)
+    ? refined.reference.rle
+    : polygons.map((p) => p.points);
+  assert.deepEqual(coco.annotations[0].segmentation, segmentation);
   assert.equal(coco.annotations[0].area, refined.reference.area);
   assert.deepEqual(coco.annotations[0].bbox, refined.reference.bbox);
   assert.deepEqual(coco.categories, [{ id: 1, name: "object" }]);
 
-  // Export YOLO segmentation labels: one polygon, normalised, inside the mask's box.
+  // Export YOLO segmentation labels: one line, the server's region outlines (joined when
+  // there are several), pixel corners over width and height.
   const yolo = (await download(page, "#export-yolo", "chelsea.txt")).trim().split("\n");
   assert.equal(yolo.length, 1);
   const [cls, ...coords] = yolo[0].split(" ");
   assert.equal(cls, "0");
-  assert.ok(coords.length >= 6 && coords.length % 2 === 0, `polygon of ${coords.length / 2} points`);
-  const [bx, by, bw, bh] = refined.reference.bbox;
-  coords.map(Number).forEach((v, i) => {
-    const pixel = v * (i % 2 === 0 ? WIDTH : HEIGHT);
-    const [lo, hi] = i % 2 === 0 ? [bx, bx + bw] : [by, by + bh];
-    assert.ok(pixel >= lo - 1 && pixel <= hi + 1, `polygon point ${pixel} inside [${lo}, ${hi}]`);
-  });
+  const regions = polygons.filter((p) => !p.hole);
+  const vertices = new Set(regions.flatMap((p) => pairs(p.points).map(([x, y]) => `${x},${y}`)));
+  const written = pairs(coords.map(Number)).map(([x, y]) => `${Math.round(x * WIDTH)},${Math.round(y * HEIGHT)}`);
+  assert.deepEqual(new Set(written), vertices, "the YOLO line holds exactly the outline vertices");
+  if (regions.length === 1) {
+    const expected = pairs(regions[0].points).flatMap(([x, y]) => [(x / WIDTH).toFixed(6), (y / HEIGHT).toFixed(6)]);
+    assert.deepEqual(coords, expected);
+  }
 
   // Another candidate can be picked; undo brings the pick back.
   const candidates = page.locator("#candidates .candidate");

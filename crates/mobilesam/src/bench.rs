@@ -71,6 +71,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let options = DecodeOptions {
         multimask: args.multimask,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let sync = || {
         sam.device()

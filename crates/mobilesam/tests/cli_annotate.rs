@@ -92,6 +92,7 @@ fn masks_for(name: &str, boxes: &[(i64, [f32; 4])]) -> Vec<(i64, BinaryMask)> {
     let options = DecodeOptions {
         multimask: false,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let decoded = sam
         .decode(&embeddings[name], &prompts, options)

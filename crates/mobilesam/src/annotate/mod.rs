@@ -352,6 +352,7 @@ impl Job<'_> {
             let options = DecodeOptions {
                 multimask: false,
                 return_low_res_logits: false,
+                return_polygons: false,
             };
             for chunk in boxes.chunks(DECODE_CHUNK) {
                 let prompts: Vec<ObjectPrompt> = chunk

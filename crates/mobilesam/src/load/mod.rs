@@ -133,6 +133,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             let options = DecodeOptions {
                 multimask: args.multimask,
                 return_low_res_logits: false,
+                return_polygons: false,
             };
             Some(InProcess::new(path, &image, prompt, options)?)
         }

@@ -142,6 +142,7 @@ async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise
       requestId: BigInt(++predictions),
       multimaskOutput: multimask,
       returnLowResLogits: true,
+      returnPolygons: true,
       objects: [
         {
           points: object.points,
@@ -374,7 +375,7 @@ $("export-coco").onclick = () => {
   if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".coco.json", toCoco(image, annotations.objects), "application/json");
 };
 $("export-yolo").onclick = () => {
-  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(annotations.objects), "text/plain");
+  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(image, annotations.objects), "text/plain");
 };
 $("prev-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) - 1));
 $("next-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
@@ -392,6 +393,7 @@ document.body.dataset.predictions = "0";
       box: o.box,
       chosen: o.chosen,
       rle: Annotations.chosenMask(o)?.rle,
+      polygons: Annotations.chosenMask(o)?.polygons,
     })),
   sessionId: () => sessionId,
   preview: () => ({ ...preview.stats, rle: previewMask?.rle }),
