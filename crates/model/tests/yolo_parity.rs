@@ -48,6 +48,10 @@ fn detections_match_ultralytics_predict() {
     for (file, model) in expected["models"].as_object().expect("models") {
         let detector =
             Detector::load(&yolo_dir().join(file), &Device::Cpu).expect("checkpoint loads");
+        assert!(
+            detector.uses_cpu_kernels(),
+            "{file}: every layer has a CPU kernel"
+        );
         assert_eq!(detector.names().len(), 20);
         assert_eq!(detector.names()[0], "person");
         let settings = model["settings"].as_array().expect("settings");
@@ -93,6 +97,34 @@ fn detections_match_ultralytics_predict() {
         worst.0, worst.1
     );
     assert!(compared > 100, "the fixtures hold real detections");
+}
+
+/// The candle path (what GPUs run) against the same reference, on one model and image;
+/// the test above runs the CPU kernels.
+#[test]
+fn candle_path_matches_too() {
+    let expected = json("expected.json");
+    let model = &expected["models"]["yolo11n_w.pt"];
+    let detector = Detector::load(&yolo_dir().join("yolo11n_w.pt"), &Device::Cpu)
+        .expect("checkpoint loads")
+        .without_cpu_kernels();
+    assert!(!detector.uses_cpu_kernels());
+    let image =
+        read_image(&common::fixtures().join("images/chelsea.png"), u64::MAX).expect("image");
+    let want = model["results"]["chelsea.png"][0]
+        .as_array()
+        .expect("boxes");
+    let got = detector
+        .detect(&image, &options(&model["settings"][0]))
+        .expect("detects");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.class, w[5].as_u64().expect("class") as usize);
+        assert!((g.confidence - w[4].as_f64().expect("conf") as f32).abs() <= 1e-3);
+        for k in 0..4 {
+            assert!((g.bbox[k] - w[k].as_f64().expect("coordinate") as f32).abs() <= 0.5);
+        }
+    }
 }
 
 #[test]

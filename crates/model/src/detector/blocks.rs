@@ -31,12 +31,12 @@ impl Loader<'_> {
 /// A convolution with its bias (BatchNorm folded) and activation.
 #[derive(Debug, Clone)]
 pub struct ConvUnit {
-    weight: Tensor,
-    bias: Tensor,
-    stride: usize,
-    padding: usize,
-    groups: usize,
-    silu: bool,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
+    pub(crate) groups: usize,
+    pub(crate) silu: bool,
 }
 
 impl ConvUnit {
@@ -168,9 +168,9 @@ impl Module for ConvUnit {
 /// `Bottleneck`: two convolutions, with a residual when `add`.
 #[derive(Debug, Clone)]
 pub struct Bottleneck {
-    cv1: ConvUnit,
-    cv2: ConvUnit,
-    add: bool,
+    pub(crate) cv1: ConvUnit,
+    pub(crate) cv2: ConvUnit,
+    pub(crate) add: bool,
 }
 
 impl Bottleneck {
@@ -197,10 +197,10 @@ impl Module for Bottleneck {
 /// `C3` / `C3k`: two branches, one through bottlenecks, joined by `cv3`.
 #[derive(Debug, Clone)]
 pub struct C3 {
-    cv1: ConvUnit,
-    cv2: ConvUnit,
-    cv3: ConvUnit,
-    m: Vec<Bottleneck>,
+    pub(crate) cv1: ConvUnit,
+    pub(crate) cv2: ConvUnit,
+    pub(crate) cv3: ConvUnit,
+    pub(crate) m: Vec<Bottleneck>,
 }
 
 impl C3 {
@@ -236,7 +236,7 @@ impl Module for C3 {
 
 /// An inner block of `C2f` / `C3k2`.
 #[derive(Debug, Clone)]
-enum Inner {
+pub(crate) enum Inner {
     Bottleneck(Bottleneck),
     C3k(C3),
 }
@@ -254,9 +254,9 @@ impl Module for Inner {
 /// every intermediate.
 #[derive(Debug, Clone)]
 pub struct C2f {
-    cv1: ConvUnit,
-    cv2: ConvUnit,
-    m: Vec<Inner>,
+    pub(crate) cv1: ConvUnit,
+    pub(crate) cv2: ConvUnit,
+    pub(crate) m: Vec<Inner>,
 }
 
 impl C2f {
@@ -303,11 +303,11 @@ impl Module for C2f {
 /// `SPPF`: `n` chained same-size max pools, concatenated.
 #[derive(Debug, Clone)]
 pub struct Sppf {
-    cv1: ConvUnit,
-    cv2: ConvUnit,
-    kernel: usize,
-    n: usize,
-    add: bool,
+    pub(crate) cv1: ConvUnit,
+    pub(crate) cv2: ConvUnit,
+    pub(crate) kernel: usize,
+    pub(crate) n: usize,
+    pub(crate) add: bool,
 }
 
 impl Sppf {
@@ -388,14 +388,14 @@ fn max_pool_same(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
 /// YOLO11's `Attention`: multi-head self-attention over the pixels, plus a depthwise
 /// positional conv on the values.
 #[derive(Debug, Clone)]
-struct Attention {
-    qkv: ConvUnit,
-    proj: ConvUnit,
-    pe: ConvUnit,
-    heads: usize,
-    key_dim: usize,
-    head_dim: usize,
-    scale: f64,
+pub(crate) struct Attention {
+    pub(crate) qkv: ConvUnit,
+    pub(crate) proj: ConvUnit,
+    pub(crate) pe: ConvUnit,
+    pub(crate) heads: usize,
+    pub(crate) key_dim: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
 }
 
 impl Attention {
@@ -449,10 +449,10 @@ impl Module for Attention {
 
 /// `PSABlock`: attention then a two-conv feed-forward, each with a residual when `add`.
 #[derive(Debug, Clone)]
-struct PsaBlock {
-    attn: Attention,
-    ffn: [ConvUnit; 2],
-    add: bool,
+pub(crate) struct PsaBlock {
+    pub(crate) attn: Attention,
+    pub(crate) ffn: [ConvUnit; 2],
+    pub(crate) add: bool,
 }
 
 impl Module for PsaBlock {
@@ -471,9 +471,9 @@ impl Module for PsaBlock {
 /// `C2PSA`: split in two, attention blocks on the second half, join.
 #[derive(Debug, Clone)]
 pub struct C2psa {
-    cv1: ConvUnit,
-    cv2: ConvUnit,
-    m: Vec<PsaBlock>,
+    pub(crate) cv1: ConvUnit,
+    pub(crate) cv2: ConvUnit,
+    pub(crate) m: Vec<PsaBlock>,
 }
 
 impl C2psa {
@@ -532,7 +532,7 @@ fn expect<'a>(node: &'a ModuleNode, class: &str) -> LoadResult<&'a ModuleNode> {
 /// A chain of convolutions (a `Sequential` of `Conv`s, nested `Sequential`s and a final
 /// `Conv2d`), as in the detection head's branches.
 #[derive(Debug, Clone)]
-pub struct ConvChain(Vec<ConvUnit>);
+pub struct ConvChain(pub(crate) Vec<ConvUnit>);
 
 impl ConvChain {
     fn load(node: &ModuleNode, prefix: &str, l: &Loader) -> LoadResult<Self> {
@@ -582,8 +582,8 @@ impl Module for ConvChain {
 /// and class logits (`nc` channels).
 #[derive(Debug, Clone)]
 pub struct DetectHead {
-    boxes: Vec<ConvChain>,
-    classes: Vec<ConvChain>,
+    pub(crate) boxes: Vec<ConvChain>,
+    pub(crate) classes: Vec<ConvChain>,
     /// DFL bins per side.
     pub reg_max: usize,
     /// Number of classes.

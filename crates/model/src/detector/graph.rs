@@ -9,19 +9,19 @@ use super::checkpoint::UltralyticsCheckpoint;
 
 /// One layer and the absolute indices of its inputs.
 #[derive(Debug, Clone)]
-struct Layer {
-    block: Block,
-    inputs: Vec<usize>,
+pub(crate) struct Layer {
+    pub(crate) block: Block,
+    pub(crate) inputs: Vec<usize>,
 }
 
 /// The network: the layers before the head, and the head with its levels' strides.
 #[derive(Debug, Clone)]
 pub struct Graph {
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
     /// Whether each layer's output is read by a later layer other than the next.
-    kept: Vec<bool>,
+    pub(crate) kept: Vec<bool>,
     head: DetectHead,
-    head_inputs: Vec<usize>,
+    pub(crate) head_inputs: Vec<usize>,
     /// Stride (input pixels per cell) of each head level.
     pub strides: Vec<usize>,
 }

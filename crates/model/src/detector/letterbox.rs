@@ -61,6 +61,28 @@ impl Letterbox {
         ]
     }
 
+    /// The model input, channels-last RGB scaled to [0, 1]: `(H, W, 3)` row-major.
+    pub fn apply_hwc(&self, image: &RgbImage) -> Vec<f32> {
+        let resized = resize_linear_u8(
+            image.as_raw(),
+            self.orig.0,
+            self.orig.1,
+            self.resized.0,
+            self.resized.1,
+        );
+        let (iw, ih) = self.input;
+        let mut out = vec![114.0 / 255.0; 3 * iw * ih];
+        let (rw, rh) = self.resized;
+        for y in 0..rh {
+            let row = &resized[y * rw * 3..(y + 1) * rw * 3];
+            let o = ((y + self.pad.1) * iw + self.pad.0) * 3;
+            for (d, s) in out[o..o + rw * 3].iter_mut().zip(row) {
+                *d = f32::from(*s) / 255.0;
+            }
+        }
+        out
+    }
+
     /// The model input, channels-first RGB scaled to [0, 1]: `(3, H, W)` row-major.
     pub fn apply(&self, image: &RgbImage) -> Vec<f32> {
         let resized = resize_linear_u8(

@@ -9,6 +9,7 @@
 
 pub mod blocks;
 pub mod checkpoint;
+pub mod fast;
 pub mod graph;
 pub mod letterbox;
 pub mod postprocess;
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{ModelError, Result};
 use checkpoint::read_ultralytics;
+use fast::{FastGraph, Map};
 use graph::Graph;
 use letterbox::Letterbox;
 use postprocess::{decode, nms, NmsOptions};
@@ -71,6 +73,8 @@ pub struct Detection {
 #[derive(Debug, Clone)]
 pub struct Detector {
     graph: Graph,
+    /// The CPU kernels' form of the network (on the CPU, when every layer has one).
+    fast: Option<FastGraph>,
     names: Vec<String>,
     scale: Option<String>,
     device: Device,
@@ -112,12 +116,31 @@ impl Detector {
                 graph.head().nc
             )));
         }
+        let fast = if device.is_cpu() {
+            FastGraph::new(&graph)
+                .map_err(|e| tracing::warn!("detector: the candle path runs ({e})"))
+                .ok()
+        } else {
+            None
+        };
         Ok(Self {
             graph,
+            fast,
             names: ckpt.names,
             scale: ckpt.scale,
             device: device.clone(),
         })
+    }
+
+    /// Runs the candle path even on the CPU (tests compare the two paths).
+    pub fn without_cpu_kernels(mut self) -> Self {
+        self.fast = None;
+        self
+    }
+
+    /// Whether the CPU kernels run the network (else candle does).
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Class names by id.
@@ -155,10 +178,21 @@ impl Detector {
             imgsz,
             stride,
         );
-        let input = lb.apply(image);
         let (w, h) = lb.input;
-        let x = Tensor::from_vec(input, (1, 3, h, w), &Device::Cpu)?.to_device(&self.device)?;
-        let levels = self.graph.forward(&x)?;
+        let levels = match &self.fast {
+            Some(fast) => fast.forward(Map {
+                data: lb.apply_hwc(image),
+                h,
+                w,
+                c: 3,
+            }),
+            None => {
+                let input = lb.apply(image);
+                let x =
+                    Tensor::from_vec(input, (1, 3, h, w), &Device::Cpu)?.to_device(&self.device)?;
+                self.graph.forward(&x)?
+            }
+        };
         let head = self.graph.head();
         let nms_options = NmsOptions {
             conf: options.conf,
