@@ -262,21 +262,20 @@ mod tests {
         let a = vec![[0, 0], [0, 1], [1, 1], [1, 0]];
         let b = vec![[3, 0], [3, 1], [4, 1], [4, 0]];
         let merged = merge_segments(&[a, b]);
-        // Ring a from [1, 0] (closest to b's [3, 0]), closed, then ring b from [3, 0].
-        assert_eq!(
-            merged,
-            vec![
-                [1, 0],
-                [0, 0],
-                [0, 1],
-                [1, 1],
-                [1, 0],
-                [3, 0],
-                [3, 1],
-                [4, 1],
-                [4, 0],
-                [3, 0]
-            ]
-        );
+        // Two pairs are 2 apart; NumPy's argmin takes the first in row-major order: a's
+        // [1, 1] (index 2) with b's [3, 1]. Ring a from there, closed, then ring b.
+        let expected = [
+            [1, 1],
+            [1, 0],
+            [0, 0],
+            [0, 1],
+            [1, 1],
+            [3, 1],
+            [4, 1],
+            [4, 0],
+            [3, 0],
+            [3, 1],
+        ];
+        assert_eq!(merged, expected);
     }
 }

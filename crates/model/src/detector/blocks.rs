@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use candle_core::{Module, Tensor};
 
 use super::checkpoint::ModuleNode;
+use super::postprocess::LevelOutput;
 use crate::layers::depthwise::conv2d_depthwise;
 
 /// Tensors by dotted name, and the error type of loading.
@@ -632,10 +633,7 @@ impl DetectHead {
 
     /// Per level: (box distributions `(4 * reg_max, h * w)`, class logits `(nc, h * w)`)
     /// flattened row-major, with the level's (h, w).
-    pub fn forward_levels(
-        &self,
-        feats: &[Tensor],
-    ) -> candle_core::Result<Vec<(Vec<f32>, Vec<f32>, usize, usize)>> {
+    pub fn forward_levels(&self, feats: &[Tensor]) -> candle_core::Result<Vec<LevelOutput>> {
         let mut out = Vec::with_capacity(feats.len());
         for ((x, b), c) in feats.iter().zip(&self.boxes).zip(&self.classes) {
             let (_, _, h, w) = x.dims4()?;
@@ -650,12 +648,12 @@ impl DetectHead {
                     self.nc
                 );
             }
-            out.push((
-                boxes.flatten_all()?.to_vec1::<f32>()?,
-                logits.flatten_all()?.to_vec1::<f32>()?,
+            out.push(LevelOutput {
+                boxes: boxes.flatten_all()?.to_vec1::<f32>()?,
+                logits: logits.flatten_all()?.to_vec1::<f32>()?,
                 h,
                 w,
-            ));
+            });
         }
         Ok(out)
     }

@@ -15,6 +15,7 @@ use super::blocks::{
     Sppf, C3,
 };
 use super::graph::Graph;
+use super::postprocess::LevelOutput;
 use crate::cpu::conv::Conv3x3;
 use crate::cpu::depthwise::DepthwiseConv3x3;
 use crate::cpu::linear::par_row_blocks;
@@ -618,7 +619,7 @@ impl FastGraph {
     /// Runs the network on a channels-last `(h, w, 3)` image and returns, per level, the
     /// box distributions and class logits channel-major (`(channels, h * w)`), with the
     /// level's size, as [`Graph::forward`] does.
-    pub fn forward(&self, image: Map) -> Vec<(Vec<f32>, Vec<f32>, usize, usize)> {
+    pub fn forward(&self, image: Map) -> Vec<LevelOutput> {
         let mut outputs: Vec<Option<Map>> = vec![None; self.layers.len()];
         let mut previous = image;
         for (i, (block, inputs)) in self.layers.iter().enumerate() {
@@ -654,7 +655,12 @@ impl FastGraph {
                     }
                     channel_major(&y)
                 };
-                (run(b), run(c), x.h, x.w)
+                LevelOutput {
+                    boxes: run(b),
+                    logits: run(c),
+                    h: x.h,
+                    w: x.w,
+                }
             })
             .collect()
     }

@@ -6,6 +6,7 @@ use candle_core::Tensor;
 
 use super::blocks::{Block, DetectHead, Loader};
 use super::checkpoint::UltralyticsCheckpoint;
+use super::postprocess::LevelOutput;
 
 /// One layer and the absolute indices of its inputs.
 #[derive(Debug, Clone)]
@@ -145,10 +146,7 @@ impl Graph {
     }
 
     /// Runs the network on `image` (1, 3, H, W) and returns the head's per-level outputs.
-    pub fn forward(
-        &self,
-        image: &Tensor,
-    ) -> candle_core::Result<Vec<(Vec<f32>, Vec<f32>, usize, usize)>> {
+    pub fn forward(&self, image: &Tensor) -> candle_core::Result<Vec<LevelOutput>> {
         let mut outputs: Vec<Option<Tensor>> = vec![None; self.layers.len()];
         let mut previous = image.clone();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -11,6 +11,19 @@ const MAX_WH: f32 = 7680.0;
 /// At most this many candidates enter NMS.
 const MAX_NMS: usize = 30_000;
 
+/// The head's raw output for one level, channel-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelOutput {
+    /// Box distributions, `(4 * reg_max, h * w)`.
+    pub boxes: Vec<f32>,
+    /// Class logits, `(nc, h * w)`.
+    pub logits: Vec<f32>,
+    /// Cells down.
+    pub h: usize,
+    /// Cells across.
+    pub w: usize,
+}
+
 /// A candidate in model-input pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -39,7 +52,7 @@ pub struct NmsOptions {
 /// and the class filter. `levels` are `(box distributions (4 * reg_max, h*w), class
 /// logits (nc, h*w), h, w)`; `strides` one per level.
 pub fn decode(
-    levels: &[(Vec<f32>, Vec<f32>, usize, usize)],
+    levels: &[LevelOutput],
     strides: &[usize],
     reg_max: usize,
     nc: usize,
@@ -47,7 +60,8 @@ pub fn decode(
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
     let mut probs = vec![0f32; reg_max];
-    for ((boxes, logits, h, w), &stride) in levels.iter().zip(strides) {
+    for (level, &stride) in levels.iter().zip(strides) {
+        let (boxes, logits, h, w) = (&level.boxes, &level.logits, level.h, level.w);
         let n = h * w;
         for a in 0..n {
             // Best class first (cheap): Ultralytics filters on max score > conf.
@@ -192,7 +206,12 @@ mod tests {
         // One level of 1x2 cells, reg_max 2, one class; uniform bins give distance 0.5.
         let boxes = vec![0.0; 8 * 2];
         let logits = vec![3.0, -3.0];
-        let levels = vec![(boxes, logits, 1, 2)];
+        let levels = vec![LevelOutput {
+            boxes,
+            logits,
+            h: 1,
+            w: 2,
+        }];
         let opts = options(0.5, 300);
         let out = decode(&levels, &[8], 2, 1, &opts);
         assert_eq!(out.len(), 1);
