@@ -615,6 +615,9 @@ impl DetectHead {
         };
         let boxes = chains("cv2")?;
         let classes = chains("cv3")?;
+        if boxes.iter().chain(&classes).any(|c| c.0.is_empty()) {
+            return Err(format!("{prefix}: an empty head branch"));
+        }
         if boxes.is_empty() || boxes.len() != classes.len() {
             return Err(format!("{prefix}: box and class branches do not match"));
         }

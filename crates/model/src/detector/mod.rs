@@ -109,6 +109,13 @@ impl Detector {
             }
         }
         let graph = Graph::build(&ckpt).map_err(bad)?;
+        // One small forward pass through candle, which checks every shape: a checkpoint
+        // whose layers do not fit together is refused here, not in the middle of a run.
+        let side = 2 * graph.max_stride();
+        let probe = Tensor::zeros((1, 3, side, side), candle_core::DType::F32, device)?;
+        graph
+            .forward(&probe)
+            .map_err(|e| bad(format!("the network's layers do not fit together: {e}")))?;
         if ckpt.names.len() != graph.head().nc {
             return Err(bad(format!(
                 "the checkpoint names {} classes but its head predicts {}",
