@@ -70,7 +70,8 @@ pub struct DetectArgs {
     #[arg(long, value_name = "FILE")]
     pub det_model: PathBuf,
 
-    /// Images (JPEG, PNG, WebP, BMP, TIFF, GIF); repeat the flag or list several.
+    /// Images (JPEG, PNG, WebP, BMP, TIFF, GIF); repeat the flag or list several. One image
+    /// prints one JSON object, several a list of them.
     #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
     pub image: Vec<PathBuf>,
 

@@ -464,3 +464,35 @@ fn class_names(names: Option<&Value>, yaml: &Value) -> Result<Vec<String>, Strin
         _ => Err("the checkpoint has neither class names nor a class count".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{'model': <module>.<class>()}` with an empty `__dict__`, as protocol 2 pickles it.
+    fn checkpoint_of(module: &str, class: &str) -> Vec<u8> {
+        let mut p = b"\x80\x02}X\x05\x00\x00\x00model".to_vec();
+        p.extend(format!("c{module}\n{class}\n").bytes());
+        p.extend(b")\x81}bs.");
+        p
+    }
+
+    #[test]
+    fn other_tasks_are_named() {
+        let err = read_model_pickle(&checkpoint_of("ultralytics.nn.tasks", "SegmentationModel"))
+            .unwrap_err();
+        assert!(err.contains("segment model (SegmentationModel)"), "{err}");
+        let err =
+            read_model_pickle(&checkpoint_of("ultralytics.nn.tasks", "PoseModel")).unwrap_err();
+        assert!(err.contains("pose model"), "{err}");
+        let err = read_model_pickle(&checkpoint_of("torch.nn", "Linear")).unwrap_err();
+        assert!(err.contains("not an Ultralytics DetectionModel"), "{err}");
+    }
+
+    #[test]
+    fn a_model_without_architecture_is_refused() {
+        let err = read_model_pickle(&checkpoint_of("ultralytics.nn.tasks", "DetectionModel"))
+            .unwrap_err();
+        assert!(err.contains("no `yaml`"), "{err}");
+    }
+}
