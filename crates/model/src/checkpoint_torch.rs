@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 
 use crate::checkpoint_pickle::{read_state_dict, TensorRef};
 
-type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+pub(crate) type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
 
 /// Reads every tensor of the `torch.save` zip `bytes`.
 pub fn read_torch_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
@@ -66,7 +66,7 @@ fn open_archive(bytes: &[u8]) -> Result<Archive<'_>, String> {
 }
 
 /// The uncompressed bytes of one entry, refused beyond `limit` bytes.
-fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
     let entry = zip
         .by_name(name)
         .map_err(|e| format!("zip entry {name}: {e}"))?;
@@ -91,7 +91,11 @@ fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, 
 
 /// Builds one contiguous tensor from a little-endian storage blob and a strided view, at
 /// most `limit` bytes large.
-fn tensor_from_storage(storage: &[u8], info: &TensorRef, limit: u64) -> Result<Tensor, String> {
+pub(crate) fn tensor_from_storage(
+    storage: &[u8],
+    info: &TensorRef,
+    limit: u64,
+) -> Result<Tensor, String> {
     let elem = info.dtype.size_in_bytes();
     let n_storage = storage.len() / elem;
     let dims = info.shape.as_slice();
