@@ -351,3 +351,31 @@ pub(crate) fn guarded<T>(
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that panics inside a kernel pool is reported to the worker (which then
+    /// replaces its model); the next, healthy job is not.
+    #[test]
+    fn a_panic_inside_the_kernel_pool_reaches_the_worker() {
+        let kernels = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        let panicked = in_pool(&kernels, || {
+            let answer: Result<(), RequestError> = guarded("test", || panic!("injected"));
+            assert!(matches!(answer, Err(RequestError::Internal(_))));
+        });
+        assert!(panicked);
+        let healthy = in_pool(&kernels, || {
+            guarded("test", || Ok(())).expect("no panic");
+        });
+        assert!(!healthy);
+        assert!(
+            !JOB_PANICKED.with(|flag| flag.get()),
+            "the worker's own flag"
+        );
+    }
+}
