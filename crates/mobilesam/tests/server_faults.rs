@@ -48,7 +48,10 @@ async fn clients_vanishing_during_an_encode_leave_nothing_behind() {
     let a = Stream::open(&mut a_client).await;
     a.send(image_request(png(32, 24, 0))).await;
     wait_for(&server, "A's encode taken", Duration::from_secs(30), |m| {
-        metric(m, "mobilesam_queue_wait_seconds_count{queue=\"encode\"}") == 1.0
+        metric(
+            m,
+            "mobilesam_queue_wait_seconds_count{queue=\"encode\",lane=\"encode\"}",
+        ) == 1.0
     })
     .await;
     // Client B: its encode waits in the queue.
@@ -103,7 +106,7 @@ async fn clients_vanishing_during_an_encode_leave_nothing_behind() {
 }
 
 /// A panic inside a worker answers that request INTERNAL; the stream stays open, health
-/// stays SERVING, the worker (the only one) replaces its model and serves the next image
+/// stays SERVING, the encode worker (the only one) replaces its model and serves the next image
 /// and prompt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_panic_is_answered_internal_and_the_worker_goes_on() {
@@ -137,6 +140,10 @@ async fn a_worker_panic_is_answered_internal_and_the_worker_goes_on() {
     // And again: a second panic, then a second recovery, on the same worker.
     let failed = error(stream.set_image(png(13, 30, 1)).await);
     assert_eq!(failed.code, Code::Internal as i32);
+    // Prompts run on the decode lane, so they do not show that the encode worker recovered:
+    // the next image does (the worker takes it only after replacing its model).
+    let image = ready(stream.set_image(png(20, 16, 1)).await);
+    assert_eq!((image.width, image.height), (20, 16));
     assert_eq!(masks(stream.prompt(9).await).request_id, 9);
 
     let metrics = server.scrape();
@@ -152,7 +159,9 @@ async fn a_worker_panic_is_answered_internal_and_the_worker_goes_on() {
         2.0
     );
     assert_eq!(metric(&metrics, "mobilesam_worker_restarts_total"), 2.0);
-    assert_eq!(metric(&metrics, "mobilesam_workers_ready"), 1.0);
+    // Every lane's workers hold a model and count: one each of decode, encode (`--workers
+    // 1`) and generate. The one that panicked is ready again.
+    assert_eq!(metric(&metrics, "mobilesam_workers_ready"), 3.0);
     let logs = server.log_text();
     assert!(logs.contains("encode panicked"), "{logs}");
     assert!(

@@ -425,17 +425,18 @@ async fn generated_masks_match_the_cli_over_rpc_and_stream() {
     );
     assert_eq!(requests(&m, "generate", "NOT_FOUND"), 1.0);
     assert_eq!(
-        m.get("mobilesam_request_duration_seconds_count{kind=\"generate\"}"),
+        m.get("mobilesam_request_duration_seconds_count{kind=\"generate\",lane=\"generate\"}"),
         Some(&(4.0 + 1.0 + refused + 1.0))
     );
 }
 
-/// One worker: a long generation serves prompts between its batches, a full queue
-/// refuses the next generation at once, and clients that go away stop the running
-/// generation between batches and drop the queued one.
+/// One generate worker: prompts are answered while a long generation runs (on their own
+/// decode lane), a full generate queue refuses the next generation at once, and clients
+/// that go away stop the running generation between batches and drop the queued one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abandoned() {
-    let server = Server::start(&["--queue-capacity", "1"]).await;
+    // Generations have their own queue bound; the decode and encode queues keep the default.
+    let server = Server::start(&["--generate-queue-capacity", "1"]).await;
     let mut client = server.client().await;
     let mut s = Stream::open(&mut client).await;
     s.send(Req::SetImage(v1::SetImage {
@@ -466,8 +467,8 @@ async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abando
     server
         .wait_log("generating masks", Duration::from_secs(60))
         .await;
-    // The only worker is generating; the next generation waits in the queue (capacity 1)
-    // and the one after is refused.
+    // The only generate worker is busy; the next generation waits in the generate queue
+    // (capacity 1) and the one after is refused.
     let queued = client
         .generate_masks(long.clone())
         .await
@@ -495,7 +496,7 @@ async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abando
     loop {
         let m = server.scrape();
         let cancelled = m
-            .get("mobilesam_jobs_cancelled_total{queue=\"encode\"}")
+            .get("mobilesam_jobs_cancelled_total{queue=\"generate\"}")
             .copied()
             .unwrap_or(0.0);
         if cancelled == 2.0 && requests(&m, "generate", "CANCELLED") == 2.0 {
@@ -508,7 +509,7 @@ async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abando
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The worker is free again.
+    // The generate worker is free again.
     let small = v1::GenerateMasksRequest {
         params: Some(v1::GenerateParams {
             points_per_side: Some(2),

@@ -16,7 +16,9 @@ use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::segment_response::Response as Resp;
 use serde_json::Value;
-use server_support::{checkpoint, error, masks, png, ready, rgb, scratch, seeded, Server, Stream};
+use server_support::{
+    checkpoint, error, masks, png, ready, rgb, scratch, seeded, Launch, Server, Stream,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -446,10 +448,11 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
     assert_eq!(metrics["mobilesam_sessions"], 1.0);
     assert_eq!(metrics["mobilesam_session_cache_bytes"], 4194304.0);
 
-    // SIGTERM with work in flight: an encode running on the only worker and prompts
-    // queued behind it. Every one is answered, the streams end, the server exits 0.
+    // SIGTERM with work in flight: an encode running on the only encode worker and prompts
+    // queued on (or taken by) the decode lane. Every one is answered, the streams end, the
+    // server exits 0.
     let popped = |m: &HashMap<String, f64>| {
-        m.get("mobilesam_queue_wait_seconds_count{queue=\"decode\"}")
+        m.get("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"}")
             .copied()
             .unwrap_or(0.0)
     };
@@ -668,11 +671,11 @@ async fn bad_input_is_answered_and_metrics_count_requests() {
     assert_eq!(get("mobilesam_decode_duration_seconds_count"), prompts_ok);
     let all_prompts = 1.0 + bad_prompts.len() as f64 + 1.0 + burst as f64 + 1.0;
     assert_eq!(
-        get("mobilesam_request_duration_seconds_count{kind=\"prompt\"}"),
+        get("mobilesam_request_duration_seconds_count{kind=\"prompt\",lane=\"decode\"}"),
         all_prompts
     );
     assert_eq!(
-        get("mobilesam_queue_wait_seconds_count{queue=\"decode\"}"),
+        get("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"}"),
         prompts_ok
     );
     assert_eq!(
@@ -736,24 +739,48 @@ async fn concurrent_streams_get_their_own_answers() {
     assert_eq!(metrics["mobilesam_encode_duration_seconds_count"], 2.0);
 }
 
-/// A client that goes away cancels its queued work: its decode jobs, queued behind
-/// another stream's encode, are dropped without running.
+/// How long each prompt decode takes in `abandoned_prompts_are_cancelled` (a debug-build
+/// fault switch): long enough for the test to queue prompts and leave while one runs.
+const SLOW_DECODE_MS: u64 = 2000;
+
+/// A client that goes away cancels its queued work: its prompts, queued on the decode
+/// lane behind another stream's slow decode, are dropped without running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_prompts_are_cancelled() {
-    let server = Server::start(&[]).await;
+    let server = Server::launch(
+        Launch::args(&["--decode-workers", "1"])
+            .env("MOBILESAM_TEST_DECODE_DELAY_MS", SLOW_DECODE_MS.to_string()),
+    )
+    .await;
     let mut client = server.client().await;
     let mut leaver = Stream::open(&mut client).await;
     ready(leaver.set_image(png(64, 48, 0)).await);
-
-    // Keep the only worker busy with an encode, queue prompts behind it, then leave.
     let mut busy = Stream::open(&mut client).await;
-    busy.send(Req::SetImage(v1::SetImage {
-        image: png(64, 48, 1),
-        session_id: String::new(),
-        ..Default::default()
-    }))
+    ready(busy.set_image(png(64, 48, 1)).await);
+
+    // Keep the only decode worker busy with another stream's prompt.
+    busy.send(Req::Prompt(prompt(
+        1,
+        vec![points(vec![point(9.0, 9.0, 1)])],
+        false,
+    )))
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let decode_metric = |key: &str| {
+        let key = key.to_string();
+        move |m: &HashMap<String, f64>| m.get(&key).copied().unwrap_or(0.0)
+    };
+    let taken =
+        decode_metric("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"}");
+    let depth = decode_metric("mobilesam_queue_depth{queue=\"decode\"}");
+    let decoded = decode_metric("mobilesam_decode_duration_seconds_count");
+    let cancelled = decode_metric("mobilesam_jobs_cancelled_total{queue=\"decode\"}");
+    while taken(&server.scrape()) < 1.0 {
+        assert!(Instant::now() < deadline, "the busy prompt was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Queue prompts behind it, then leave while it still runs.
     let queued = 5;
     for id in 0..queued {
         leaver
@@ -764,35 +791,45 @@ async fn abandoned_prompts_are_cancelled() {
             )))
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = loop {
+        let metrics = server.scrape();
+        if depth(&metrics) == queued as f64 {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prompts never queued: {metrics:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        decoded(&metrics),
+        0.0,
+        "the busy decode must still run when the client leaves"
+    );
     drop(leaver);
-    let encode_ms = ready(busy.recv().await).encode_ms;
-    eprintln!("encode took {encode_ms:.0} ms");
-    // The remaining decodes are taken (and skipped) right after the encode.
+
+    // The busy stream is answered; the abandoned prompts are taken and skipped after it.
+    assert_eq!(masks(busy.recv().await).request_id, 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let metrics = server.scrape();
-        let decode_depth = metrics["mobilesam_queue_depth{queue=\"decode\"}"];
-        if decode_depth == 0.0 || Instant::now() > deadline {
+        if depth(&metrics) == 0.0 {
             break metrics;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never drained: {metrics:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let cancelled = metrics
-        .get("mobilesam_jobs_cancelled_total{queue=\"decode\"}")
-        .copied()
-        .unwrap_or(0.0);
-    let decoded = metrics
-        .get("mobilesam_decode_duration_seconds_count")
-        .copied()
-        .unwrap_or(0.0);
-    assert_eq!(cancelled + decoded, queued as f64, "{metrics:?}");
-    // Only meaningful when the encode outlasted the 300 ms the prompts took to queue and
-    // be abandoned (always so for the CPU encoder on CI machines).
-    if encode_ms > 600.0 {
-        assert_eq!(cancelled, queued as f64, "encode took {encode_ms} ms");
-        assert_eq!(decoded, 0.0);
-    }
+    assert_eq!(cancelled(&metrics), queued as f64, "{metrics:?}");
+    assert_eq!(
+        decoded(&metrics),
+        1.0,
+        "only the busy prompt ran: {metrics:?}"
+    );
+
     // The server is still fine.
     let after = masks(
         busy.ask(prompt(7, vec![points(vec![point(9.0, 9.0, 1)])], false))

@@ -229,7 +229,7 @@ enum RunEnd {
 }
 
 std::thread_local! {
-    /// Set by [`guarded`] when a job of this worker thread panicked.
+    /// Set by [`guarded`] on the kernel-pool thread whose job panicked; read by [`in_pool`].
     static JOB_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -261,28 +261,39 @@ fn run(
     let scheduler = &shared.scheduler;
     let max_image_pixels = shared.max_image_pixels;
     loop {
-        let ran = match lane {
+        let panicked = match lane {
             Queue::Decode => scheduler
                 .decode
                 .next()
-                .map(|job| kernels.install(|| decode(sam, job))),
+                .map(|job| in_pool(kernels, || decode(sam, job))),
             Queue::Encode => scheduler
                 .encode
                 .next()
-                .map(|job| kernels.install(|| encode(sam, job, max_image_pixels))),
+                .map(|job| in_pool(kernels, || encode(sam, job, max_image_pixels))),
             Queue::Generate => scheduler
                 .generate
                 .next()
-                .map(|job| kernels.install(|| generate::job::run(sam, job, max_image_pixels))),
+                .map(|job| in_pool(kernels, || generate::job::run(sam, job, max_image_pixels))),
         };
-        if ran.is_none() {
-            debug!(lane = lane.label(), worker = index, "worker stopped");
-            return RunEnd::Stopped;
-        }
-        if JOB_PANICKED.with(|flag| flag.replace(false)) {
-            return RunEnd::Panicked;
+        match panicked {
+            None => {
+                debug!(lane = lane.label(), worker = index, "worker stopped");
+                return RunEnd::Stopped;
+            }
+            Some(true) => return RunEnd::Panicked,
+            Some(false) => {}
         }
     }
+}
+
+/// Runs one job in the lane's kernel pool; true when it panicked. The job runs on a pool
+/// thread, not on the worker's own, so the flag that [`guarded`] set is read (and cleared)
+/// there, before the pool hands the thread back.
+fn in_pool(kernels: &rayon::ThreadPool, job: impl FnOnce() + Send) -> bool {
+    kernels.install(|| {
+        job();
+        JOB_PANICKED.with(|flag| flag.replace(false))
+    })
 }
 
 fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
@@ -339,4 +350,32 @@ pub(crate) fn guarded<T>(
             "{what} failed inside the server"
         )))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that panics inside a kernel pool is reported to the worker (which then
+    /// replaces its model); the next, healthy job is not.
+    #[test]
+    fn a_panic_inside_the_kernel_pool_reaches_the_worker() {
+        let kernels = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        let panicked = in_pool(&kernels, || {
+            let answer: Result<(), RequestError> = guarded("test", || panic!("injected"));
+            assert!(matches!(answer, Err(RequestError::Internal(_))));
+        });
+        assert!(panicked);
+        let healthy = in_pool(&kernels, || {
+            guarded("test", || Ok(())).expect("no panic");
+        });
+        assert!(!healthy);
+        assert!(
+            !JOB_PANICKED.with(|flag| flag.get()),
+            "the worker's own flag"
+        );
+    }
 }
