@@ -21,7 +21,7 @@ pub fn run(data: &[u8]) {
     match request.request {
         Some(Request::SetImage(message)) => set_image(message),
         Some(Request::Prompt(message)) => prompt(&message),
-        Some(Request::GenerateMasks(_)) | None => {}
+        Some(Request::GenerateMasks(_) | Request::Untrack(_)) | None => {}
     }
 }
 

@@ -231,6 +231,7 @@ fn prompt(request_id: u64) -> Req {
         }],
         multimask_output: false,
         return_low_res_logits: false,
+        ..Default::default()
     })
 }
 
@@ -303,6 +304,7 @@ async fn generated_masks_match_the_cli_over_rpc_and_stream() {
     s.send(Req::SetImage(v1::SetImage {
         image: image_bytes(),
         session_id: String::new(),
+        ..Default::default()
     }))
     .await;
     s.send(generate_request(7, grid.params())).await;
@@ -439,6 +441,7 @@ async fn long_generations_yield_to_prompts_refuse_when_full_and_stop_when_abando
     s.send(Req::SetImage(v1::SetImage {
         image: image_bytes(),
         session_id: String::new(),
+        ..Default::default()
     }))
     .await;
     let session_id = match s.recv().await {

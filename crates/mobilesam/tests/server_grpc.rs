@@ -85,6 +85,7 @@ fn points(points: Vec<v1::Point>) -> v1::ObjectPrompt {
         points,
         r#box: None,
         mask_input: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -93,6 +94,7 @@ fn boxed(x1: f32, y1: f32, x2: f32, y2: f32) -> v1::ObjectPrompt {
         points: Vec::new(),
         r#box: Some(v1::Box { x1, y1, x2, y2 }),
         mask_input: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -102,6 +104,7 @@ fn prompt(request_id: u64, objects: Vec<v1::ObjectPrompt>, multimask: bool) -> v
         objects,
         multimask_output: multimask,
         return_low_res_logits: false,
+        ..Default::default()
     }
 }
 
@@ -453,6 +456,7 @@ async fn frames_replace_sessions_resume_evict_and_shutdown_drains() {
     b.send(Req::SetImage(v1::SetImage {
         image: png(32, 32, 4),
         session_id: String::new(),
+        ..Default::default()
     }))
     .await;
     let in_flight = 6;
@@ -547,6 +551,7 @@ async fn bad_input_is_answered_and_metrics_count_requests() {
         Req::SetImage(v1::SetImage {
             image,
             session_id: String::new(),
+            ..Default::default()
         })
     };
     let mut corrupt = png(64, 48, 0);
@@ -744,6 +749,7 @@ async fn abandoned_prompts_are_cancelled() {
     busy.send(Req::SetImage(v1::SetImage {
         image: png(64, 48, 1),
         session_id: String::new(),
+        ..Default::default()
     }))
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -190,6 +190,7 @@ async fn codes_without_valid_token(server: &Server, token: Option<&str>) -> Vec<
                 .set_image(v1::SetImage {
                     image: png(16, 16, 0),
                     session_id: String::new(),
+                    ..Default::default()
                 })
                 .await,
         ),
@@ -432,6 +433,7 @@ async fn oversized_messages_are_refused_with_resource_exhausted() {
         .set_image(v1::SetImage {
             image: vec![7u8; 100 << 10],
             session_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect_err("unary refused");

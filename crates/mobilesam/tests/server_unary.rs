@@ -33,9 +33,11 @@ fn foreground(x: f32, y: f32) -> v1::Prompt {
             points: vec![v1::Point { x, y, label: 1 }],
             r#box: None,
             mask_input: Vec::new(),
+            ..Default::default()
         }],
         multimask_output: true,
         return_low_res_logits: true,
+        ..Default::default()
     }
 }
 
@@ -73,6 +75,7 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
         .set_image(v1::SetImage {
             image: fixture("chelsea.png"),
             session_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect("SetImage")
@@ -114,6 +117,7 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
         .set_image(v1::SetImage {
             image: Vec::new(),
             session_id: id.clone(),
+            ..Default::default()
         })
         .await
         .expect("resume")
@@ -129,6 +133,7 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
         .set_image(v1::SetImage {
             image: fixture("coffee.png"),
             session_id: id.clone(),
+            ..Default::default()
         })
         .await
         .expect("next frame")
@@ -180,6 +185,7 @@ async fn unary_sessions_move_between_unary_and_stream_and_close() {
         .set_image(v1::SetImage {
             image: Vec::new(),
             session_id: id.clone(),
+            ..Default::default()
         })
         .await
         .expect_err("resume after close");
@@ -206,6 +212,7 @@ async fn unary_bad_input_gets_the_streams_codes() {
     let set = |image: Vec<u8>, session_id: &str| v1::SetImage {
         image,
         session_id: session_id.into(),
+        ..Default::default()
     };
     let code = |result: Result<tonic::Response<v1::ImageReady>, tonic::Status>| {
         result.expect_err("refused").code()
@@ -244,6 +251,7 @@ async fn unary_bad_input_gets_the_streams_codes() {
             points,
             r#box,
             mask_input,
+            ..Default::default()
         };
     let p = |x: f32, y: f32, label: i32| v1::Point { x, y, label };
     let with = |objects: Vec<v1::ObjectPrompt>| v1::Prompt {
@@ -251,6 +259,7 @@ async fn unary_bad_input_gets_the_streams_codes() {
         objects,
         multimask_output: false,
         return_low_res_logits: false,
+        ..Default::default()
     };
     let cases: Vec<(&str, v1::PredictRequest, Code)> = vec![
         (
@@ -562,6 +571,7 @@ async fn grpc_web_over_http1_with_cors_and_the_page() {
     let image = v1::SetImage {
         image: fixture("chelsea.png"),
         session_id: String::new(),
+        ..Default::default()
     };
     let set = grpc_web_call(&server, "SetImage", &image, None);
     let (messages, trailers) = grpc_web_parse(&set.body);

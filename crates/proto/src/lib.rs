@@ -49,9 +49,11 @@ mod tests {
                     }],
                     r#box: None,
                     mask_input: Vec::new(),
+                    ..Default::default()
                 }],
                 multimask_output: true,
                 return_low_res_logits: false,
+                ..Default::default()
             })),
         };
         let bytes = request.encode_to_vec();

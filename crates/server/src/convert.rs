@@ -13,6 +13,7 @@ pub fn masks(request_id: u64, decoded: Decoded) -> v1::SegmentResponse {
         .into_iter()
         .map(|object| v1::ObjectMasks {
             masks: object.masks.into_iter().map(mask).collect(),
+            ..Default::default()
         })
         .collect();
     response(v1::segment_response::Response::Masks(v1::Masks {
@@ -43,6 +44,7 @@ fn mask(m: MaskOutput) -> v1::Mask {
             .low_res_logits
             .map(|logits| logits_to_bytes(&logits))
             .unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -59,6 +61,7 @@ pub fn image_ready(session_id: &str, embedding: &Embedding, encode_ms: f64) -> v
         width: u32::try_from(width).unwrap_or(u32::MAX),
         height: u32::try_from(height).unwrap_or(u32::MAX),
         encode_ms,
+        ..Default::default()
     }))
 }
 

@@ -180,6 +180,7 @@ mod tests {
             points,
             r#box: bbox.map(|[x1, y1, x2, y2]| v1::Box { x1, y1, x2, y2 }),
             mask_input: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -189,6 +190,7 @@ mod tests {
             objects,
             multimask_output: true,
             return_low_res_logits: false,
+            ..Default::default()
         }
     }
 
@@ -252,6 +254,7 @@ mod tests {
         let encode = set_image(v1::SetImage {
             image: vec![1, 2, 3],
             session_id: String::new(),
+            ..Default::default()
         });
         assert_eq!(
             encode,
@@ -263,6 +266,7 @@ mod tests {
         let resume = set_image(v1::SetImage {
             image: Vec::new(),
             session_id: "abc-1".into(),
+            ..Default::default()
         });
         assert_eq!(
             resume,
@@ -275,12 +279,14 @@ mod tests {
         let bad_id = set_image(v1::SetImage {
             image: Vec::new(),
             session_id: "a b".into(),
+            ..Default::default()
         })
         .unwrap_err();
         assert!(bad_id.to_string().contains("session_id"));
         let long_id = set_image(v1::SetImage {
             image: Vec::new(),
             session_id: "x".repeat(129),
+            ..Default::default()
         });
         assert!(long_id.is_err());
     }

@@ -114,6 +114,7 @@ async fn set_image(conversation: &mut Conversation, plan: &Plan) -> Result<v1::I
     let request = Request::SetImage(v1::SetImage {
         image: plan.image.clone(),
         session_id: String::new(),
+        ..Default::default()
     });
     match conversation.ask(request).await? {
         Response::ImageReady(ready) => Ok(ready),
@@ -167,6 +168,7 @@ async fn load_stream(plan: &Plan, stream: usize, session_id: &str, deadline: Ins
     let resume = Request::SetImage(v1::SetImage {
         image: Vec::new(),
         session_id: session_id.to_string(),
+        ..Default::default()
     });
     match conversation.ask(resume).await {
         Ok(Response::ImageReady(_)) => {}

@@ -102,9 +102,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 points: vec![v1::Point { x, y, label: 1 }],
                 r#box: None,
                 mask_input: Vec::new(),
+                ..Default::default()
             }],
             multimask_output: args.multimask,
             return_low_res_logits: false,
+            ..Default::default()
         },
         streams: args.streams,
         prompts: args.prompts,

@@ -504,6 +504,7 @@ impl Stream {
         self.send(Req::SetImage(v1::SetImage {
             image: Vec::new(),
             session_id: session_id.into(),
+            ..Default::default()
         }))
         .await;
         self.recv().await
@@ -526,6 +527,7 @@ pub fn image_request(image: Vec<u8>) -> Req {
     Req::SetImage(v1::SetImage {
         image,
         session_id: String::new(),
+        ..Default::default()
     })
 }
 
@@ -543,6 +545,7 @@ pub fn click(request_id: u64) -> v1::Prompt {
         }],
         multimask_output: false,
         return_low_res_logits: false,
+        ..Default::default()
     }
 }
 

@@ -33,6 +33,8 @@ pub fn generated_mask(request_id: u64, m: AmgMask) -> v1::GeneratedMask {
                 counts: m.segmentation.counts,
             }),
             low_res_logits: Vec::new(),
+            stability_score: m.stability_score,
+            polygons: Vec::new(),
         }),
         stability_score: m.stability_score,
         point: Some(v1::Point {
