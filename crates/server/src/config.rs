@@ -97,6 +97,10 @@ pub struct ServerConfig {
     /// TLS, mutual TLS and the bearer token.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
+
+    /// Following objects from frame to frame.
+    #[command(flatten)]
+    pub tracking: crate::tracking::TrackingConfig,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +122,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
+            tracking: crate::tracking::TrackingConfig::default(),
         }
     }
 }
@@ -146,6 +151,7 @@ impl ServerConfig {
                 "--max-message-bytes must be at least 1KiB".into(),
             ));
         }
+        self.tracking.validate()?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! encode/decode queues, decodes first) -> [`worker`] (one model per worker thread) ->
 //! [`convert`] (results to messages). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
-//! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
+//! [`tracking`] follows objects from frame to frame, [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
 pub mod auth;
 pub mod config;
@@ -27,6 +27,7 @@ pub mod size_limit;
 pub mod state;
 pub mod stream;
 pub mod tls;
+pub mod tracking;
 pub mod unary;
 pub mod validate;
 pub mod web;

@@ -104,6 +104,8 @@ pub enum RequestKind {
     Generate,
     /// A `SegmentRequest` with neither field set.
     Empty,
+    /// `Untrack`, the RPC or on a stream.
+    Untrack,
 }
 
 impl RequestKind {
@@ -117,6 +119,7 @@ impl RequestKind {
             Self::CloseSession => "close_session",
             Self::Generate => "generate",
             Self::Empty => "empty",
+            Self::Untrack => "untrack",
         }
     }
 }

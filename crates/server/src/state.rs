@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
 use crate::session::{SessionLimits, SessionStore};
+use crate::tracking::Tracker;
 use crate::validate::PromptLimits;
 
 /// Shared server state.
@@ -23,6 +24,8 @@ pub struct AppState {
     pub model_info: OnceLock<v1::ModelInfo>,
     /// Cancelled when the server starts shutting down: streams stop reading requests.
     pub shutdown: CancellationToken,
+    /// The objects each session follows from frame to frame.
+    pub tracking: Tracker,
 }
 
 impl AppState {
@@ -41,6 +44,7 @@ impl AppState {
             },
             model_info: OnceLock::new(),
             shutdown: CancellationToken::new(),
+            tracking: Tracker::new(config.tracking),
         }
     }
 }
