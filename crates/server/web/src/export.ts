@@ -1,6 +1,7 @@
 // Exports: COCO JSON (RLE segmentations) and YOLO segmentation labels (polygons).
-import { Annotations, type AnnotatedObject } from "./annotations";
+import { Annotations, type AnnotatedObject, type MaskCandidate } from "./annotations";
 import type { BinaryMask } from "./rle";
+import type { FrameRecord } from "./tracking";
 
 /** The image the annotations belong to. */
 export interface ImageInfo {
@@ -39,9 +40,13 @@ export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
 /** YOLO segmentation labels: `0 x1 y1 x2 y2 ...` per object, normalised to 0-1, the outer
  * contour of each mask's largest connected region. */
 export function toYolo(objects: AnnotatedObject[]): string {
+  return yoloLines(objects.map((object) => Annotations.chosenMask(object)));
+}
+
+function yoloLines(masks: (MaskCandidate | undefined)[]): string {
   const lines: string[] = [];
-  for (const object of objects) {
-    const mask = Annotations.chosenMask(object)?.mask;
+  for (const candidate of masks) {
+    const mask = candidate?.mask;
     if (!mask) continue;
     const polygon = outerContour(mask);
     if (polygon.length < 3) continue;
@@ -52,6 +57,52 @@ export function toYolo(objects: AnnotatedObject[]): string {
     lines.push(`0 ${coords.join(" ")}`);
   }
   return lines.length > 0 ? lines.join("\n") + "\n" : "";
+}
+
+/** COCO for a video: one image per frame (with `video_id` and `frame_index`), one
+ * annotation per object with a mask on that frame (`object_id` is the track). */
+export function toCocoVideo(videoName: string, frames: FrameRecord[]): string {
+  const sorted = [...frames].sort((a, b) => a.index - b.index);
+  const images = sorted.map((frame) => ({
+    id: frame.index + 1,
+    file_name: frame.image.fileName,
+    width: frame.image.width,
+    height: frame.image.height,
+    video_id: 1,
+    frame_index: frame.index,
+  }));
+  const annotations = sorted
+    .flatMap((frame) =>
+      frame.objects
+        .filter((o) => o.mask !== undefined && o.mask.area > 0)
+        .map((o) => ({ frame, object: o, mask: o.mask! })),
+    )
+    .map(({ frame, object, mask }, index) => ({
+      id: index + 1,
+      image_id: frame.index + 1,
+      category_id: 1,
+      segmentation: { size: mask.rle.size, counts: mask.rle.counts },
+      area: mask.area,
+      bbox: mask.bbox,
+      iscrowd: 0,
+      score: mask.score,
+      object_id: object.id,
+    }));
+  return JSON.stringify(
+    { videos: [{ id: 1, name: videoName }], images, annotations, categories: [{ id: 1, name: "object" }] },
+    null,
+    2,
+  );
+}
+
+/** YOLO-seg label files for a video: one per frame, named after the frame's image. */
+export function toYoloVideo(frames: FrameRecord[]): { fileName: string; text: string }[] {
+  return [...frames]
+    .sort((a, b) => a.index - b.index)
+    .map((frame) => ({
+      fileName: frame.image.fileName.replace(/\.[^.]*$/, "") + ".txt",
+      text: yoloLines(frame.objects.map((o) => o.mask)),
+    }));
 }
 
 /** Pixels of the largest 4-connected foreground region. */
