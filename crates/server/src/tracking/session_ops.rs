@@ -110,7 +110,6 @@ pub async fn follow(
         let options = DecodeOptions {
             multimask: false,
             return_low_res_logits: true,
-            ..DecodeOptions::default()
         };
         let decoded = decode(state, Arc::clone(embedding), prompts, options).await?;
         decode_ms = decoded.elapsed.as_secs_f64() * 1e3;
