@@ -522,3 +522,66 @@ async fn tracking_state_counts_toward_session_memory_and_bad_requests_are_refuse
         "untrack requests are counted"
     );
 }
+
+/// The outer corners of `mask`'s outlines (regions, not holes): its tight box on pixel
+/// corners, `[x1, y1, x2, y2]` as `Mask.bbox`.
+fn outline_box(mask: &v1::Mask) -> [f32; 4] {
+    let points: Vec<&[f32]> = mask
+        .polygons
+        .iter()
+        .filter(|p| !p.hole)
+        .flat_map(|p| p.points.chunks(2))
+        .collect();
+    let min_x = points.iter().map(|p| p[0]).fold(f32::INFINITY, f32::min);
+    let min_y = points.iter().map(|p| p[1]).fold(f32::INFINITY, f32::min);
+    let max_x = points
+        .iter()
+        .map(|p| p[0])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let max_y = points
+        .iter()
+        .map(|p| p[1])
+        .fold(f32::NEG_INFINITY, f32::max);
+    [min_x, min_y, max_x, max_y]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_masks_carry_polygons_when_their_track_prompt_asked() {
+    let server = Server::start(&[]).await;
+    let mut client = server.client().await;
+    let reference = reference();
+    let mut stream = Stream::open(&mut client).await;
+    ready(stream.set_image(frame(&reference, 0)).await);
+    let starts = reference["prompts"]["start"].as_array().expect("start");
+    // Object 1 asks for polygons, object 2 does not.
+    for (i, object) in starts.iter().enumerate().take(2) {
+        let mut prompt = prompt_of(&Value::Array(vec![object.clone()]), i as u64 + 1, true);
+        prompt.return_polygons = i == 0;
+        let answer = masks(stream.ask(prompt).await);
+        assert_eq!(answer.objects[0].masks[0].polygons.is_empty(), i != 0);
+    }
+    for k in 1..3 {
+        let tracked = ready(stream.set_image(frame(&reference, k)).await)
+            .tracked
+            .expect("tracked");
+        for object in &tracked.objects {
+            let Some(mask) = object.masks.first() else {
+                continue;
+            };
+            if object.object_id == 1 {
+                assert!(!mask.polygons.is_empty(), "frame {k}: outlines of object 1");
+                let b = mask.bbox.expect("bbox");
+                assert_eq!(
+                    outline_box(mask),
+                    [b.x1, b.y1, b.x2, b.y2],
+                    "frame {k}: outlines fit the mask"
+                );
+            } else {
+                assert!(
+                    mask.polygons.is_empty(),
+                    "frame {k}: object 2 asked for none"
+                );
+            }
+        }
+    }
+}

@@ -25,7 +25,7 @@ use crate::error::ServerError;
 use crate::jobs::JobScheduler;
 use crate::service::SegmentService;
 use crate::state::AppState;
-use crate::worker::{ModelSummary, WorkerPool};
+use crate::worker::{LaneSpec, ModelSummary, WorkerPool};
 use crate::{metrics, metrics_http, shutdown};
 
 /// Name reported by `GetModelInfo`.
@@ -228,7 +228,7 @@ fn load(
     info!(checkpoint = %checkpoint.display(), "loading the model");
     let weights = Arc::new(Checkpoint::load(checkpoint)?);
     let loaded = WorkerPool::start(
-        config.workers,
+        &LaneSpec::all(config),
         weights,
         device,
         scheduler,

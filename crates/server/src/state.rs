@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
+use crate::scheduler::LaneCapacities;
 use crate::session::{SessionLimits, SessionStore};
 use crate::tracking::Tracker;
 use crate::validate::PromptLimits;
@@ -32,7 +33,11 @@ impl AppState {
     /// Fresh state for `config`.
     pub fn new(config: &ServerConfig) -> Self {
         Self {
-            scheduler: Arc::new(JobScheduler::new(config.queue_capacity)),
+            scheduler: Arc::new(JobScheduler::new(LaneCapacities {
+                decode: config.queue_capacity,
+                encode: config.queue_capacity,
+                generate: config.lanes.generate_queue_capacity,
+            })),
             sessions: SessionStore::new(SessionLimits {
                 max_sessions: config.max_sessions,
                 max_bytes: config.session_cache_bytes,

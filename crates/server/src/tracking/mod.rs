@@ -138,6 +138,7 @@ mod tests {
                 bbox: [0.0, 0.0, 1.0, 1.0],
                 frame: (2, 2),
                 area: 1,
+                return_polygons: false,
             }),
         );
         tracks.objects.insert(4, ObjectState::Lost);

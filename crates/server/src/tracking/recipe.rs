@@ -17,6 +17,9 @@ pub struct Track {
     pub frame: (usize, usize),
     /// Foreground pixels of the mask.
     pub area: u64,
+    /// The prompt that started (or last corrected) the track asked for
+    /// `return_polygons`: the follow-ups' masks carry their polygons too.
+    pub return_polygons: bool,
 }
 
 /// A tracked object's state.
@@ -30,8 +33,8 @@ pub enum ObjectState {
 
 impl ObjectState {
     /// The state a decoded mask gives: LOST when it is empty. The mask must carry its
-    /// low-resolution logits.
-    pub fn from_mask(mask: &MaskOutput, frame: (usize, usize)) -> Self {
+    /// low-resolution logits. `return_polygons`: the follow-ups' masks carry polygons.
+    pub fn from_mask(mask: &MaskOutput, frame: (usize, usize), return_polygons: bool) -> Self {
         match &mask.low_res_logits {
             Some(logits) if mask.area > 0 => {
                 let [x, y, w, h] = mask.bbox;
@@ -40,6 +43,7 @@ impl ObjectState {
                     bbox: [x, y, x + w, y + h],
                     frame,
                     area: mask.area,
+                    return_polygons,
                 })
             }
             _ => Self::Lost,
@@ -101,7 +105,7 @@ pub fn next_state(
             return ObjectState::Lost;
         }
     }
-    ObjectState::from_mask(mask, frame)
+    ObjectState::from_mask(mask, frame, previous.return_polygons)
 }
 
 #[cfg(test)]
@@ -119,6 +123,7 @@ mod tests {
                 counts: String::new(),
             },
             low_res_logits: Some(vec![0.5; 4]),
+            polygons: None,
         }
     }
 
@@ -128,6 +133,7 @@ mod tests {
             bbox: [10.0, 20.0, 30.0, 60.0],
             frame: (100, 200),
             area: 400,
+            return_polygons: false,
         }
     }
 
@@ -144,16 +150,38 @@ mod tests {
 
     #[test]
     fn a_mask_becomes_a_track_with_corner_box_or_is_lost_when_empty() {
-        let state = ObjectState::from_mask(&mask(0.9, 12, [3.0, 4.0, 5.0, 6.0]), (10, 20));
+        let state = ObjectState::from_mask(&mask(0.9, 12, [3.0, 4.0, 5.0, 6.0]), (10, 20), true);
         let ObjectState::Tracked(t) = &state else {
             panic!("not tracked: {state:?}");
         };
         assert_eq!(t.bbox, [3.0, 4.0, 8.0, 10.0]);
-        assert_eq!((t.frame, t.area), ((10, 20), 12));
+        assert_eq!((t.frame, t.area, t.return_polygons), ((10, 20), 12, true));
         assert_eq!(state.size_bytes(), 16);
-        let empty = ObjectState::from_mask(&mask(0.9, 0, [0.0; 4]), (10, 20));
+        let empty = ObjectState::from_mask(&mask(0.9, 0, [0.0; 4]), (10, 20), true);
         assert_eq!(empty, ObjectState::Lost);
         assert_eq!(empty.size_bytes(), 0);
+    }
+
+    #[test]
+    fn the_polygons_wish_follows_the_track() {
+        let asked = Track {
+            return_polygons: true,
+            ..track()
+        };
+        let next = next_state(
+            &asked,
+            &mask(0.9, 400, [1.0, 1.0, 20.0, 20.0]),
+            (100, 200),
+            Thresholds::default(),
+        );
+        assert!(matches!(next, ObjectState::Tracked(t) if t.return_polygons));
+        let next = next_state(
+            &track(),
+            &mask(0.9, 400, [1.0, 1.0, 20.0, 20.0]),
+            (100, 200),
+            Thresholds::default(),
+        );
+        assert!(matches!(next, ObjectState::Tracked(t) if !t.return_polygons));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::recipe::{self, ObjectState};
 use super::SessionTracks;
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::{DecodeJob, Decoded};
+use crate::jobs::{DecodeJob, Decoded, Owner};
 use crate::state::AppState;
 use crate::validate;
 
@@ -63,7 +63,7 @@ pub async fn prompt(
     for ((object, &id), &update) in decoded.objects.iter_mut().zip(&ids).zip(&updates) {
         if update {
             let new_state = best_mask(&object.masks).map_or(ObjectState::Lost, |mask| {
-                ObjectState::from_mask(mask, embedding.original_size)
+                ObjectState::from_mask(mask, embedding.original_size, options.return_polygons)
             });
             states.push(Some(wire_state(&new_state)));
             tracks.objects.insert(id, new_state);
@@ -104,12 +104,17 @@ pub async fn follow(
             ObjectState::Lost => None,
         })
         .unzip();
+    let polygons_asked = tracks
+        .objects
+        .values()
+        .any(|o| matches!(o, ObjectState::Tracked(t) if t.return_polygons));
     let mut decode_ms = 0.0;
     let mut found: Vec<(u64, MaskOutput)> = Vec::with_capacity(followed.len());
     if !prompts.is_empty() {
         let options = DecodeOptions {
             multimask: false,
             return_low_res_logits: true,
+            return_polygons: polygons_asked,
         };
         let decoded = decode(state, Arc::clone(embedding), prompts, options).await?;
         decode_ms = decoded.elapsed.as_secs_f64() * 1e3;
@@ -125,12 +130,16 @@ pub async fn follow(
     let thresholds = state.tracking.thresholds();
     let mut answered = Vec::with_capacity(found.len());
     for (id, mut mask) in found {
-        let next = match tracks.objects.get(&id) {
-            Some(ObjectState::Tracked(previous)) => {
-                recipe::next_state(previous, &mask, frame, thresholds)
-            }
-            _ => ObjectState::Lost,
+        let (next, wants_polygons) = match tracks.objects.get(&id) {
+            Some(ObjectState::Tracked(previous)) => (
+                recipe::next_state(previous, &mask, frame, thresholds),
+                previous.return_polygons,
+            ),
+            _ => (ObjectState::Lost, false),
         };
+        if !wants_polygons {
+            mask.polygons = None;
+        }
         let kept = matches!(next, ObjectState::Tracked(_));
         tracks.objects.insert(id, next);
         mask.low_res_logits = None;
@@ -281,7 +290,7 @@ async fn decode(
     objects: Vec<ObjectPrompt>,
     options: DecodeOptions,
 ) -> Result<Decoded, RequestError> {
-    let (job, pending) = DecodeJob::new(embedding, objects, options);
+    let (job, pending) = DecodeJob::new(Owner::Tracking, embedding, objects, options);
     state.scheduler.submit_decode(job)?;
     pending.await.unwrap_or_else(|_| {
         Err(RequestError::Unavailable(
