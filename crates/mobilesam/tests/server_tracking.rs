@@ -560,6 +560,7 @@ async fn tracked_masks_carry_polygons_when_their_track_prompt_asked() {
         let answer = masks(stream.ask(prompt).await);
         assert_eq!(answer.objects[0].masks[0].polygons.is_empty(), i != 0);
     }
+    let mut outlined = 0;
     for k in 1..3 {
         let tracked = ready(stream.set_image(frame(&reference, k)).await)
             .tracked
@@ -570,6 +571,7 @@ async fn tracked_masks_carry_polygons_when_their_track_prompt_asked() {
             };
             if object.object_id == 1 {
                 assert!(!mask.polygons.is_empty(), "frame {k}: outlines of object 1");
+                outlined += 1;
                 let b = mask.bbox.expect("bbox");
                 assert_eq!(
                     outline_box(mask),
@@ -584,4 +586,5 @@ async fn tracked_masks_carry_polygons_when_their_track_prompt_asked() {
             }
         }
     }
+    assert!(outlined > 0, "object 1 was followed on some frame");
 }
