@@ -380,45 +380,149 @@ async function recordClip(page) {
   return Buffer.from(base64, "base64");
 }
 
-test("annotate a video: the object follows from frame to frame", { timeout: 10 * TIMEOUT }, async () => {
+/** Opens the recorded clip in a fresh page; counts the frames sent as JPEG and as PNG. */
+async function openClip(url) {
   const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
   const errors = [];
+  const sent = { jpeg: 0, png: 0 };
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(baseUrl + "/");
+  page.on("request", (request) => {
+    if (!request.url().endsWith("/SetImage")) return;
+    const body = request.postDataBuffer() ?? Buffer.alloc(0);
+    if (body.includes(Buffer.from([0xff, 0xd8, 0xff]))) sent.jpeg++;
+    if (body.includes(Buffer.from([0x89, 0x50, 0x4e, 0x47]))) sent.png++;
+  });
+  await page.goto(url);
   const clip = await recordClip(page);
   assert.ok(clip.length > 1000, `a recorded clip (${clip.length} bytes)`);
   await page.setInputFiles("#file", { name: "clip.webm", mimeType: "video/webm", buffer: clip });
-  await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
-    timeout: TIMEOUT,
-  });
+  await idle(page);
   assert.equal(await page.isVisible("#video-controls"), true);
   assert.match(await page.textContent("#frame-label"), /^frame 1 \//);
-  const session = await page.getAttribute("body", "data-session-id");
+  return { page, errors, sent };
+}
 
+/** Waits until the page has a session and is idle (no call in flight, not tracking). */
+async function idle(page) {
+  await page.waitForFunction(
+    () => document.body.dataset.sessionId && document.body.dataset.busy === "0" && document.body.dataset.tracking !== "1",
+    null,
+    { timeout: 10 * TIMEOUT },
+  );
+}
+
+/** Clicks at clip pixel (x, y) (320x240) and waits for the prediction. */
+async function clickClip(page, x, y) {
+  const before = Number(await page.getAttribute("body", "data-predictions"));
   const box = await page.locator("#prompt-canvas").boundingBox();
-  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-  await page.waitForFunction(() => document.body.dataset.predictions === "1" && document.body.dataset.busy === "0");
-  const firstArea = await page.evaluate(() => window.mobilesam.objects()[0].rle);
-  assert.ok(firstArea, "a mask on the first frame");
+  await page.mouse.click(box.x + (x * box.width) / 320, box.y + (y * box.height) / 240);
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
+    before,
+    { timeout: TIMEOUT },
+  );
+}
 
-  // The next frame: SetImage on the same session, then the object re-predicted with the
-  // previous low-res logits (one mask, no candidates to pick).
-  await page.click("#next-frame");
-  await page.waitForFunction(() => document.body.dataset.predictions === "2" && document.body.dataset.busy === "0", null, {
-    timeout: TIMEOUT,
+test("track a video: two objects over every frame, a correction, per-frame exports", { timeout: 20 * TIMEOUT }, async () => {
+  const { page, errors, sent } = await openClip(baseUrl + "/");
+  const session = await page.getAttribute("body", "data-session-id");
+  await clickClip(page, 90, 120);
+  await page.click("#new-object");
+  await clickClip(page, 230, 100);
+  const start = await page.evaluate(() => window.mobilesam.objects());
+  assert.deepEqual(start.map((o) => [o.id, o.state]), [[1, "tracked"], [2, "tracked"]]);
+
+  // Track: the server follows both objects onto every later frame.
+  await page.click("#track");
+  await idle(page);
+  const frameCount = Number((await page.textContent("#frame-label")).match(/\/ (\d+)/)[1]);
+  assert.ok(frameCount >= 6, `a clip of ${frameCount} frames`);
+  assert.equal(await page.evaluate(() => window.mobilesam.frameIndex()), frameCount - 1, "tracked to the last frame");
+  assert.equal(await page.getAttribute("body", "data-session-id"), session, "one session for the whole clip");
+  const frames = await page.evaluate(() => window.mobilesam.frames());
+  assert.deepEqual(frames.map((f) => f.index), [...Array(frameCount).keys()]);
+  for (const frame of frames) {
+    assert.deepEqual(frame.objects.map((o) => [o.id, o.state]), [[1, "tracked"], [2, "tracked"]], `frame ${frame.index}`);
+    for (const o of frame.objects) {
+      assert.deepEqual(o.rle.size, [240, 320]);
+      assert.ok(o.polygons.length > 0 && !o.polygons[0].hole, `frame ${frame.index}: the server sent the tracked mask's outlines`);
+    }
+  }
+  assert.notDeepEqual(frames[1].objects[0].rle, frames[0].objects[0].rle, "the masks change with the frames");
+
+  // The overlay shows the last frame's two masks.
+  const objects = await page.evaluate(() => window.mobilesam.objects());
+  const union = new Uint8Array(320 * 240);
+  for (const o of objects) decodeRle(o.rle.size, o.rle.counts).forEach((v, i) => (union[i] |= v));
+  assert.equal(mismatches(await overlayMask(page), union), 0, "the overlay shows the tracked masks");
+
+  // A click on this frame corrects object 2 (the active one); its record follows.
+  await clickClip(page, 200, 60);
+  const corrected = await page.evaluate(() => window.mobilesam.objects()[1]);
+  assert.notDeepEqual(corrected.rle, objects[1].rle, "the correction changed the mask");
+  const last = (await page.evaluate(() => window.mobilesam.frames())).at(-1);
+  assert.deepEqual(last.objects[1].rle, corrected.rle);
+
+  // Exports: COCO with one image per frame, YOLO labels per frame.
+  const coco = JSON.parse(await download(page, "#export-coco", "clip.coco.json"));
+  assert.deepEqual(coco.videos, [{ id: 1, name: "clip.webm" }]);
+  assert.equal(coco.images.length, frameCount);
+  coco.images.forEach((image, k) => {
+    assert.deepEqual(image, {
+      id: k + 1, file_name: `clip_frame${String(k).padStart(5, "0")}.jpg`, width: 320, height: 240, video_id: 1, frame_index: k,
+    });
   });
-  assert.match(await page.textContent("#frame-label"), /^frame 2 \//);
-  assert.equal(await page.getAttribute("body", "data-session-id"), session, "the frame replaced the session's image");
-  assert.equal(await page.locator("#candidates .candidate").count(), 1);
-  const [object] = await page.evaluate(() => window.mobilesam.objects());
-  assert.equal(object.points.length, 1, "the object's clicks are kept");
-  assert.deepEqual(object.rle.size, [240, 320]);
-  const drawn = await overlayMask(page);
-  const expected = decodeRle(object.rle.size, object.rle.counts);
-  assert.equal(mismatches(drawn, expected), 0, "the overlay shows the frame's mask");
-  assert.match(await page.textContent("#status"), /^frame 2/);
+  assert.equal(coco.annotations.length, 2 * frameCount);
+  assert.deepEqual(coco.annotations.filter((a) => a.image_id === frameCount).map((a) => a.object_id), [1, 2]);
+  // Every segmentation is the server's outlines of that frame's mask (its RLE with holes).
+  const recorded = (await page.evaluate(() => window.mobilesam.frames())).flatMap((f) => f.objects);
+  assert.deepEqual(
+    coco.annotations.map((a) => a.segmentation),
+    recorded.map((o) => (o.polygons.some((p) => p.hole) ? { size: o.rle.size, counts: o.rle.counts } : o.polygons.map((p) => p.points))),
+  );
+  assert.deepEqual(recorded.at(-1).polygons, corrected.polygons, "the correction's outlines are the last frame's");
+  const labels = [];
+  page.on("download", (file) => labels.push(file));
+  await page.click("#export-yolo");
+  for (let i = 0; i < 100 && labels.length < frameCount; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(labels.length, frameCount, "one YOLO label file per frame");
+  const names = labels.map((file) => file.suggestedFilename()).sort();
+  assert.deepEqual(names, [...Array(frameCount).keys()].map((k) => `clip_frame${String(k).padStart(5, "0")}.txt`));
+  const lastLabels = readFileSync(await labels.find((f) => f.suggestedFilename() === names.at(-1)).path(), "utf8");
+  assert.equal(lastLabels.trim().split("\n").length, 2, "two objects labelled on the last frame");
+  for (const line of lastLabels.trim().split("\n")) {
+    const [cls, ...coords] = line.split(" ").map(Number);
+    assert.equal(cls, 0);
+    assert.ok(coords.length >= 6 && coords.every((c) => c >= 0 && c <= 1), "normalised polygon from the server's outlines");
+  }
+
+  assert.equal(sent.png, 0, "no frame was sent as PNG");
+  assert.ok(sent.jpeg >= frameCount, `every frame sent as JPEG (${sent.jpeg})`);
   await page.screenshot({ path: join(artifacts, "video.png"), fullPage: true });
   assert.deepEqual(errors, [], "no page errors");
+});
+
+test("track pauses where an object is lost; a click corrects it and tracking goes on", { timeout: 20 * TIMEOUT }, async () => {
+  // Every followed mask of the seeded weights scores below 1: lost on every next frame.
+  const strict = await startServer(["--track-min-score", "1"]);
+  try {
+    const { page, errors } = await openClip(`http://${strict.addr}/`);
+    await clickClip(page, 160, 120);
+    await page.click("#track");
+    await idle(page);
+    assert.equal(await page.evaluate(() => window.mobilesam.frameIndex()), 1, "paused on the second frame");
+    assert.match(await page.textContent("#status"), /object 1 lost/);
+    assert.equal((await page.evaluate(() => window.mobilesam.objects()))[0].state, "lost");
+    assert.equal(mismatches(await overlayMask(page), new Uint8Array(320 * 240)), 0, "a lost object draws no mask");
+    await clickClip(page, 150, 110);
+    assert.equal((await page.evaluate(() => window.mobilesam.objects()))[0].state, "tracked", "the click corrected it");
+    await page.click("#track");
+    await idle(page);
+    assert.equal(await page.evaluate(() => window.mobilesam.frameIndex()), 2, "tracking went on to the next frame");
+    assert.deepEqual(errors, [], "no page errors");
+  } finally {
+    strict.child.kill("SIGTERM");
+  }
 });
 
 test("a server with a bearer token: the page sends the token from #token=", { timeout: 10 * TIMEOUT }, async () => {

@@ -100,6 +100,10 @@ pub struct ServerConfig {
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
 
+    /// Following objects from frame to frame.
+    #[command(flatten)]
+    pub tracking: crate::tracking::TrackingConfig,
+
     /// The scheduler lanes: decode and generate workers, priorities.
     #[command(flatten)]
     pub lanes: crate::lanes::LaneConfig,
@@ -124,6 +128,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
+            tracking: crate::tracking::TrackingConfig::default(),
             lanes: crate::lanes::LaneConfig::default(),
         }
     }
@@ -153,6 +158,7 @@ impl ServerConfig {
                 "--max-message-bytes must be at least 1KiB".into(),
             ));
         }
+        self.tracking.validate()?;
         self.lanes.validate()
     }
 }

@@ -32,6 +32,10 @@ pub enum Owner {
     Stream(u64),
     /// A session of the unary `Predict` RPC.
     Session(String),
+    /// Tracking's decodes (prompts with `track` or object ids, and the follow-up on each
+    /// new frame): no stream or session owns them, so `supersede_pending` never takes them
+    /// out (an aborted follow-up or correction would leave the tracking state behind).
+    Tracking,
 }
 
 impl Owner {

@@ -6,7 +6,7 @@
 //! lane priorities from [`priority`]) ->
 //! [`convert`] (results to messages). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
-//! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
+//! [`tracking`] follows objects from frame to frame, [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
 pub mod auth;
 pub mod config;
@@ -30,6 +30,7 @@ pub mod size_limit;
 pub mod state;
 pub mod stream;
 pub mod tls;
+pub mod tracking;
 pub mod unary;
 pub mod validate;
 pub mod web;

@@ -113,6 +113,8 @@ pub enum RequestKind {
     Generate,
     /// A `SegmentRequest` with neither field set.
     Empty,
+    /// `Untrack`, the RPC or on a stream.
+    Untrack,
 }
 
 impl RequestKind {
@@ -126,6 +128,7 @@ impl RequestKind {
             Self::CloseSession => "close_session",
             Self::Generate => "generate",
             Self::Empty => "empty",
+            Self::Untrack => "untrack",
         }
     }
 
@@ -135,7 +138,9 @@ impl RequestKind {
             Self::SetImage => Queue::Encode.label(),
             Self::Prompt => Queue::Decode.label(),
             Self::Generate => Queue::Generate.label(),
-            Self::Resume | Self::ModelInfo | Self::CloseSession | Self::Empty => "none",
+            Self::Resume | Self::ModelInfo | Self::CloseSession | Self::Empty | Self::Untrack => {
+                "none"
+            }
         }
     }
 }

@@ -266,6 +266,10 @@ async fn sweep_sessions(state: Arc<AppState>) {
                 if removed > 0 {
                     info!(removed, "expired sessions dropped");
                 }
+                let untracked = state.tracking.retain(|id| state.sessions.contains(id));
+                if untracked > 0 {
+                    info!(untracked, "tracking state of dropped sessions released");
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::error::RequestError;
 use crate::generate;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
-use crate::{stream, unary};
+use crate::{stream, tracking, unary};
 
 /// Answers buffered between a stream's writer and the transport.
 const OUTBOUND_BUFFER: usize = 16;
@@ -113,11 +113,17 @@ impl SegmentAnything for SegmentService {
             .map_err(|e| e.to_status())
     }
 
-    /// Untrack: object tracking is not served yet.
+    /// Untrack; see [`tracking::untrack_rpc`].
     async fn untrack(
         &self,
-        _request: Request<v1::UntrackRequest>,
+        request: Request<v1::UntrackRequest>,
     ) -> Result<Response<v1::UntrackResponse>, Status> {
-        Err(Status::unimplemented(stream::TRACKING_UNIMPLEMENTED))
+        let started = Instant::now();
+        let result = tracking::untrack_rpc(&self.state, request.into_inner()).await;
+        let code = result
+            .as_ref()
+            .map_or_else(RequestError::code, |_| Code::Ok);
+        metrics::record_request(RequestKind::Untrack, code, started.elapsed());
+        result.map(Response::new).map_err(|e| e.to_status())
     }
 }

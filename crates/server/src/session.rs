@@ -181,6 +181,21 @@ impl<T> SessionStore<T> {
             .map(|e| e.key().clone())
     }
 
+    /// Whether `id` is cached (expired or not), without marking it used.
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// Records a new size for `id`'s entry (what the session holds besides its value grew
+    /// or shrank: its tracking state), then evicts as [`SessionStore::insert`] does.
+    /// False when `id` is not cached, or no longer is.
+    pub fn resize(&self, id: &str, size_bytes: u64) -> bool {
+        let Some(value) = self.entries.get(id).map(|e| Arc::clone(&e.value)) else {
+            return false;
+        };
+        self.insert(id.to_string(), value, size_bytes)
+    }
+
     /// Drops `id` (a client closed its session); false when it was not cached.
     pub fn close(&self, id: &str) -> bool {
         self.remove_if(id, |_| true)

@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
 use crate::scheduler::LaneCapacities;
 use crate::session::{SessionLimits, SessionStore};
+use crate::tracking::Tracker;
 use crate::validate::PromptLimits;
 
 /// Shared server state.
@@ -24,6 +25,8 @@ pub struct AppState {
     pub model_info: OnceLock<v1::ModelInfo>,
     /// Cancelled when the server starts shutting down: streams stop reading requests.
     pub shutdown: CancellationToken,
+    /// The objects each session follows from frame to frame.
+    pub tracking: Tracker,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             },
             model_info: OnceLock::new(),
             shutdown: CancellationToken::new(),
+            tracking: Tracker::new(config.tracking),
         }
     }
 }

@@ -27,13 +27,11 @@ use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, Genera
 use crate::jobs::{self, DecodeJob, Decoded, EncodeJob, Owner, Pending};
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
+use crate::tracking;
 use crate::validate::{self, ImageRequest};
 
 /// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
 const ANSWER_BACKLOG: usize = 64;
-
-/// The answer to untracking while the server does not follow objects yet.
-pub const TRACKING_UNIMPLEMENTED: &str = "object tracking is not served by this server yet";
 
 /// Where a stream's responses go (the tonic response body).
 pub type Outbound = mpsc::Sender<Result<v1::SegmentResponse, Status>>;
@@ -172,14 +170,18 @@ impl Reader {
                     Some(answer) => answer,
                     None => return End::ClientGone,
                 },
+                Some(Kind::Prompt(prompt)) if tracking::wants_tracking(&prompt) => {
+                    match self.tracked_prompt(&prompt, started).await {
+                        Some(answer) => answer,
+                        None => return End::ClientGone,
+                    }
+                }
                 Some(Kind::Prompt(prompt)) => self.prompt(&prompt, started),
                 Some(Kind::GenerateMasks(message)) => self.generate_masks(&message, started),
-                Some(Kind::Untrack(_)) => Answer::failed(
-                    0,
-                    RequestKind::Empty,
-                    &RequestError::Unimplemented(TRACKING_UNIMPLEMENTED.into()),
-                    started,
-                ),
+                Some(Kind::Untrack(message)) => match self.untrack(message, started).await {
+                    Some(answer) => answer,
+                    None => continue,
+                },
                 None => Answer::failed(
                     0,
                     RequestKind::Empty,
@@ -262,12 +264,22 @@ impl Reader {
             );
         }
         let encode_ms = encoded.elapsed.as_secs_f64() * 1e3;
-        let response = convert::image_ready(&session_id, &embedding, encode_ms);
+        let tracked = tokio::select! {
+            tracked = tracking::follow(&self.state, &session_id, &embedding) => tracked,
+            _ = self.out.closed() => return None,
+        };
+        let mut response = convert::image_ready(&session_id, &embedding, encode_ms);
         self.current = Some(Current {
             session_id,
             embedding,
         });
-        Some(Answer::ok(response, kind, started))
+        Some(match tracked {
+            Ok(tracked) => {
+                tracking::attach(&mut response, tracked);
+                Answer::ok(response, kind, started)
+            }
+            Err(e) => Answer::failed(0, kind, &e, started),
+        })
     }
 
     /// `Prompt`: validate and queue a decode job; the writer waits for it.
@@ -342,6 +354,51 @@ impl Reader {
             },
             Err(e) => fail(e),
         }
+    }
+}
+
+impl Reader {
+    /// A `Prompt` that tracks or names objects (see [`tracking::prompt`]): answered once
+    /// decoded, so that the tracking state is current before the next request is read.
+    /// `None` when the client went away meanwhile.
+    async fn tracked_prompt(&self, prompt: &v1::Prompt, started: Instant) -> Option<Answer> {
+        let request_id = prompt.request_id;
+        let kind = RequestKind::Prompt;
+        let Some(current) = &self.current else {
+            let e = RequestError::FailedPrecondition(
+                "no image yet: send SetImage (an image, or a session_id to resume) first".into(),
+            );
+            return Some(Answer::failed(request_id, kind, &e, started));
+        };
+        self.state.sessions.touch(&current.session_id);
+        let embedding = Arc::clone(&current.embedding);
+        let result = tokio::select! {
+            result = tracking::prompt(&self.state, &current.session_id, embedding, prompt) => result,
+            _ = self.out.closed() => return None,
+        };
+        Some(match result {
+            Ok(masks) => {
+                let response = v1::SegmentResponse {
+                    response: Some(v1::segment_response::Response::Masks(masks)),
+                };
+                Answer::ok(response, kind, started)
+            }
+            Err(e) => Answer::failed(request_id, kind, &e, started),
+        })
+    }
+
+    /// `Untrack`: no answer, unless there is no session to untrack from.
+    async fn untrack(&self, message: v1::Untrack, started: Instant) -> Option<Answer> {
+        let kind = RequestKind::Untrack;
+        let Some(current) = &self.current else {
+            let e = RequestError::FailedPrecondition(
+                "no session yet: send SetImage (an image, or a session_id to resume) first".into(),
+            );
+            return Some(Answer::failed(0, kind, &e, started));
+        };
+        tracking::untrack(&self.state, &current.session_id, &message.object_ids).await;
+        metrics::record_request(kind, Code::Ok, started.elapsed());
+        None
     }
 }
 

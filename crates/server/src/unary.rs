@@ -21,6 +21,7 @@ use crate::error::RequestError;
 use crate::jobs::{self, DecodeJob, EncodeJob, Owner};
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
+use crate::tracking;
 use crate::validate::{self, ImageRequest};
 
 /// `SetImage`: encode an image into a new session (no session id) or into the named
@@ -61,6 +62,7 @@ pub fn close_session(
     let started = Instant::now();
     let result = validate::check_session_id(&request.session_id).map(|()| {
         let closed = !request.session_id.is_empty() && state.sessions.close(&request.session_id);
+        let closed = state.tracking.close(&request.session_id) || closed;
         v1::CloseSessionResponse { closed }
     });
     record(RequestKind::CloseSession, &result, started);
@@ -115,7 +117,9 @@ async fn encode(
         ));
     }
     let encode_ms = encoded.elapsed.as_secs_f64() * 1e3;
-    Ok(image_ready(&session_id, &embedding, encode_ms))
+    let mut ready = image_ready(&session_id, &embedding, encode_ms);
+    ready.tracked = tracking::follow(state, &session_id, &embedding).await?;
+    Ok(ready)
 }
 
 async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Masks, RequestError> {
@@ -128,6 +132,9 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
     let prompt = request.prompt.ok_or_else(|| {
         RequestError::InvalidArgument("Predict needs a prompt with at least one object".into())
     })?;
+    if tracking::wants_tracking(&prompt) {
+        return tracking::predict(state, &request.session_id, &prompt).await;
+    }
     let (objects, options) = validate::prompt(&prompt, state.limits)?;
     let embedding = state
         .sessions

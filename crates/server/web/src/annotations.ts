@@ -40,6 +40,8 @@ export interface AnnotatedObject {
   box: BoxCorners | null;
   candidates: MaskCandidate[];
   chosen: number;
+  /** On video frames: whether the server still follows the object. */
+  state?: "tracked" | "lost";
 }
 
 const PALETTE: [number, number, number][] = [

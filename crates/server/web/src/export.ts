@@ -1,6 +1,7 @@
 // Exports built from the outlines the server traced (`Prompt.return_polygons`: every region
 // and its holes on pixel corners, the code `mobilesam annotate` uses), never traced here.
-import { Annotations, type AnnotatedObject, type Polygon } from "./annotations";
+import { Annotations, type AnnotatedObject, type MaskCandidate, type Polygon } from "./annotations";
+import type { FrameRecord } from "./tracking";
 
 /** The image the annotations belong to. */
 export interface ImageInfo {
@@ -29,9 +30,7 @@ export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
       id: index + 1,
       image_id: 1,
       category_id: 1,
-      segmentation: mask!.polygons.some((p) => p.hole)
-        ? { size: mask!.rle.size, counts: mask!.rle.counts }
-        : mask!.polygons.map((p) => p.points),
+      segmentation: cocoSegmentation(mask!),
       area: mask!.area,
       bbox: mask!.bbox,
       iscrowd: 0,
@@ -55,10 +54,25 @@ export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
  * ([`joinRegions`]), as Ultralytics joins a mask's contours; holes are left out (the format
  * has none). */
 export function toYolo(image: ImageInfo, objects: AnnotatedObject[]): string {
+  return yoloLines(
+    image,
+    objects.map((object) => Annotations.chosenMask(object)),
+  );
+}
+
+/** COCO's segmentation of one mask: a list of polygons, one per region, when it has no
+ * holes; its exact RLE otherwise (polygons cannot express holes). */
+function cocoSegmentation(mask: MaskCandidate): number[][] | MaskCandidate["rle"] {
+  return mask.polygons.some((p) => p.hole)
+    ? { size: mask.rle.size, counts: mask.rle.counts }
+    : mask.polygons.map((p) => p.points);
+}
+
+/** One YOLO line per mask with an outline, from the server's polygons. */
+function yoloLines(image: ImageInfo, masks: (MaskCandidate | undefined)[]): string {
   const lines: string[] = [];
-  for (const object of objects) {
-    const polygons = Annotations.chosenMask(object)?.polygons ?? [];
-    const outline = joinRegions(polygons);
+  for (const mask of masks) {
+    const outline = joinRegions(mask?.polygons ?? []);
     if (outline.length < 3) continue;
     const coords = outline.flatMap(([x, y]) => [
       (x / image.width).toFixed(6),
@@ -67,6 +81,57 @@ export function toYolo(image: ImageInfo, objects: AnnotatedObject[]): string {
     lines.push(`0 ${coords.join(" ")}`);
   }
   return lines.length > 0 ? lines.join("\n") + "\n" : "";
+}
+
+/** COCO for a video: one image per frame (with `video_id` and `frame_index`), one
+ * annotation per object with a mask on that frame (`object_id` is the track). The
+ * segmentations are the server's polygons (the page asks for them on track prompts), as in
+ * [`toCoco`]. */
+export function toCocoVideo(videoName: string, frames: FrameRecord[]): string {
+  const sorted = [...frames].sort((a, b) => a.index - b.index);
+  const images = sorted.map((frame) => ({
+    id: frame.index + 1,
+    file_name: frame.image.fileName,
+    width: frame.image.width,
+    height: frame.image.height,
+    video_id: 1,
+    frame_index: frame.index,
+  }));
+  const annotations = sorted
+    .flatMap((frame) =>
+      frame.objects
+        .filter((o) => o.mask !== undefined && o.mask.area > 0)
+        .map((o) => ({ frame, object: o, mask: o.mask! })),
+    )
+    .map(({ frame, object, mask }, index) => ({
+      id: index + 1,
+      image_id: frame.index + 1,
+      category_id: 1,
+      segmentation: cocoSegmentation(mask),
+      area: mask.area,
+      bbox: mask.bbox,
+      iscrowd: 0,
+      score: mask.score,
+      object_id: object.id,
+    }));
+  return JSON.stringify(
+    { videos: [{ id: 1, name: videoName }], images, annotations, categories: [{ id: 1, name: "object" }] },
+    null,
+    2,
+  );
+}
+
+/** YOLO-seg label files for a video: one per frame, named after the frame's image. */
+export function toYoloVideo(frames: FrameRecord[]): { fileName: string; text: string }[] {
+  return [...frames]
+    .sort((a, b) => a.index - b.index)
+    .map((frame) => ({
+      fileName: frame.image.fileName.replace(/\.[^.]*$/, "") + ".txt",
+      text: yoloLines(
+        frame.image,
+        frame.objects.map((o) => o.mask),
+      ),
+    }));
 }
 
 /** The regions (holes skipped) as one closed path: each further region is spliced in at the

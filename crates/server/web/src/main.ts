@@ -9,10 +9,11 @@ import {
   type MaskCandidate,
 } from "./annotations";
 import { connect } from "./client";
-import { download, toCoco, toYolo, type ImageInfo } from "./export";
+import { download, toCoco, toCocoVideo, toYolo, toYoloVideo, type ImageInfo } from "./export";
 import { drawMasks, drawPrompts } from "./overlay";
 import { LivePreview } from "./preview";
-import { canvasPng, FrameSource } from "./video";
+import { applyTracked, recordFrame, type FrameRecord } from "./tracking";
+import { canvasJpeg, FrameSource } from "./video";
 
 /** A drag longer than this (in screen pixels) is a box, shorter a click. */
 const DRAG_THRESHOLD = 6;
@@ -30,7 +31,10 @@ let sessionId = "";
 let image: ImageInfo | null = null;
 let frames: FrameSource | null = null;
 let playing = false;
+let tracking = false;
 let predictions = 0;
+/** Per video frame: the objects' masks, for the exports. */
+const frameRecords = new Map<number, FrameRecord>();
 /** Serialises server calls: clicks queue behind the one in flight. */
 let queue: Promise<void> = Promise.resolve();
 
@@ -84,7 +88,8 @@ function renderObjects(): void {
       const mask = Annotations.chosenMask(object);
       item.textContent = `object ${object.id}: ${object.points.length} points${object.box ? ", box" : ""}${
         mask ? `, ${mask.area} px` : ""
-      }`;
+      }${object.state === "lost" ? ", LOST: click to correct" : ""}`;
+      item.classList.toggle("lost", object.state === "lost");
       item.onclick = () => {
         annotations.current = index;
         redraw();
@@ -117,30 +122,38 @@ function renderCandidates(): void {
   );
 }
 
-/** Sends `bytes` as the session's image (a new session, or the next frame of this one). */
-async function setImage(bytes: Uint8Array): Promise<void> {
+/** Sends `bytes` as the session's image (a new session, or the next frame of this one).
+ * On a video the server follows the tracked objects onto the frame: their masks are
+ * applied; returns the ids of the objects it lost. */
+async function setImage(bytes: Uint8Array): Promise<number[]> {
   const started = performance.now();
   const ready = await client.setImage({ image: bytes, sessionId });
   sessionId = ready.sessionId;
   showLatency("lat-encode", ready.encodeMs);
   showLatency("lat-round-trip", performance.now() - started);
   document.body.dataset.sessionId = sessionId;
+  if (!ready.tracked) return [];
+  showLatency("lat-decode", ready.tracked.decodeMs);
+  return applyTracked(annotations.objects, ready.tracked.objects);
 }
 
-/** Asks for `object`'s masks with its clicks (and `maskInput`, on video frames). */
-async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise<void> {
+/** Asks for `object`'s masks with its clicks. On a video the object is tracked by the
+ * server from this frame on (a click on a tracked object corrects it). */
+async function predict(object: AnnotatedObject): Promise<void> {
   if (!sessionId) throw new Error("open an image first");
   if (object.points.length === 0 && !object.box) {
     object.candidates = [];
     return;
   }
-  const multimask = $<HTMLInputElement>("multimask").checked && !maskInput;
+  const multimask = $<HTMLInputElement>("multimask").checked;
+  const video = frames !== null;
   const started = performance.now();
   const masks = await client.predict({
     sessionId,
     prompt: {
       requestId: BigInt(++predictions),
       multimaskOutput: multimask,
+      track: video,
       returnLowResLogits: true,
       returnPolygons: true,
       objects: [
@@ -149,7 +162,7 @@ async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise
           box: object.box
             ? { x1: object.box[0], y1: object.box[1], x2: object.box[2], y2: object.box[3] }
             : undefined,
-          maskInput: maskInput ?? new Uint8Array(),
+          objectId: BigInt(object.id),
         },
       ],
     },
@@ -162,6 +175,10 @@ async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise
   );
   showLatency("lat-decode", masks.decodeMs);
   showLatency("lat-round-trip", roundTrip);
+  if (frames && image) {
+    object.state = masks.objects[0]?.state === 2 ? "lost" : "tracked";
+    frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
+  }
   document.body.dataset.predictions = String(predictions);
 }
 
@@ -235,14 +252,15 @@ async function openVideo(file: File): Promise<void> {
   await frames.show(0, imageCanvas);
   image = { fileName: frameName(file.name, 0), width: imageCanvas.width, height: imageCanvas.height };
   videoName = file.name;
-  await startSession(await canvasPng(imageCanvas));
+  frameRecords.clear();
+  await startSession(await canvasJpeg(imageCanvas));
   showFrameLabel();
 }
 
 let videoName = "";
 
 function frameName(video: string, index: number): string {
-  return `${video.replace(/\.[^.]*$/, "")}_frame${String(index).padStart(5, "0")}.png`;
+  return `${video.replace(/\.[^.]*$/, "")}_frame${String(index).padStart(5, "0")}.jpg`;
 }
 
 function fpsSetting(): number {
@@ -268,20 +286,44 @@ async function startSession(bytes: Uint8Array): Promise<void> {
   setStatus(`ready: ${image?.width}×${image?.height}; click to segment`);
 }
 
-/** Moves to frame `index`: sets it as the session's image, then re-predicts every object
- * with its clicks and the previous frame's low-res logits, so objects follow. */
-async function gotoFrame(index: number): Promise<void> {
-  if (!frames) return;
+/** Moves to frame `index`: sends it (JPEG) as the session's next image; the server
+ * follows the tracked objects onto it. Returns the ids of the objects it lost. */
+async function gotoFrame(index: number): Promise<number[]> {
+  if (!frames) return [];
   await frames.show(index, imageCanvas);
   image = { fileName: frameName(videoName, frames.index), width: imageCanvas.width, height: imageCanvas.height };
-  await setImage(await canvasPng(imageCanvas));
+  // Clicks belong to the frame they were made on; the server carries the objects over.
   for (const object of annotations.objects) {
-    const previous = Annotations.chosenMask(object)?.lowResLogits;
-    await predict(object, previous && previous.length > 0 ? previous : undefined);
+    object.points = [];
+    object.box = null;
   }
+  const lost = await setImage(await canvasJpeg(imageCanvas));
+  frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
   redraw();
   showFrameLabel();
   setStatus(`frame ${frames.index + 1}`);
+  return lost;
+}
+
+/** Track: steps through the frames, the server following every object, and pauses on the
+ * first frame where an object is lost (a click corrects it; Track goes on from there). */
+async function track(): Promise<void> {
+  tracking = !tracking;
+  $("track").textContent = tracking ? "pause tracking" : "track";
+  document.body.dataset.tracking = tracking ? "1" : "0";
+  while (tracking && frames && frames.index < frames.frameCount - 1) {
+    let lost: number[] = [];
+    await enqueue(async () => {
+      lost = await gotoFrame((frames?.index ?? 0) + 1);
+    });
+    if (lost.length > 0) {
+      setStatus(`frame ${(frames?.index ?? 0) + 1}: object ${lost.join(", ")} lost; click to correct, then track`);
+      break;
+    }
+  }
+  tracking = false;
+  $("track").textContent = "track";
+  document.body.dataset.tracking = "0";
 }
 
 async function play(): Promise<void> {
@@ -289,7 +331,9 @@ async function play(): Promise<void> {
   $("play").textContent = playing ? "pause" : "play";
   while (playing && frames && frames.index < frames.frameCount - 1) {
     const started = performance.now();
-    await enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
+    await enqueue(async () => {
+      await gotoFrame((frames?.index ?? 0) + 1);
+    });
     const wait = 1000 / fpsSetting() - (performance.now() - started);
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
@@ -372,17 +416,34 @@ function undo(): void {
   if (annotations.undo()) redraw();
 }
 $("export-coco").onclick = () => {
-  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".coco.json", toCoco(image, annotations.objects), "application/json");
+  if (frames) {
+    const name = videoName.replace(/\.[^.]*$/, "") + ".coco.json";
+    download(name, toCocoVideo(videoName, [...frameRecords.values()]), "application/json");
+  } else if (image) {
+    download(image.fileName.replace(/\.[^.]*$/, "") + ".coco.json", toCoco(image, annotations.objects), "application/json");
+  }
 };
 $("export-yolo").onclick = () => {
-  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(image, annotations.objects), "text/plain");
+  if (frames) {
+    for (const file of toYoloVideo([...frameRecords.values()])) download(file.fileName, file.text, "text/plain");
+  } else if (image) {
+    download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(image, annotations.objects), "text/plain");
+  }
 };
-$("prev-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) - 1));
-$("next-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
+$("prev-frame").onclick = () =>
+  void enqueue(async () => {
+    await gotoFrame((frames?.index ?? 0) - 1);
+  });
+$("next-frame").onclick = () =>
+  void enqueue(async () => {
+    await gotoFrame((frames?.index ?? 0) + 1);
+  });
 $("play").onclick = () => void play();
+$("track").onclick = () => void track();
 
 document.body.dataset.busy = "0";
 document.body.dataset.predictions = "0";
+document.body.dataset.tracking = "0";
 
 /** Read-only view for tests and the console: the objects and the session. */
 (window as unknown as { mobilesam: object }).mobilesam = {
@@ -393,8 +454,22 @@ document.body.dataset.predictions = "0";
       box: o.box,
       chosen: o.chosen,
       rle: Annotations.chosenMask(o)?.rle,
+      state: o.state,
       polygons: Annotations.chosenMask(o)?.polygons,
     })),
+  frames: () =>
+    [...frameRecords.values()].map((f) => ({
+      index: f.index,
+      fileName: f.image.fileName,
+      objects: f.objects.map((o) => ({
+        id: o.id,
+        state: o.state,
+        rle: o.mask?.rle,
+        score: o.mask?.score,
+        polygons: o.mask?.polygons,
+      })),
+    })),
+  frameIndex: () => frames?.index ?? 0,
   sessionId: () => sessionId,
   preview: () => ({ ...preview.stats, rle: previewMask?.rle }),
 };

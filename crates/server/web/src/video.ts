@@ -1,4 +1,4 @@
-// Video frames: seek a <video> element frame by frame and grab each frame as a PNG.
+// Video frames: seek a <video> element frame by frame and grab each frame as a JPEG.
 
 /** A video opened for frame stepping at a fixed frame rate. */
 export class FrameSource {
@@ -50,9 +50,15 @@ export class FrameSource {
   }
 }
 
-/** The canvas' pixels as PNG bytes. */
-export async function canvasPng(canvas: HTMLCanvasElement): Promise<Uint8Array> {
-  const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, "image/png"));
+/** JPEG quality of the frames sent to the server: a 720p PNG frame is several MB, a JPEG
+ * at this quality a few hundred KB. */
+export const FRAME_JPEG_QUALITY = 0.92;
+
+/** The canvas' pixels as JPEG bytes. */
+export async function canvasJpeg(canvas: HTMLCanvasElement): Promise<Uint8Array> {
+  const blob = await new Promise<Blob | null>((resolve) =>
+    canvas.toBlob(resolve, "image/jpeg", FRAME_JPEG_QUALITY),
+  );
   if (!blob) throw new Error("cannot encode the frame");
   return new Uint8Array(await blob.arrayBuffer());
 }

@@ -1,0 +1,147 @@
+//! Following objects from frame to frame, on the server.
+//!
+//! A `Prompt` with `track` set makes its session follow the prompt's objects (each named
+//! by its `object_id`); every later `SetImage` with an image on that session decodes the
+//! new frame once per followed object with the [recipe] and answers `ImageReady.tracked`.
+//! The state (per object, its last mask's logits, box and frame size) belongs to the
+//! session, not to the stream, so a resumed session keeps tracking; it counts toward the
+//! session's memory and is dropped with the session (`CloseSession`, expiry, eviction).
+//!
+//! Every change to one session's state takes that session's lock, which is fair (first
+//! come, first served): a tracked prompt, the follow-up on the next frame and an untrack
+//! are applied in the order they arrived.
+
+pub mod config;
+pub mod recipe;
+mod session_ops;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+
+pub use config::TrackingConfig;
+pub use recipe::{ObjectState, Thresholds, Track};
+pub use session_ops::{attach, follow, predict, prompt, untrack, untrack_rpc, wants_tracking};
+
+/// The objects one session follows, by object id (ascending).
+#[derive(Debug, Default)]
+pub struct SessionTracks {
+    /// Object id -> state.
+    pub objects: BTreeMap<u64, ObjectState>,
+}
+
+impl SessionTracks {
+    /// Bytes of state held (256 KiB of logits per followed object).
+    pub fn size_bytes(&self) -> u64 {
+        self.objects.values().map(ObjectState::size_bytes).sum()
+    }
+}
+
+/// One session's tracking state, behind its lock.
+pub type SharedTracks = Arc<Mutex<SessionTracks>>;
+
+/// Every session's tracking state.
+#[derive(Debug)]
+pub struct Tracker {
+    sessions: DashMap<String, SharedTracks>,
+    config: TrackingConfig,
+}
+
+impl Tracker {
+    /// No session tracks anything yet.
+    pub fn new(config: TrackingConfig) -> Self {
+        Self {
+            sessions: DashMap::new(),
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> TrackingConfig {
+        self.config
+    }
+
+    /// The thresholds of the recipe.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            min_score: self.config.track_min_score,
+            max_area_change: self.config.track_max_area_change,
+        }
+    }
+
+    /// The state of `session_id`, created empty when it has none.
+    pub fn session(&self, session_id: &str) -> SharedTracks {
+        Arc::clone(
+            self.sessions
+                .entry(session_id.to_string())
+                .or_default()
+                .value(),
+        )
+    }
+
+    /// The state of `session_id`, if it ever tracked anything.
+    pub fn existing(&self, session_id: &str) -> Option<SharedTracks> {
+        self.sessions.get(session_id).map(|s| Arc::clone(s.value()))
+    }
+
+    /// Drops the state of a closed session; false when it had none.
+    pub fn close(&self, session_id: &str) -> bool {
+        self.sessions.remove(session_id).is_some()
+    }
+
+    /// Drops the state of every session for which `alive` is false (expired or evicted
+    /// from the session cache); returns how many.
+    pub fn retain(&self, alive: impl Fn(&str) -> bool) -> usize {
+        let before = self.sessions.len();
+        self.sessions.retain(|id, _| alive(id));
+        before.saturating_sub(self.sessions.len())
+    }
+
+    /// Number of sessions with tracking state.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session has tracking state.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_created_shared_closed_and_swept() {
+        let tracker = Tracker::new(TrackingConfig::default());
+        assert!(tracker.existing("a").is_none());
+        let a = tracker.session("a");
+        assert!(Arc::ptr_eq(&a, &tracker.session("a")));
+        tracker.session("b");
+        assert_eq!(tracker.retain(|id| id == "b"), 1);
+        assert!(tracker.existing("a").is_none());
+        assert!(tracker.close("b"));
+        assert!(!tracker.close("b"));
+        assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn size_counts_logits_of_followed_objects_only() {
+        let mut tracks = SessionTracks::default();
+        tracks.objects.insert(
+            3,
+            ObjectState::Tracked(Track {
+                logits: vec![0.0; 256 * 256],
+                bbox: [0.0, 0.0, 1.0, 1.0],
+                frame: (2, 2),
+                area: 1,
+                return_polygons: false,
+            }),
+        );
+        tracks.objects.insert(4, ObjectState::Lost);
+        assert_eq!(tracks.size_bytes(), 256 * 1024);
+    }
+}

@@ -1,0 +1,58 @@
+// Video tracking on the server: the masks each frame's SetImage answers (ImageReady.tracked),
+// kept per frame for the exports.
+import { toCandidate, type AnnotatedObject, type MaskCandidate, type WireMask } from "./annotations";
+import type { ImageInfo } from "./export";
+
+/** One object's result on one frame. */
+export interface FrameObject {
+  id: number;
+  state: "tracked" | "lost";
+  mask?: MaskCandidate;
+}
+
+/** What is known of one frame: its image and every object's result. */
+export interface FrameRecord {
+  index: number;
+  image: ImageInfo;
+  objects: FrameObject[];
+}
+
+/** `ImageReady.tracked` objects as they come off the wire. */
+export interface WireTracked {
+  objectId: bigint;
+  state: number;
+  masks: WireMask[];
+}
+
+/** TrackState.TRACK_STATE_LOST on the wire. */
+const TRACK_STATE_LOST = 2;
+
+/** Applies a frame's tracked masks to the objects; returns the ids of the lost ones. */
+export function applyTracked(objects: AnnotatedObject[], tracked: WireTracked[]): number[] {
+  const lost: number[] = [];
+  for (const result of tracked) {
+    const object = objects.find((o) => o.id === Number(result.objectId));
+    if (!object) continue;
+    const isLost = result.state === TRACK_STATE_LOST || result.masks.length === 0;
+    object.state = isLost ? "lost" : "tracked";
+    object.candidates = isLost ? [] : result.masks.map(toCandidate);
+    object.chosen = 0;
+    if (isLost) lost.push(object.id);
+  }
+  return lost;
+}
+
+/** The frame's record from the objects' current masks. */
+export function recordFrame(index: number, image: ImageInfo, objects: AnnotatedObject[]): FrameRecord {
+  return {
+    index,
+    image,
+    objects: objects
+      .filter((o) => o.state !== undefined || o.candidates.length > 0)
+      .map((o) => ({
+        id: o.id,
+        state: o.state === "lost" ? "lost" : "tracked",
+        mask: o.state === "lost" ? undefined : o.candidates[o.chosen],
+      })),
+  };
+}
