@@ -161,9 +161,13 @@ fn a_wrong_digest_is_refused_naming_both() {
     }
     // The right digest loads and segments.
     success(&segment(&["--checkpoint-sha256", &actual], &[]));
-    failure(
-        &segment(&["--checkpoint-sha256", "abc"], &[]),
-        "64 hexadecimal digits",
+    // A malformed digest is a usage error, refused by the argument parser (clap: exit 2).
+    let malformed = segment(&["--checkpoint-sha256", "abc"], &[]);
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert_eq!(malformed.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("64 hexadecimal digits"),
+        "{stderr}"
     );
     let info = run(&[
         "info",
