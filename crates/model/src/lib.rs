@@ -13,6 +13,7 @@ mod checkpoint_pickle;
 mod checkpoint_torch;
 pub mod cpu;
 pub mod device;
+pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layers;
