@@ -97,6 +97,10 @@ pub struct ServerConfig {
     /// TLS, mutual TLS and the bearer token.
     #[command(flatten)]
     pub security: crate::security::SecurityConfig,
+
+    /// The shared embedding store (Redis or Valkey).
+    #[command(flatten)]
+    pub store: crate::store::StoreConfig,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +122,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -146,7 +151,7 @@ impl ServerConfig {
                 "--max-message-bytes must be at least 1KiB".into(),
             ));
         }
-        Ok(())
+        self.store.validate()
     }
 }
 

@@ -3,7 +3,8 @@
 //! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
 //! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (bounded
 //! encode/decode queues, decodes first) -> [`worker`] (one model per worker thread) ->
-//! [`convert`] (results to messages). [`unary`] answers the same work as single calls
+//! [`convert`] (results to messages). [`sessions`] opens and resumes sessions for both
+//! transports, from [`session`] (this replica's cache) or [`store`] (shared, on Redis). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
 //! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
@@ -22,9 +23,11 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod shutdown;
 pub mod size_limit;
 pub mod state;
+pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod unary;

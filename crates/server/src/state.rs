@@ -2,13 +2,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
 use crate::session::{SessionLimits, SessionStore};
+use crate::sessions::content::ContentIndex;
+use crate::sessions::SessionImage;
+use crate::store::EmbeddingStore;
 use crate::validate::PromptLimits;
 
 /// Shared server state.
@@ -16,7 +18,11 @@ pub struct AppState {
     /// The job queues in front of the workers.
     pub scheduler: Arc<JobScheduler>,
     /// Cached embeddings by session id.
-    pub sessions: SessionStore<Embedding>,
+    pub sessions: SessionStore<SessionImage>,
+    /// The cached sessions' embeddings by image SHA-256.
+    pub content: ContentIndex,
+    /// The shared embedding store, once the model is loaded (when one is configured).
+    pub store: OnceLock<Arc<EmbeddingStore>>,
     /// Size limits of prompts.
     pub limits: PromptLimits,
     /// Set once the model is loaded.
@@ -35,6 +41,8 @@ impl AppState {
                 max_bytes: config.session_cache_bytes,
                 ttl: config.session_ttl,
             }),
+            content: ContentIndex::new(),
+            store: OnceLock::new(),
             limits: PromptLimits {
                 max_objects: config.max_objects,
                 max_points: config.max_points,

@@ -61,8 +61,7 @@ mod tests {
 
     fn embedding() -> Arc<Embedding> {
         Arc::new(Embedding {
-            features: Tensor::zeros((1, 1), candle_core::DType::F32, &Device::Cpu)
-                .expect("tensor"),
+            features: Tensor::zeros((1, 1), candle_core::DType::F32, &Device::Cpu).expect("tensor"),
             original_size: (2, 2),
             input_size: (1024, 1024),
         })

@@ -57,8 +57,12 @@ pub struct Opened {
 impl Opened {
     /// The `ImageReady` answer.
     pub fn image_ready(&self) -> v1::ImageReady {
-        let mut ready = match convert::image_ready(&self.session_id, &self.embedding, self.encode_ms)
-            .response
+        let mut ready = match convert::image_ready(
+            &self.session_id,
+            &self.embedding,
+            self.encode_ms,
+        )
+        .response
         {
             Some(v1::segment_response::Response::ImageReady(ready)) => ready,
             _ => v1::ImageReady::default(),
@@ -133,7 +137,14 @@ pub async fn open_image(
     .await
     .map_err(|_| RequestError::Internal("hashing the image failed".into()))?;
     if let Some((embedding, source)) = find(state, &image_sha256).await {
-        return Ok(keep(state, session_id, embedding, source, image_sha256, 0.0));
+        return Ok(keep(
+            state,
+            session_id,
+            embedding,
+            source,
+            image_sha256,
+            0.0,
+        ));
     }
     metrics::record_embedding_lookup("miss");
     let (job, pending) = EncodeJob::new(image);

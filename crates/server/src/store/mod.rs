@@ -143,7 +143,8 @@ impl EmbeddingStore {
         let key = key::session_key(session_id);
         let text = record.to_text().into_bytes();
         let ttl = self.ttl;
-        self.writes.spawn(async move { put(&client, &key, text, ttl).await });
+        self.writes
+            .spawn(async move { put(&client, &key, text, ttl).await });
     }
 
     /// The stored record of `session_id` (its time to live restarts); `None` on a miss,
@@ -216,9 +217,10 @@ impl Precompute {
     /// does not answer a PING.
     pub async fn connect(config: &StoreConfig, model: ModelId) -> Result<Self, ConnectError> {
         config.validate()?;
-        let url = config.embedding_store.as_deref().ok_or_else(|| {
-            ServerError::Config("an embedding store URL is needed".into())
-        })?;
+        let url = config
+            .embedding_store
+            .as_deref()
+            .ok_or_else(|| ServerError::Config("an embedding store URL is needed".into()))?;
         let client = StoreClient::open(
             url,
             config.embedding_store_password_file.as_deref(),

@@ -253,10 +253,7 @@ mod tests {
             Err(BadValue::Image)
         );
         // Garbage, truncation, a bad magic, a bad dtype, impossible sizes.
-        assert_eq!(
-            decode(b"garbage", &model(), &image),
-            Err(BadValue::Size(7))
-        );
+        assert_eq!(decode(b"garbage", &model(), &image), Err(BadValue::Size(7)));
         assert!(matches!(
             decode(&good[..good.len() - 1], &model(), &image),
             Err(BadValue::Size(_))
