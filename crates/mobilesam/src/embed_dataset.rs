@@ -35,7 +35,11 @@ pub struct DatasetArgs {
     pub store: Option<String>,
 
     /// File holding the store's password (overrides a password in the URL).
-    #[arg(long, value_name = "FILE", env = "MOBILESAM_EMBEDDING_STORE_PASSWORD_FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MOBILESAM_EMBEDDING_STORE_PASSWORD_FILE"
+    )]
     pub store_password_file: Option<PathBuf>,
 
     /// How long the embeddings live in the store (as `serve --embedding-store-ttl`; a

@@ -4,6 +4,7 @@ mod annotate;
 mod bench;
 mod checkpoint_source;
 mod embed;
+mod embed_dataset;
 mod error_message;
 mod generate;
 mod image_args;
@@ -38,7 +39,8 @@ enum Command {
     /// Segment everything: automatic mask generation over a grid of points; prints masks
     /// as JSON (COCO RLE), as the reference SamAutomaticMaskGenerator.
     Generate(generate::GenerateArgs),
-    /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file.
+    /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file, or
+    /// encode a folder of images into the shared embedding store (--data DIR --store URL).
     Embed(embed::EmbedArgs),
     /// Show a checkpoint's parameter counts per part and its file size.
     Info(info::InfoArgs),

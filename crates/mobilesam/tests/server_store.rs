@@ -323,7 +323,10 @@ async fn replicas_share_sessions_and_embeddings() {
     assert_eq!(status.code(), tonic::Code::NotFound);
     // A session nobody opened is still NOT_FOUND, here and in the store.
     stream.send(set_image(Vec::new(), "nobody", "")).await;
-    assert_eq!(error(stream.recv().await).code, tonic::Code::NotFound as i32);
+    assert_eq!(
+        error(stream.recv().await).code,
+        tonic::Code::NotFound as i32
+    );
 }
 
 /// The store killed and restarted under a serving replica, a replica SIGKILLed, and
@@ -341,13 +344,18 @@ async fn store_failures_never_fail_a_request() {
     let (mut on_a, opened) = open(&a, set_image(png(40, 30, 1), "", "")).await;
     assert_eq!(opened.source, EmbeddingSource::Encoded as i32);
     assert!(!objects(&mut on_a).await.is_empty());
-    on_a.send(set_image(Vec::new(), "unknown-session", "")).await;
+    on_a.send(set_image(Vec::new(), "unknown-session", ""))
+        .await;
     assert_eq!(error(on_a.recv().await).code, tonic::Code::NotFound as i32);
     wait_metric(&a, "mobilesam_embedding_store_up", 0.0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let down_logs = a.log_text().matches("embedding store unreachable").count();
     assert_eq!(down_logs, 1, "{}", a.log_text());
-    assert_eq!(b.health("").await.expect("health"), 1, "health stays SERVING");
+    assert_eq!(
+        b.health("").await.expect("health"),
+        1,
+        "health stays SERVING"
+    );
 
     // It comes back: the replica uses it again.
     redis.restart();
@@ -377,7 +385,11 @@ async fn store_failures_never_fail_a_request() {
     let garbage = png(40, 30, 3);
     let foreign = png(40, 30, 4);
     let (garbage_digest, foreign_digest) = (sha256_hex(&garbage), sha256_hex(&foreign));
-    redis.set(0, &model.embedding_key(&garbage_digest), b"not an embedding");
+    redis.set(
+        0,
+        &model.embedding_key(&garbage_digest),
+        b"not an embedding",
+    );
     let other_model = ModelId::new(sha256_hex(b"other weights"));
     let fake = HostEmbedding {
         original_size: (30, 40),
@@ -402,7 +414,10 @@ async fn store_failures_never_fail_a_request() {
     redis.set(0, "mobilesam:session:broken", b"\xff\x00garbage");
     let mut stream = Stream::open(&mut b.client().await).await;
     stream.send(set_image(Vec::new(), "broken", "")).await;
-    assert_eq!(error(stream.recv().await).code, tonic::Code::NotFound as i32);
+    assert_eq!(
+        error(stream.recv().await).code,
+        tonic::Code::NotFound as i32
+    );
 }
 
 /// Runs `mobilesam embed` with `args`; returns (success, stderr).
@@ -439,21 +454,35 @@ async fn precomputed_images_open_without_encoding() {
     std::fs::write(data.path().join("broken.png"), b"\x89PNG but not really").expect("write");
     std::fs::write(data.path().join("notes.txt"), b"not an image").expect("write");
 
-    let (ok, stderr) = embed(&["--data", arg(data.path()), "--store", &url, "--workers", "2"]);
+    let (ok, stderr) = embed(&[
+        "--data",
+        arg(data.path()),
+        "--store",
+        &url,
+        "--workers",
+        "2",
+    ]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("broken.png"), "{stderr}");
-    assert!(stderr.contains("encoded 2, skipped 0 (already stored), failed 1"), "{stderr}");
+    assert!(
+        stderr.contains("encoded 2, skipped 0 (already stored), failed 1"),
+        "{stderr}"
+    );
     // Interrupted or not, a second run only does what is missing.
     let (ok, stderr) = embed(&["--data", arg(data.path()), "--store", &url]);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("encoded 0, skipped 2 (already stored), failed 1"), "{stderr}");
+    assert!(
+        stderr.contains("encoded 0, skipped 2 (already stored), failed 1"),
+        "{stderr}"
+    );
     // A store that is not there is a one-line error.
     let (ok, stderr) = embed(&["--data", arg(data.path()), "--store", "redis://127.0.0.1:1"]);
     assert!(!ok);
     assert!(stderr.contains("does not answer"), "{stderr}");
 
     let server = start(store_args(&url)).await;
-    let (mut first, opened) = open(&server, set_image(Vec::new(), "", &sha256_hex(&images[0]))).await;
+    let (mut first, opened) =
+        open(&server, set_image(Vec::new(), "", &sha256_hex(&images[0]))).await;
     assert_eq!(opened.source, EmbeddingSource::Store as i32);
     assert_eq!((opened.width, opened.height), (64, 48));
     assert!(!objects(&mut first).await.is_empty());
@@ -480,7 +509,9 @@ fn f16_storage_keeps_masks() {
     };
     let (mut worst_iou, mut worst_score) = (1.0f64, 0.0f32);
     for name in ["chelsea.png", "coffee.png"] {
-        let path = server_support::workspace().join("tests/fixtures/images").join(name);
+        let path = server_support::workspace()
+            .join("tests/fixtures/images")
+            .join(name);
         let image = mobilesam_model::image::read_image(&path, u64::MAX).expect("fixture");
         let (w, h) = (image.width() as f32, image.height() as f32);
         let embedding = sam.embed(&image).expect("embed");
@@ -520,7 +551,9 @@ fn f16_storage_keeps_masks() {
             }),
             mask_input: None,
         });
-        let full = sam.decode(&embedding, &prompts, options).expect("decode f32");
+        let full = sam
+            .decode(&embedding, &prompts, options)
+            .expect("decode f32");
         let reduced = sam.decode(&half, &prompts, options).expect("decode f16");
         let mask = |rle: &Rle| BinaryMask::from_rle(rle).expect("rle");
         for (a, b) in full.iter().zip(&reduced) {

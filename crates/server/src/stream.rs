@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use crate::convert;
 use crate::error::RequestError;
 use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
-use crate::jobs::{DecodeJob, Decoded, EncodeJob, Pending};
+use crate::jobs::{DecodeJob, Decoded, Pending};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
