@@ -183,16 +183,16 @@ impl Work<'_> {
                 Outcome::Skipped => summary.skipped += 1,
                 Outcome::BadImage(reason) => {
                     summary.failed += 1;
+                    // `suspend` also prints when the bar is hidden (stderr not a terminal).
                     self.progress
-                        .println(format!("skipped {}: {reason}", path.display()));
+                        .suspend(|| eprintln!("skipped {}: {reason}", path.display()));
                 }
                 Outcome::StoreFailed(reason) => {
                     summary.failed += 1;
                     summary.store_failures += 1;
-                    self.progress.println(format!(
-                        "not stored {}: the store failed: {reason}",
-                        path.display()
-                    ));
+                    self.progress.suspend(|| {
+                        eprintln!("not stored {}: the store failed: {reason}", path.display())
+                    });
                 }
             }
             drop(summary);

@@ -196,7 +196,7 @@ fn prompt(request_id: u64) -> v1::Prompt {
                 ..Default::default()
             },
             v1::ObjectPrompt {
-                bbox: Some(v1::Box {
+                r#box: Some(v1::Box {
                     x1: 10.0,
                     y1: 8.0,
                     x2: 48.0,
