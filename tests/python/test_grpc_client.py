@@ -89,9 +89,10 @@ def _checkpoint():
 class Server:
     """A running `mobilesam serve` on loopback ports chosen by the OS."""
 
-    def __init__(self, binary, checkpoint, extra_args=()):
+    def __init__(self, binary, checkpoint, extra_args=(), extra_env=None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOBILESAM_")}
         env["RUST_LOG"] = "info"
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [
                 str(binary), "serve", "--checkpoint", str(checkpoint),

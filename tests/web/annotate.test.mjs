@@ -31,7 +31,7 @@ let baseUrl;
 let browser;
 
 /** Starts `mobilesam serve` and resolves with its address once it is serving. */
-function startServer(extra = []) {
+function startServer(extra = [], extraEnv = {}) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
   );
@@ -46,7 +46,7 @@ function startServer(extra = []) {
       "--log-format", "json",
       ...extra,
     ],
-    { env: { ...env, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
+    { env: { ...env, ...extraEnv, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
   );
   const logs = [];
   return new Promise((resolvePromise, reject) => {
@@ -128,6 +128,34 @@ async function overlayMask(page) {
     return out;
   });
   return Uint8Array.from(alpha);
+}
+
+/** `[x0, y0, x1, y1, ...]` -> `[[x0, y0], [x1, y1], ...]`. */
+function pairs(flat) {
+  const out = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+  return out;
+}
+
+/** Every ring of `polygons` together, even-odd over pixel centres, as 0/1 per pixel (an
+ * independent rasteriser). */
+function rasterizeEvenOdd(polygons, width, height) {
+  const out = new Uint8Array(width * height);
+  for (const polygon of polygons) {
+    const ring = pairs(polygon.points);
+    for (let y = 0; y < height; y++) {
+      const cy = y + 0.5;
+      for (let i = 0; i < ring.length; i++) {
+        const [ax, ay] = ring[i];
+        const [bx, by] = ring[(i + 1) % ring.length];
+        if (ay <= cy === by <= cy) continue;
+        const crossing = ax + ((cy - ay) / (by - ay)) * (bx - ax);
+        // Flip every pixel whose centre lies right of the crossing.
+        for (let x = Math.max(0, Math.ceil(crossing - 0.5)); x < width; x++) out[y * width + x] ^= 1;
+      }
+    }
+  }
+  return out;
 }
 
 function mismatches(a, b) {
@@ -219,27 +247,48 @@ test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 1
   const refined = await expectOverlayMatchesCli(page);
   assert.notEqual(refined.reference.rle.counts, first.reference.rle.counts, "the refinement changed the mask");
 
-  // Export COCO JSON: the chosen mask's RLE, area and bbox as the server computed them.
+  // The server's outlines of the chosen mask (every region, then its holes) cover the
+  // reference mask: even-odd over pixel centres.
+  const [viewed] = await page.evaluate(() => window.mobilesam.objects());
+  const polygons = viewed.polygons;
+  assert.ok(polygons.length > 0 && !polygons[0].hole, "the server sent the mask's outlines");
+  const reference = decodeRle(refined.reference.rle.size, refined.reference.rle.counts);
+  const covered = rasterizeEvenOdd(polygons, WIDTH, HEIGHT);
+  let both = 0;
+  let either = 0;
+  for (let i = 0; i < covered.length; i++) {
+    both += covered[i] & reference[i];
+    either += covered[i] | reference[i];
+  }
+  assert.ok(both / either > 0.9, `outlines cover the mask: IoU ${both / either}`);
+
+  // Export COCO JSON: the server's outlines as polygons (its RLE when the mask has holes),
+  // its area and bbox.
   const coco = JSON.parse(await download(page, "#export-coco", "chelsea.coco.json"));
   assert.deepEqual(coco.images[0], { id: 1, file_name: "chelsea.png", width: WIDTH, height: HEIGHT });
   assert.equal(coco.annotations.length, 1);
-  assert.deepEqual(coco.annotations[0].segmentation, refined.reference.rle);
+  const segmentation = polygons.some((p) => p.hole)
+    ? refined.reference.rle
+    : polygons.map((p) => p.points);
+  assert.deepEqual(coco.annotations[0].segmentation, segmentation);
   assert.equal(coco.annotations[0].area, refined.reference.area);
   assert.deepEqual(coco.annotations[0].bbox, refined.reference.bbox);
   assert.deepEqual(coco.categories, [{ id: 1, name: "object" }]);
 
-  // Export YOLO segmentation labels: one polygon, normalised, inside the mask's box.
+  // Export YOLO segmentation labels: one line, the server's region outlines (joined when
+  // there are several), pixel corners over width and height.
   const yolo = (await download(page, "#export-yolo", "chelsea.txt")).trim().split("\n");
   assert.equal(yolo.length, 1);
   const [cls, ...coords] = yolo[0].split(" ");
   assert.equal(cls, "0");
-  assert.ok(coords.length >= 6 && coords.length % 2 === 0, `polygon of ${coords.length / 2} points`);
-  const [bx, by, bw, bh] = refined.reference.bbox;
-  coords.map(Number).forEach((v, i) => {
-    const pixel = v * (i % 2 === 0 ? WIDTH : HEIGHT);
-    const [lo, hi] = i % 2 === 0 ? [bx, bx + bw] : [by, by + bh];
-    assert.ok(pixel >= lo - 1 && pixel <= hi + 1, `polygon point ${pixel} inside [${lo}, ${hi}]`);
-  });
+  const regions = polygons.filter((p) => !p.hole);
+  const vertices = new Set(regions.flatMap((p) => pairs(p.points).map(([x, y]) => `${x},${y}`)));
+  const written = pairs(coords.map(Number)).map(([x, y]) => `${Math.round(x * WIDTH)},${Math.round(y * HEIGHT)}`);
+  assert.deepEqual(new Set(written), vertices, "the YOLO line holds exactly the outline vertices");
+  if (regions.length === 1) {
+    const expected = pairs(regions[0].points).flatMap(([x, y]) => [(x / WIDTH).toFixed(6), (y / HEIGHT).toFixed(6)]);
+    assert.deepEqual(coords, expected);
+  }
 
   // Another candidate can be picked; undo brings the pick back.
   const candidates = page.locator("#candidates .candidate");
@@ -395,5 +444,63 @@ test("a server with a bearer token: the page sends the token from #token=", { ti
     assert.match(await withToken.textContent("#status"), /^ready/);
   } finally {
     guarded.child.kill("SIGTERM");
+  }
+});
+
+test("live preview: the mask follows the pointer (latest wins), a click commits it", { timeout: 10 * TIMEOUT }, async () => {
+  // A slow decoder (debug builds only): hovers queue up on the server, so the newer ones
+  // supersede the older ones there.
+  const slow = await startServer([], { MOBILESAM_TEST_DECODE_DELAY_MS: "300" });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`http://${slow.addr}/`);
+    await page.setInputFiles("#file", fixture);
+    await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+      timeout: TIMEOUT,
+    });
+    const box = await page.locator("#prompt-canvas").boundingBox();
+    const at = (x, y) => [box.x + (x * box.width) / WIDTH, box.y + (y * box.height) / HEIGHT];
+
+    // Sweep the pointer across the image: many hovers, and the last one wins.
+    await page.mouse.move(...at(40, 40));
+    await page.mouse.move(...at(200, 150), { steps: 12 });
+    await page.waitForFunction(
+      () => {
+        const p = window.mobilesam.preview();
+        return p.sent > 1 && p.shownRequest === p.sent;
+      },
+      null,
+      { timeout: TIMEOUT },
+    );
+    const shown = await page.evaluate(() => window.mobilesam.preview());
+    assert.ok(shown.superseded > 0, `hovers queued on the server were superseded: ${JSON.stringify(shown)}`);
+    assert.ok(shown.shown < shown.sent, "stale hovers were not drawn");
+    assert.deepEqual(await page.evaluate(() => window.mobilesam.objects()), [], "a hover creates no object");
+    // The preview is the server's mask for a click at the pointer.
+    const reference = segmentCli([shown.point]);
+    assert.deepEqual(shown.rle, reference.rle, "the preview is the CLI mask for the hovered point");
+    const expected = decodeRle(reference.rle.size, reference.rle.counts);
+    assert.equal(mismatches(await overlayMask(page), expected), 0, "the overlay shows the preview");
+
+    // A click where the pointer is commits that mask as the object's.
+    const before = Number(await page.getAttribute("body", "data-predictions"));
+    await page.mouse.down();
+    await page.mouse.up();
+    await page.waitForFunction(
+      (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
+      before,
+      { timeout: TIMEOUT },
+    );
+    const [object] = await page.evaluate(() => window.mobilesam.objects());
+    assert.deepEqual(object.points, [shown.point]);
+    assert.deepEqual(object.rle, reference.rle, "the click committed the previewed mask");
+    assert.equal((await page.evaluate(() => window.mobilesam.preview())).shownRequest, 0, "the click cleared the preview");
+    assert.equal(mismatches(await overlayMask(page), expected), 0);
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    slow.child.kill("SIGTERM");
   }
 });

@@ -2,6 +2,7 @@
 //! preprocessing included) and of the decoder (one point -> full-resolution mask as COCO
 //! RLE, postprocessing included).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -39,6 +40,74 @@ pub struct BenchArgs {
     /// Print JSON; the last line is `{"encoder_ms":E,"decoder_ms":D,"threads":T}`.
     #[arg(long)]
     pub json: bool,
+
+    /// Time this Ultralytics YOLO detection checkpoint instead of MobileSAM: letterbox,
+    /// network, decoding and NMS per image, at `--imgsz` (the `detector_ms` line).
+    #[arg(long, value_name = "FILE")]
+    pub det_model: Option<PathBuf>,
+
+    /// Detector input size (with --det-model).
+    #[arg(long, value_name = "PIXELS", default_value_t = 640)]
+    pub imgsz: usize,
+}
+
+/// The summary line of `bench --det-model --json`.
+#[derive(Debug, Serialize)]
+pub struct DetectorBenchSummary {
+    /// Median time per image, milliseconds.
+    pub detector_ms: f64,
+    /// Fastest and slowest run, milliseconds.
+    pub min_ms: f64,
+    /// Slowest run, milliseconds.
+    pub max_ms: f64,
+    /// Detections on the image at the default conf.
+    pub detections: usize,
+    /// CPU threads the kernels run on.
+    pub threads: usize,
+}
+
+/// Times the detector alone on the image.
+fn run_detector(args: &BenchArgs, det_model: &Path) -> Result<()> {
+    let image = args.image.read()?;
+    let detector = crate::detect::load_detector(det_model, &args.model.device)?;
+    let options = crate::detect::detect_options(0.25, 0.7, args.imgsz, 300, &[])?;
+    let mut times = Vec::with_capacity(args.runs);
+    let mut found = 0;
+    for i in 0..args.warmup + args.runs {
+        let start = Instant::now();
+        let detections = detector
+            .detect(&image, &options)
+            .context("cannot run the detector")?;
+        if i >= args.warmup {
+            times.push(start.elapsed());
+        }
+        found = detections.len();
+    }
+    let summary = DetectorBenchSummary {
+        detector_ms: median_ms(&mut times),
+        min_ms: ms(times[0]),
+        max_ms: ms(times[times.len() - 1]),
+        detections: found,
+        threads: mobilesam_model::threads::num_threads(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "image {}x{} at imgsz {}, {} runs, {} threads, device {}",
+            image.width(),
+            image.height(),
+            args.imgsz,
+            args.runs,
+            summary.threads,
+            args.model.device
+        );
+        println!(
+            "detector: median {:.1} ms (min {:.1}, max {:.1}), {} detections",
+            summary.detector_ms, summary.min_ms, summary.max_ms, summary.detections
+        );
+    }
+    Ok(())
 }
 
 /// The summary line of `bench --json`.
@@ -57,6 +126,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let Some(det_model) = &args.det_model {
+        return run_detector(&args, det_model);
+    }
     let image = args.image.read()?;
     let sam = args.model.load()?;
     let (width, height) = (image.width() as f32, image.height() as f32);
@@ -71,6 +143,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let options = DecodeOptions {
         multimask: args.multimask,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let sync = || {
         sam.device()

@@ -2,8 +2,9 @@
 //! `mobile_sam.pt`, downloaded once into a cache directory.
 //!
 //! The download goes to a temporary file next to its destination and is renamed into
-//! place only when complete, so an interrupted download never leaves a truncated
-//! checkpoint in the cache, and concurrent first runs do not corrupt each other.
+//! place only when complete (and, with `--checkpoint-sha256`, only when its digest is the
+//! expected one), so an interrupted or altered download never lands in the cache, and
+//! concurrent first runs do not corrupt each other.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use mobilesam_model::checkpoint_digest::Sha256Digest;
 
 /// The official MobileSAM weights.
 pub const DEFAULT_URL: &str =
@@ -37,8 +39,11 @@ const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 /// directory + `mobilesam/`), downloaded there first if it is missing.
 ///
 /// An explicit or environment path must exist; a failed download says where to put the
-/// file by hand.
-pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+/// file by hand. A download whose SHA-256 is not `expected` (when given) is deleted, not
+/// cached; files already on disk are checked by whoever reads them
+/// ([`Checkpoint::load_verified`](mobilesam_model::checkpoint::Checkpoint::load_verified),
+/// [`verify_file`]).
+pub fn resolve(explicit: Option<&Path>, expected: Option<&Sha256Digest>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return existing_file(path, "--checkpoint");
     }
@@ -54,7 +59,7 @@ pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| DEFAULT_URL.to_string());
-    download(&url, &dir, &path).with_context(|| {
+    download(&url, &dir, &path, expected).with_context(|| {
         format!(
             "no checkpoint given and {FILE_NAME} could not be downloaded from {url}; \
              download it yourself and put it at {}, or pass --checkpoint FILE \
@@ -96,16 +101,30 @@ fn existing_file(path: &Path, source: &str) -> Result<PathBuf> {
     }
 }
 
+/// Checks that the file at `path` has the SHA-256 `expected`; the error names the file and
+/// both digests.
+pub fn verify_file(path: &Path, expected: &Sha256Digest) -> Result<()> {
+    let found = Sha256Digest::of_file(path)?;
+    expected.expect(&found, &path.display().to_string())?;
+    Ok(())
+}
+
 /// Downloads `url` to `dest` through a temporary file in `dir`, with a progress bar on
-/// stderr.
-fn download(url: &str, dir: &Path, dest: &Path) -> Result<()> {
+/// stderr; with `expected`, the temporary file must have that SHA-256 to be renamed.
+fn download(url: &str, dir: &Path, dest: &Path, expected: Option<&Sha256Digest>) -> Result<()> {
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
     let part = dir.join(format!(".{FILE_NAME}.{}.part", std::process::id()));
-    let result = download_to(url, &part).and_then(|()| {
-        fs::rename(&part, dest)
-            .with_context(|| format!("cannot move {} to {}", part.display(), dest.display()))
-    });
+    let result = download_to(url, &part)
+        .and_then(|()| match expected {
+            Some(expected) => verify_file(&part, expected)
+                .context("the download is not the expected checkpoint (--checkpoint-sha256)"),
+            None => Ok(()),
+        })
+        .and_then(|()| {
+            fs::rename(&part, dest)
+                .with_context(|| format!("cannot move {} to {}", part.display(), dest.display()))
+        });
     match &result {
         Ok(()) => eprintln!("saved {}", dest.display()),
         // Best effort: the temporary file may not exist.

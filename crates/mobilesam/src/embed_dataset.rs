@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use mobilesam_model::checkpoint::Checkpoint;
-use mobilesam_model::digest::{file_sha256, sha256_hex};
+use mobilesam_model::digest::sha256_hex;
 use mobilesam_model::image::decode_image;
 use mobilesam_model::Sam;
 use mobilesam_server::store::{HostEmbedding, ModelId, Precompute, StoreConfig, StoreDtype};
@@ -75,9 +75,15 @@ pub fn run(model: &ModelArgs, args: &DatasetArgs, max_image_pixels: u64) -> Resu
         bail!("--workers must be at least 1");
     }
     let images = crate::annotate::list_images(data)?;
-    let checkpoint = crate::checkpoint_source::resolve(model.checkpoint.as_deref())?;
-    let digest = file_sha256(&checkpoint)
-        .with_context(|| format!("cannot read {}", checkpoint.display()))?;
+    let expected = model.checkpoint_sha256.as_ref();
+    let checkpoint = crate::checkpoint_source::resolve(model.checkpoint.as_deref(), expected)?;
+    // The digest that names the model in the store is the one taken of the loaded bytes.
+    let weights = Checkpoint::load_verified(&checkpoint, expected)
+        .with_context(|| format!("cannot load the model from {}", checkpoint.display()))?;
+    let digest = weights
+        .sha256()
+        .map(ToString::to_string)
+        .context("the checkpoint has no file digest")?;
     let config = StoreConfig {
         embedding_store: Some(url.clone()),
         embedding_store_password_file: args.store_password_file.clone(),
@@ -103,8 +109,6 @@ pub fn run(model: &ModelArgs, args: &DatasetArgs, max_image_pixels: u64) -> Resu
     );
     let started = Instant::now();
     let device = model.device.open()?;
-    let weights = Checkpoint::load(&checkpoint)
-        .with_context(|| format!("cannot load the model from {}", checkpoint.display()))?;
     let queue = Mutex::new(images.into_iter().collect::<VecDeque<_>>());
     let progress = crate::annotate::progress_bar(queue.lock().map_or(0, |q| q.len()) as u64);
     let summary = Mutex::new(Summary::default());

@@ -1,8 +1,9 @@
-//! `mobilesam info`: parameter counts per part and file size, as Ultralytics'
-//! `model.info()` reports them.
+//! `mobilesam info`: the file's SHA-256, parameter counts per part and file size, as
+//! Ultralytics' `model.info()` reports them.
 
 use anyhow::{Context, Result};
 use mobilesam_model::checkpoint::{Checkpoint, ParameterCounts};
+use mobilesam_model::checkpoint_digest::Sha256Digest;
 use serde::Serialize;
 
 use crate::checkpoint_source;
@@ -16,6 +17,10 @@ pub struct InfoArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<std::path::PathBuf>,
 
+    /// The SHA-256 the checkpoint file must have (64 hex digits), as for `segment`.
+    #[arg(long, value_name = "HEX", env = "MOBILESAM_CHECKPOINT_SHA256")]
+    pub checkpoint_sha256: Option<Sha256Digest>,
+
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -26,6 +31,8 @@ pub struct InfoArgs {
 pub struct Info {
     /// The checkpoint file.
     pub checkpoint: String,
+    /// SHA-256 of the file, 64 hex digits (the value for `--checkpoint-sha256`).
+    pub sha256: String,
     /// Parameters per part and in total (buffers such as BatchNorm statistics excluded).
     pub parameters: ParameterCounts,
     /// Number of tensors in the file, buffers included.
@@ -38,11 +45,17 @@ pub struct Info {
 
 /// Reads the checkpoint and prints its summary.
 pub fn run(args: InfoArgs) -> Result<()> {
-    let path = checkpoint_source::resolve(args.checkpoint.as_deref())?;
-    let checkpoint = Checkpoint::load(&path).context("cannot read the checkpoint")?;
+    let expected = args.checkpoint_sha256.as_ref();
+    let path = checkpoint_source::resolve(args.checkpoint.as_deref(), expected)?;
+    let checkpoint =
+        Checkpoint::load_verified(&path, expected).context("cannot read the checkpoint")?;
     let file_bytes = checkpoint.file_bytes();
     let info = Info {
         checkpoint: path.display().to_string(),
+        sha256: checkpoint
+            .sha256()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         parameters: checkpoint.parameter_counts(),
         tensors: checkpoint.names().len(),
         file_bytes,
@@ -66,8 +79,8 @@ fn table(info: &Info) -> String {
         ("total", p.total),
     ];
     let mut out = format!(
-        "checkpoint: {}\n{:<16}{:>14}\n",
-        info.checkpoint, "part", "parameters"
+        "checkpoint: {}\nsha256: {}\n{:<16}{:>14}\n",
+        info.checkpoint, info.sha256, "part", "parameters"
     );
     for (name, count) in rows {
         out.push_str(&format!("{name:<16}{:>14}\n", thousands(count)));

@@ -3,6 +3,7 @@
 mod annotate;
 mod bench;
 mod checkpoint_source;
+mod detect;
 mod embed;
 mod embed_dataset;
 mod error_message;
@@ -48,6 +49,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Time the encoder and the decoder on an image: medians in milliseconds.
     Bench(bench::BenchArgs),
+    /// Detect objects with an Ultralytics YOLO checkpoint; prints the boxes as JSON.
+    Detect(detect::DetectArgs),
     /// Segment every detected box in a folder of images: YOLO segmentation or COCO labels.
     Annotate(annotate::AnnotateArgs),
     /// Drive a running server with K concurrent streams x M prompts: throughput, latency
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::SeededCheckpoint(args) => seeded_checkpoint::run(args),
         Command::Annotate(args) => annotate::run(args),
+        Command::Detect(args) => detect::run(args),
         Command::Load(args) => load::run(args),
     };
     match result {

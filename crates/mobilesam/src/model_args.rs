@@ -1,8 +1,11 @@
-//! Flags shared by the commands that run the model: `--checkpoint` and `--device`.
+//! Flags shared by the commands that run the model: `--checkpoint`, `--checkpoint-sha256`
+//! and `--device`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_model::checkpoint_digest::Sha256Digest;
 use mobilesam_model::Sam;
 
 use crate::checkpoint_source;
@@ -18,6 +21,12 @@ pub struct ModelArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
+    /// The SHA-256 the checkpoint file must have (64 hex digits, as `sha256sum` prints): a
+    /// different file is refused before it is used, and a download is kept only if it
+    /// matches. `mobilesam info` prints a file's digest.
+    #[arg(long, value_name = "HEX", env = "MOBILESAM_CHECKPOINT_SHA256")]
+    pub checkpoint_sha256: Option<Sha256Digest>,
+
     /// Device to run on: cpu, cuda[:N] (build with --features cuda) or metal[:N] (build
     /// with --features metal).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
@@ -28,9 +37,11 @@ impl ModelArgs {
     /// Resolves the checkpoint (downloading it if needed), opens the device and loads the
     /// model.
     pub fn load(&self) -> Result<Sam> {
-        let path = checkpoint_source::resolve(self.checkpoint.as_deref())?;
+        let expected = self.checkpoint_sha256.as_ref();
+        let path = checkpoint_source::resolve(self.checkpoint.as_deref(), expected)?;
         let device = self.device.open()?;
-        Sam::load(&path, &device)
-            .with_context(|| format!("cannot load the model from {}", path.display()))
+        let context = || format!("cannot load the model from {}", path.display());
+        let checkpoint = Checkpoint::load_verified(&path, expected).with_context(context)?;
+        Sam::from_checkpoint(&checkpoint, &device).with_context(context)
     }
 }

@@ -76,6 +76,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let options = DecodeOptions {
         multimask: args.multimask,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let masks = sam.decode(&embedding, &objects, options)?;
     let result = SegmentOutput::new(width, height, masks);

@@ -1,14 +1,13 @@
 //! `mobilesam annotate` on the small dataset of `tests/fixtures/annotate` (two PNGs, one
 //! unreadable file, YOLO and COCO detections) with seeded weights: labels parse back, the
-//! filtering follows Ultralytics, runs resume, and every polygon rasterises back to the
-//! mask it came from.
+//! filtering follows Ultralytics, runs resume, and the polygons are those of the masks.
 //!
-//! The seeded weights give meaningless masks (scattered dots), so the polygon check
-//! compares each polygon with what the outer contour stands for: the mask's largest
-//! 8-connected component with its holes filled (recomputed here with the library from the
-//! same boxes), IoU >= 0.9. The IoU against the whole dotted mask is printed, not
-//! asserted; `mobilesam_model::polygon`'s unit tests hold realistic shapes (disks,
-//! rectangles, L-shapes, rings) to IoU >= 0.9 against the full mask.
+//! The seeded weights give meaningless masks (scattered dots, many regions), so the
+//! polygon check recomputes each box's mask with the library and compares the labels with
+//! what Ultralytics makes of that mask: YOLO lines hold `masks2segments` (every region's
+//! OpenCV contour, joined), COCO annotations every region's contour as its own polygon
+//! (`mobilesam_model::contours`, whose parity with OpenCV and Ultralytics the model crate's
+//! `yolo_parity` test proves on a fixture made by `ultralytics`).
 
 mod cli_support;
 
@@ -18,8 +17,9 @@ use std::sync::{Mutex, OnceLock};
 
 use candle_core::Device;
 use cli_support::{arg, checkpoint, failure, run, seeded_checkpoint, success, temp_dir};
+use mobilesam_model::contours;
 use mobilesam_model::masks::BinaryMask;
-use mobilesam_model::polygon::{self, Vertex};
+use mobilesam_model::polygon::Vertex;
 use mobilesam_model::{BoxPrompt, DecodeOptions, Embedding, ObjectPrompt, Sam};
 use serde_json::Value;
 
@@ -92,6 +92,7 @@ fn masks_for(name: &str, boxes: &[(i64, [f32; 4])]) -> Vec<(i64, BinaryMask)> {
     let options = DecodeOptions {
         multimask: false,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let decoded = sam
         .decode(&embeddings[name], &prompts, options)
@@ -100,7 +101,7 @@ fn masks_for(name: &str, boxes: &[(i64, [f32; 4])]) -> Vec<(i64, BinaryMask)> {
         .iter()
         .zip(decoded)
         .map(|((class, _), o)| (*class, BinaryMask::from_rle(&o.masks[0].rle).unwrap()))
-        .filter(|(_, m)| m.area() > 0)
+        .filter(|(_, m)| contours::mask_segments(&m.data, m.height, m.width).len() >= 3)
         .collect()
 }
 
@@ -155,34 +156,67 @@ fn parse_labels(text: &str, width: u32, height: u32) -> Vec<(i64, Vec<Vertex>)> 
         .collect()
 }
 
-/// IoU of the polygon's rasterisation with the outer contour's region of `mask` (largest
-/// component, holes filled); also returns the IoU with the whole mask.
-fn polygon_iou(poly: &[Vertex], mask: &BinaryMask) -> (f64, f64) {
-    let (h, w) = (mask.height, mask.width);
-    let as_mask = |data: Vec<u8>| BinaryMask {
-        height: h,
-        width: w,
-        data,
+/// The mask's contour points as Ultralytics writes them: every region joined (YOLO) or
+/// each region with three points or more (COCO).
+fn mask_polygons(mask: &BinaryMask, joined: bool) -> Vec<Vec<Vertex>> {
+    let as_vertices = |ring: &[contours::Point]| -> Vec<Vertex> {
+        ring.iter().map(|p| p.map(f64::from)).collect()
     };
-    let raster = as_mask(polygon::rasterize(poly, h, w));
-    let largest = polygon::largest_component(&mask.data, h, w).expect("non-empty");
-    let region = as_mask(polygon::fill_holes(&largest, h, w));
-    (raster.iou(&region), raster.iou(mask))
+    if joined {
+        vec![as_vertices(&contours::mask_segments(
+            &mask.data,
+            mask.height,
+            mask.width,
+        ))]
+    } else {
+        let regions: Vec<Vec<Vertex>> =
+            contours::external_contours(&mask.data, mask.height, mask.width)
+                .iter()
+                .filter(|r| r.len() >= 3)
+                .map(|r| as_vertices(r))
+                .collect();
+        if regions.is_empty() {
+            mask_polygons(mask, true)
+        } else {
+            regions
+        }
+    }
 }
 
-fn check_polygons(name: &str, objects: &[(i64, Vec<Vertex>)], reference: &[(i64, BinaryMask)]) {
+/// Each object's polygons against those of its reference mask, within `tolerance` pixels.
+fn check_polygons(
+    name: &str,
+    objects: &[(i64, Vec<Vec<Vertex>>)],
+    reference: &[(i64, BinaryMask)],
+    joined: bool,
+    tolerance: f64,
+) {
     assert_eq!(objects.len(), reference.len(), "{name}: objects");
-    for (i, ((class, poly), (ref_class, mask))) in objects.iter().zip(reference).enumerate() {
+    for (i, ((class, polys), (ref_class, mask))) in objects.iter().zip(reference).enumerate() {
         assert_eq!(class, ref_class, "{name} object {i}: class");
-        let (outer, whole) = polygon_iou(poly, mask);
+        let want = mask_polygons(mask, joined);
         eprintln!(
-            "{name} object {i}: {} vertices, mask area {}, IoU {outer:.3} with the outer \
-             region of the largest component, {whole:.3} with the whole mask",
-            poly.len(),
+            "{name} object {i}: {} polygon(s), {} points, mask area {}",
+            polys.len(),
+            polys.iter().map(Vec::len).sum::<usize>(),
             mask.area()
         );
-        assert!(outer >= 0.9, "{name} object {i}: IoU {outer}");
+        assert_eq!(polys.len(), want.len(), "{name} object {i}: polygons");
+        for (got, want) in polys.iter().zip(&want) {
+            assert_eq!(got.len(), want.len(), "{name} object {i}: points");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g[0] - w[0]).abs() <= tolerance && (g[1] - w[1]).abs() <= tolerance,
+                    "{name} object {i}: {g:?} vs {w:?}"
+                );
+            }
+        }
     }
+}
+
+/// YOLO label lines as one joined polygon each.
+fn joined(objects: Vec<(i64, Vec<Vertex>)>) -> Vec<(i64, Vec<Vec<Vertex>>)> {
+    objects.into_iter().map(|(c, p)| (c, vec![p])).collect()
 }
 
 fn stderr(output: &std::process::Output) -> String {
@@ -224,8 +258,8 @@ fn yolo_labels_parse_back_match_masks_and_resume() {
     assert_eq!(files, ["a.txt", "b.txt"]);
     for (name, width, height, _) in expected() {
         let text = std::fs::read_to_string(labels.join(name.replace(".png", ".txt"))).unwrap();
-        let objects = parse_labels(&text, width, height);
-        check_polygons(name, &objects, &yolo_reference(name));
+        let objects = joined(parse_labels(&text, width, height));
+        check_polygons(name, &objects, &yolo_reference(name), true, 64.0 * 1e-6);
     }
     let a_classes: Vec<i64> = parse_labels(
         &std::fs::read_to_string(labels.join("a.txt")).unwrap(),
@@ -268,8 +302,10 @@ fn yolo_labels_parse_back_match_masks_and_resume() {
     let text = std::fs::read_to_string(labels.join("a.txt")).unwrap();
     check_polygons(
         "a.png",
-        &parse_labels(&text, 64, 48),
+        &joined(parse_labels(&text, 64, 48)),
         &yolo_reference("a.png"),
+        true,
+        64.0 * 1e-6,
     );
 }
 
@@ -323,7 +359,7 @@ fn coco_output_from_coco_detections_with_class_filter() {
         .collect();
     assert_eq!(categories, [0, 2]);
     for (image, name) in images.iter().zip(["a.png", "b.png"]) {
-        let objects: Vec<(i64, Vec<Vertex>)> = doc["annotations"]
+        let objects: Vec<(i64, Vec<Vec<Vertex>>)> = doc["annotations"]
             .as_array()
             .unwrap()
             .iter()
@@ -333,12 +369,19 @@ fn coco_output_from_coco_detections_with_class_filter() {
                 assert!(a["score"].as_f64().unwrap() > 0.25);
                 assert_eq!(a["bbox"].as_array().unwrap().len(), 4);
                 assert!(a["area"].as_u64().unwrap() > 0);
-                let seg = a["segmentation"][0].as_array().unwrap();
-                let poly = seg
-                    .chunks(2)
-                    .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+                let polys = a["segmentation"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|seg| {
+                        seg.as_array()
+                            .unwrap()
+                            .chunks(2)
+                            .map(|p| [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()])
+                            .collect()
+                    })
                     .collect();
-                (a["category_id"].as_i64().unwrap(), poly)
+                (a["category_id"].as_i64().unwrap(), polys)
             })
             .collect();
         // The class filter keeps classes 0 and 2, most confident first (COCO pixel boxes).
@@ -350,7 +393,7 @@ fn coco_output_from_coco_detections_with_class_filter() {
             ],
             _ => &[(2, [18.0, 6.0, 30.0, 18.0])],
         };
-        check_polygons(name, &objects, &masks_for(name, boxes));
+        check_polygons(name, &objects, &masks_for(name, boxes), false, 0.0);
     }
     // Resume: both images are in the document already.
     let out = run(&args);

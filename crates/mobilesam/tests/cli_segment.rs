@@ -224,6 +224,7 @@ fn cli_masks_match_the_library_in_model_order() {
     let options = mobilesam_model::DecodeOptions {
         multimask: true,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let expected = sam.decode(&embedding, &objects, options).expect("decode");
     for (object, want) in json["objects"]

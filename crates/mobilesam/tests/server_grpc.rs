@@ -313,6 +313,7 @@ async fn streamed_masks_match_segment_cli_and_library() {
         let options = mobilesam_model::DecodeOptions {
             multimask,
             return_low_res_logits: true,
+            return_polygons: false,
         };
         sam.decode(&embedding, &to_library(objects), options)
             .expect("decode")

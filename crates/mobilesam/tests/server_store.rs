@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mobilesam_model::digest::{file_sha256, sha256_hex};
+use mobilesam_model::checkpoint_digest::Sha256Digest;
+use mobilesam_model::digest::sha256_hex;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::EmbeddingSource;
@@ -139,7 +140,11 @@ impl Drop for Redis {
 
 /// The identity the servers store embeddings under.
 fn model_id() -> ModelId {
-    ModelId::new(file_sha256(checkpoint()).expect("hash the checkpoint"))
+    ModelId::new(
+        Sha256Digest::of_file(checkpoint())
+            .expect("hash the checkpoint")
+            .to_string(),
+    )
 }
 
 fn store_args(url: &str) -> Vec<String> {
@@ -506,6 +511,7 @@ fn f16_storage_keeps_masks() {
     let options = DecodeOptions {
         multimask: true,
         return_low_res_logits: false,
+        return_polygons: false,
     };
     let (mut worst_iou, mut worst_score) = (1.0f64, 0.0f32);
     for name in ["chelsea.png", "coffee.png"] {

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::checkpoint_digest::Sha256Digest;
 use crate::checkpoint_torch::read_torch_zip;
 use crate::error::{ModelError, Result};
 
@@ -18,6 +19,7 @@ use crate::error::{ModelError, Result};
 pub struct Checkpoint {
     tensors: HashMap<String, Tensor>,
     file_bytes: u64,
+    sha256: Option<Sha256Digest>,
 }
 
 /// Parameter counts per part, as `sum(p.numel() for p in part.parameters())` in PyTorch:
@@ -37,18 +39,34 @@ pub struct ParameterCounts {
 impl Checkpoint {
     /// Reads a `.pt`/`.pth` (zip) or `.safetensors` checkpoint, recognised by its content.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_verified(path, None)
+    }
+
+    /// As [`Checkpoint::load`], but when `expected` is given the file's SHA-256 must equal
+    /// it: a mismatch is a [`ModelError::Checkpoint`] naming both digests, before any tensor
+    /// is read. The digest is taken of the very bytes that are then parsed.
+    pub fn load_verified(path: &Path, expected: Option<&Sha256Digest>) -> Result<Self> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
             path: shown.clone(),
             source,
         })?;
-        Self::from_bytes(&bytes, &shown)
+        let sha256 = Sha256Digest::of(&bytes);
+        if let Some(expected) = expected {
+            expected.expect(&sha256, &shown)?;
+        }
+        Self::parse(&bytes, &shown, sha256)
     }
 
     /// Reads a checkpoint already in memory, as [`Checkpoint::load`]; `shown` names it in
     /// errors. Malformed input gives [`ModelError::Checkpoint`], and nothing allocated
     /// while reading is larger than `bytes`: a zip entry or tensor claiming more is refused.
     pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Self> {
+        Self::parse(bytes, shown, Sha256Digest::of(bytes))
+    }
+
+    /// [`Checkpoint::from_bytes`] with the digest of `bytes` already taken.
+    fn parse(bytes: &[u8], shown: &str, sha256: Sha256Digest) -> Result<Self> {
         let bad = |reason: String| ModelError::Checkpoint {
             path: shown.to_string(),
             reason,
@@ -68,6 +86,7 @@ impl Checkpoint {
         Ok(Self {
             tensors,
             file_bytes: bytes.len() as u64,
+            sha256: Some(sha256),
         })
     }
 
@@ -76,12 +95,18 @@ impl Checkpoint {
         Self {
             tensors,
             file_bytes: 0,
+            sha256: None,
         }
     }
 
     /// Size of the file it was read from (0 when built in memory).
     pub fn file_bytes(&self) -> u64 {
         self.file_bytes
+    }
+
+    /// SHA-256 of the file it was read from (`None` when built in memory).
+    pub fn sha256(&self) -> Option<&Sha256Digest> {
+        self.sha256.as_ref()
     }
 
     /// All tensor names, sorted.

@@ -31,13 +31,13 @@ pub struct TensorRef {
     pub stride: Vec<usize>,
 }
 
-/// A pickled value, as far as a state_dict needs one.
+/// A pickled value, as far as a state_dict or a pickled module tree needs one.
 #[derive(Debug, Clone)]
-enum Value {
+pub(crate) enum Value {
     None,
-    Bool,
+    Bool(bool),
     Int(i64),
-    Float,
+    Float(f64),
     Str(String),
     Bytes,
     /// A container with its nesting depth.
@@ -50,6 +50,21 @@ enum Value {
     /// A persistent id: `('storage', StorageClass, key, location, numel)` in torch.
     Persistent(Box<Value>),
     Tensor(TensorRef),
+    /// An instance of a class that is not understood (`cls.__new__(cls)` through NEWOBJ or
+    /// REDUCE), with the state its BUILD gave it (`None` until then). Nothing is executed:
+    /// the state is kept as data, for the module walker to read `__dict__` entries from.
+    Object(Box<Object>),
+}
+
+/// An instance: its class and its pickled state (usually its `__dict__`).
+#[derive(Debug, Clone)]
+pub(crate) struct Object {
+    /// The class's module, e.g. `ultralytics.nn.modules.conv`.
+    pub module: String,
+    /// The class's name, e.g. `Conv`.
+    pub name: String,
+    /// The state given by BUILD; `Value::None` when there was none.
+    pub state: Value,
 }
 
 impl Value {
@@ -57,6 +72,7 @@ impl Value {
         match self {
             Value::Tuple(_, d) | Value::List(_, d) | Value::Dict(_, d) => *d,
             Value::Persistent(inner) => inner.depth() + 1,
+            Value::Object(object) => object.state.depth() + 1,
             _ => 0,
         }
     }
@@ -77,6 +93,7 @@ impl Value {
             Value::Persistent(inner) => 1 + inner.weight(),
             Value::Global(a, b) => 1 + (a.len() + b.len()) / 16,
             Value::Tensor(t) => 1 + t.shape.len() + t.name.len() / 16,
+            Value::Object(o) => 1 + (o.module.len() + o.name.len()) / 16 + o.state.weight(),
             _ => 1,
         }
     }
@@ -98,14 +115,7 @@ pub fn node_budget(len: usize) -> usize {
 /// order. Entries whose value is not a tensor are skipped; a result that is not a dict,
 /// or any malformed opcode, is an error.
 pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TensorRef>, String> {
-    let mut vm = Vm {
-        input: bytes,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        budget: node_budget(bytes.len()),
-    };
-    let result = vm.run()?;
+    let result = read_value(bytes)?;
     let Value::Dict(items, _) = result else {
         return Err("the pickle is not a state_dict (expected a dict of tensors)".into());
     };
@@ -119,6 +129,20 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TensorRef>, String> {
             _ => None,
         })
         .collect())
+}
+
+/// Runs the pickle `bytes` and returns the value it builds, with the same bounds as
+/// [`read_state_dict`]. Instances of unknown classes come back as [`Value::Object`] with
+/// their state as data; nothing in the pickle is ever called.
+pub(crate) fn read_value(bytes: &[u8]) -> Result<Value, String> {
+    let mut vm = Vm {
+        input: bytes,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        budget: node_budget(bytes.len()),
+    };
+    vm.run()
 }
 
 struct Vm<'a> {
@@ -148,7 +172,8 @@ impl Vm<'_> {
             0x95 => drop(self.take(8)?),         // FRAME
             b'(' => self.stack.push(Slot::Mark), // MARK
             b'N' => self.push(Value::None)?,
-            0x88 | 0x89 => self.push(Value::Bool)?, // NEWTRUE, NEWFALSE
+            0x88 => self.push(Value::Bool(true))?,  // NEWTRUE
+            0x89 => self.push(Value::Bool(false))?, // NEWFALSE
             b'K' => {
                 let v = self.byte()?;
                 self.push(Value::Int(v.into()))?
@@ -176,8 +201,9 @@ impl Vm<'_> {
                 self.push(Value::Int(i64::from_le_bytes(buf)))?
             }
             b'G' => {
-                self.take(8)?;
-                self.push(Value::Float)?
+                // BINFLOAT: big-endian IEEE 754 double.
+                let v = f64::from_be_bytes(self.array()?);
+                self.push(Value::Float(v))?
             }
             b'X' => {
                 let n = u32::from_le_bytes(self.array()?) as usize;
@@ -292,9 +318,18 @@ impl Vm<'_> {
                 self.push(value)?
             }
             b'b' => {
-                // BUILD: the state (an OrderedDict's `_metadata`) is not needed.
-                self.pop()?;
-                self.top()?;
+                // BUILD: an instance keeps its state as data; any other value (an
+                // OrderedDict's `_metadata`, a tensor's hooks) drops it.
+                let state = self.pop()?;
+                let added = state.depth() + 1;
+                if let Value::Object(object) = self.top()? {
+                    if matches!(object.state, Value::None) {
+                        if added > MAX_DEPTH {
+                            return Err(format!("values nest deeper than {MAX_DEPTH} levels"));
+                        }
+                        object.state = state;
+                    }
+                }
             }
             b'0' => drop(self.pop()?), // POP
             _ => return Err("unsupported opcode".into()),
@@ -462,11 +497,22 @@ fn tuple(items: Vec<Value>) -> Value {
     Value::Tuple(items, depth)
 }
 
-/// `callable(*args)` for the callables a state_dict uses; anything else is opaque.
+/// `callable(*args)` for the callables a state_dict uses; a class called through NEWOBJ
+/// (or `copyreg._reconstructor`) becomes an [`Object`] awaiting its BUILD state; anything
+/// else is opaque.
 fn call(callable: Value, args: Value) -> Result<Value, String> {
     let Value::Global(module, name) = &callable else {
         return Ok(Value::Opaque);
     };
+    if (module.as_str(), name.as_str()) == ("copyreg", "_reconstructor") {
+        // `_reconstructor(cls, base, state)`: an instance of `cls`.
+        if let Value::Tuple(items, _) = &args {
+            if let Some(Value::Global(m, n)) = items.first() {
+                return Ok(instance(m, n));
+            }
+        }
+        return Ok(Value::Opaque);
+    }
     match (module.as_str(), name.as_str()) {
         ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new(), 1)),
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => {
@@ -476,8 +522,17 @@ fn call(callable: Value, args: Value) -> Result<Value, String> {
             Value::Tuple(mut items, _) if !items.is_empty() => Ok(items.swap_remove(0)),
             _ => Err("_rebuild_parameter needs (tensor, ...)".into()),
         },
-        _ => Ok(Value::Opaque),
+        ("builtins", "set" | "frozenset") | ("torch", "device" | "Size") => Ok(Value::Opaque),
+        (m, n) => Ok(instance(m, n)),
     }
+}
+
+fn instance(module: &str, name: &str) -> Value {
+    Value::Object(Box::new(Object {
+        module: module.to_string(),
+        name: name.to_string(),
+        state: Value::None,
+    }))
 }
 
 /// `_rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`.

@@ -15,12 +15,12 @@ use candle_core::{Device, Tensor};
 
 use crate::checkpoint_pickle::{read_state_dict, TensorRef};
 
-type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+pub(crate) type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
 
 /// Reads every tensor of the `torch.save` zip `bytes`.
 pub fn read_torch_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
     let limit = bytes.len() as u64;
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let mut zip = open_archive(bytes)?;
     let pickle_name = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).and_then(|name| name.ok()))
         .map(|name| name.to_string())
@@ -48,8 +48,25 @@ pub fn read_torch_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
     Ok(tensors)
 }
 
+/// Opens the zip with its archive starting at byte 0, as `torch.save` writes it.
+///
+/// The zip crate's default (`ArchiveOffset::Detect`, zip 9.8.2) guesses the start of the
+/// central directory as "end record minus directory size" when the 32-bit end record holds
+/// real values. torch (and Python's `zipfile` past 65535 entries) also write zip64 end
+/// records, whose 76 bytes sit between the directory and that end record. When the first
+/// directory entry is exactly 76 bytes long (`<folder>/data.pkl` with a 21-character folder,
+/// i.e. a file such as `my_model_v2_final_ep3.pt`), the guess lands on the second entry, the
+/// crate reads the zip64 record as a third, and fails with "Invalid Central Directory
+/// header". A known offset of 0 makes it read the directory where the end record says.
+fn open_archive(bytes: &[u8]) -> Result<Archive<'_>, String> {
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    zip::ZipArchive::with_config(config, Cursor::new(bytes)).map_err(|e| e.to_string())
+}
+
 /// The uncompressed bytes of one entry, refused beyond `limit` bytes.
-fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
     let entry = zip
         .by_name(name)
         .map_err(|e| format!("zip entry {name}: {e}"))?;
@@ -74,7 +91,11 @@ fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, 
 
 /// Builds one contiguous tensor from a little-endian storage blob and a strided view, at
 /// most `limit` bytes large.
-fn tensor_from_storage(storage: &[u8], info: &TensorRef, limit: u64) -> Result<Tensor, String> {
+pub(crate) fn tensor_from_storage(
+    storage: &[u8],
+    info: &TensorRef,
+    limit: u64,
+) -> Result<Tensor, String> {
     let elem = info.dtype.size_in_bytes();
     let n_storage = storage.len() / elem;
     let dims = info.shape.as_slice();

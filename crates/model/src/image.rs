@@ -10,10 +10,11 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
+use crate::image_truncation::check_complete;
 
 /// Side of the square model input, in pixels.
 pub const IMAGE_SIZE: usize = 1024;
@@ -49,7 +50,9 @@ const DECODER_ALLOC_SLACK: u64 = 64 * 1024 * 1024;
 /// The header is read first and images over `max_pixels` are refused with
 /// [`ModelError::ImageTooLarge`] before any pixel data is decoded; the decoder's memory
 /// limit is also set from `max_pixels`. Unknown formats and corrupt data give
-/// [`ModelError::ImageDecode`].
+/// [`ModelError::ImageDecode`]; so does data that ends early ("image data is truncated"),
+/// also where the decoder would fill the missing pixels itself (see
+/// [`image_truncation`](crate::image_truncation)).
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -66,12 +69,29 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
             .saturating_add(DECODER_ALLOC_SLACK),
     );
     reader.limits(limits);
-    let decode_error = |e: image::ImageError| ModelError::ImageDecode(format!("{format:?}: {e}"));
+    let decode_error = |e: image::ImageError| ModelError::ImageDecode(decode_reason(format, e));
     let decoder = reader.into_decoder().map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
     check_size(width.into(), height.into(), max_pixels)?;
+    check_complete(format, bytes).map_err(|e| ModelError::ImageDecode(e.to_string()))?;
     let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     Ok(image.into_rgb8())
+}
+
+/// The decoder's reason on one line, prefixed with the format; data that ran out is called
+/// truncated.
+fn decode_reason(format: ImageFormat, error: image::ImageError) -> String {
+    let reason = error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match &error {
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("image data is truncated ({format:?}: {reason})")
+        }
+        _ => format!("{format:?}: {reason}"),
+    }
 }
 
 /// Reads and decodes an image file, as [`decode_image`]; an unreadable file gives

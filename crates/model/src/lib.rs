@@ -9,18 +9,23 @@
 
 pub mod amg;
 pub mod checkpoint;
+pub mod checkpoint_digest;
 mod checkpoint_pickle;
 mod checkpoint_torch;
+pub mod contours;
 pub mod cpu;
+pub mod detector;
 pub mod device;
 pub mod digest;
 pub mod error;
 pub mod image;
+pub mod image_truncation;
 pub mod layers;
 pub mod mask_decoder;
 pub mod mask_runs;
 pub mod masks;
 pub mod polygon;
+pub mod polygon_regions;
 pub mod prompt;
 pub mod prompt_encoder;
 pub mod prompt_json;

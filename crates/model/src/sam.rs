@@ -14,6 +14,8 @@ use crate::layers::{host_values, Weights};
 use crate::mask_decoder::cpu::{Dense, MaskDecoderCpu};
 use crate::mask_decoder::{DecoderOutput, MaskDecoder};
 use crate::masks::{low_res_extent, upscale_to_mask, Rle};
+use crate::polygon::DEFAULT_EPSILON;
+use crate::polygon_regions::{mask_regions, Region};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
 use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
 use crate::tiny_vit::{TinyVit, EMBED_CHANNELS, EMBED_SIDE};
@@ -76,6 +78,9 @@ pub struct DecodeOptions {
     pub multimask: bool,
     /// Also return each mask's 256x256 low-resolution logits.
     pub return_low_res_logits: bool,
+    /// Also return each mask's regions and holes as outlines
+    /// ([`mask_regions`](crate::polygon_regions::mask_regions)).
+    pub return_polygons: bool,
 }
 
 /// One full-resolution mask and what is known about it.
@@ -91,6 +96,8 @@ pub struct MaskOutput {
     pub rle: Rle,
     /// 256x256 logits, row-major, when asked for.
     pub low_res_logits: Option<Vec<f32>>,
+    /// Every region with its holes, outlines on pixel corners, when asked for.
+    pub polygons: Option<Vec<Region>>,
 }
 
 /// The masks of one object, in the model's output order.
@@ -341,7 +348,7 @@ impl Sam {
                     .into_par_iter()
                     .zip(object.scores)
                     .map(|(logits, score)| {
-                        let mut out = postprocess_mask(&logits, embedding, score)?;
+                        let mut out = postprocess(&logits, embedding, score, options)?;
                         if options.return_low_res_logits {
                             out.low_res_logits = Some(logits);
                         }
@@ -356,19 +363,34 @@ impl Sam {
 
 /// Full-resolution binary mask, its area, bbox and RLE, from one low-resolution logit map.
 pub fn postprocess_mask(logits: &[f32], embedding: &Embedding, score: f32) -> Result<MaskOutput> {
+    postprocess(logits, embedding, score, DecodeOptions::default())
+}
+
+/// [`postprocess_mask`], plus the mask's outlines when `options` ask for them.
+fn postprocess(
+    logits: &[f32],
+    embedding: &Embedding,
+    score: f32,
+    options: DecodeOptions,
+) -> Result<MaskOutput> {
     debug_assert_eq!(logits.len(), LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE);
     let mask = step("postprocess upscale", || {
         upscale_to_mask(logits, embedding.input_size, embedding.original_size)
     })?;
-    step("postprocess mask, RLE", || {
-        Ok(MaskOutput {
-            score,
-            area: mask.area(),
-            bbox: mask.bbox(),
-            rle: mask.to_rle(),
-            low_res_logits: None,
-        })
-    })
+    let mut out = step("postprocess mask, RLE", || MaskOutput {
+        score,
+        area: mask.area(),
+        bbox: mask.bbox(),
+        rle: mask.to_rle(),
+        low_res_logits: None,
+        polygons: None,
+    });
+    if options.return_polygons {
+        out.polygons = Some(step("postprocess polygons", || {
+            mask_regions(&mask.data, mask.height, mask.width, DEFAULT_EPSILON)
+        }));
+    }
+    Ok(out)
 }
 
 /// Maps a prompt from original-image pixels to model-input pixels.

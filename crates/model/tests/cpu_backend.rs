@@ -198,6 +198,7 @@ fn cropped_decoding_gives_the_same_masks() {
                 let options = DecodeOptions {
                     multimask,
                     return_low_res_logits,
+                    return_polygons: false,
                 };
                 sam.decode(&embedding, &objects, options).expect("decodes")
             };

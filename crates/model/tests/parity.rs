@@ -145,6 +145,7 @@ fn check_image(stem: &str) {
         let options = DecodeOptions {
             multimask: case.multimask,
             return_low_res_logits: true,
+            return_polygons: false,
         };
         let result = sam.decode(&embedding, &objects, options).expect("decodes");
         assert_eq!(

@@ -42,7 +42,8 @@ pub struct ServerConfig {
     #[arg(long, env = "MOBILESAM_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: SocketAddr,
 
-    /// Model workers; each owns one copy of the model on the device.
+    /// Encode workers (SetImage); each owns one copy of the model on the device. Prompts
+    /// and generations have their own (`--decode-workers`, `--generate-workers`).
     #[arg(long, env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_WORKERS)]
     pub workers: usize,
 
@@ -62,7 +63,8 @@ pub struct ServerConfig {
     #[arg(long, env = "MOBILESAM_SESSION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
 
-    /// Capacity of each job queue; a full queue answers RESOURCE_EXHAUSTED at once.
+    /// Capacity of the decode and the encode queue (the generate queue has its own,
+    /// `--generate-queue-capacity`); a full queue answers RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "MOBILESAM_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
     pub queue_capacity: usize,
 
@@ -101,6 +103,10 @@ pub struct ServerConfig {
     /// The shared embedding store (Redis or Valkey).
     #[command(flatten)]
     pub store: crate::store::StoreConfig,
+
+    /// The scheduler lanes: decode and generate workers, priorities.
+    #[command(flatten)]
+    pub lanes: crate::lanes::LaneConfig,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +129,7 @@ impl Default for ServerConfig {
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
             store: crate::store::StoreConfig::default(),
+            lanes: crate::lanes::LaneConfig::default(),
         }
     }
 }
@@ -151,7 +158,8 @@ impl ServerConfig {
                 "--max-message-bytes must be at least 1KiB".into(),
             ));
         }
-        self.store.validate()
+        self.store.validate()?;
+        self.lanes.validate()
     }
 }
 

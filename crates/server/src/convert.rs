@@ -1,5 +1,6 @@
 //! Results to wire messages: masks, image-ready notices and errors.
 
+use mobilesam_model::polygon_regions::Region;
 use mobilesam_model::{Embedding, MaskOutput};
 use mobilesam_proto::v1;
 
@@ -44,8 +45,27 @@ fn mask(m: MaskOutput) -> v1::Mask {
             .low_res_logits
             .map(|logits| logits_to_bytes(&logits))
             .unwrap_or_default(),
+        polygons: m.polygons.map(polygons).unwrap_or_default(),
         ..Default::default()
     }
+}
+
+/// Regions as wire polygons: each region's outline, then the holes inside it.
+fn polygons(regions: Vec<Region>) -> Vec<v1::Polygon> {
+    regions
+        .into_iter()
+        .flat_map(|region| {
+            std::iter::once((region.outline, false))
+                .chain(region.holes.into_iter().map(|hole| (hole, true)))
+        })
+        .map(|(ring, hole)| v1::Polygon {
+            points: ring
+                .iter()
+                .flat_map(|&[x, y]| [x as f32, y as f32])
+                .collect(),
+            hole,
+        })
+        .collect()
 }
 
 /// float32 values as little-endian bytes.
@@ -100,6 +120,11 @@ mod tests {
                         counts: "abc".into(),
                     },
                     low_res_logits: Some(vec![1.0, -2.0]),
+                    polygons: Some(vec![Region {
+                        area: 5,
+                        outline: vec![[0.0, 0.0], [3.0, 0.0], [3.0, 3.0], [0.0, 3.0]],
+                        holes: vec![vec![[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0]]],
+                    }]),
                 }],
             }],
             elapsed: Duration::from_millis(12),
@@ -123,6 +148,17 @@ mod tests {
         assert_eq!(mask.rle.as_ref().map(|r| r.size.clone()), Some(vec![4, 5]));
         assert_eq!(mask.low_res_logits.len(), 8);
         assert_eq!(&mask.low_res_logits[4..], &(-2.0f32).to_le_bytes());
+        let outlines: Vec<(usize, bool)> = mask
+            .polygons
+            .iter()
+            .map(|p| (p.points.len(), p.hole))
+            .collect();
+        assert_eq!(
+            outlines,
+            [(8, false), (8, true)],
+            "the region, then its hole"
+        );
+        assert_eq!(mask.polygons[0].points[2..4], [3.0, 0.0]);
     }
 
     #[test]

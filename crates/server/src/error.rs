@@ -29,6 +29,9 @@ pub enum RequestError {
     /// The request asks for something this server does not do (yet).
     #[error("{0}")]
     Unimplemented(String),
+    /// A newer prompt superseded this queued one (`Prompt.supersede_pending`).
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl RequestError {
@@ -42,6 +45,7 @@ impl RequestError {
             Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
             Self::Unimplemented(_) => Code::Unimplemented,
+            Self::Aborted(_) => Code::Aborted,
         }
     }
 

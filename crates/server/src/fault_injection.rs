@@ -9,6 +9,7 @@
 //! | `MOBILESAM_TEST_PANIC_ON_IMAGE_WIDTH=N` | an encode of an image N pixels wide panics |
 //! | `MOBILESAM_TEST_STUB_ENCODER=1` | encodes skip the image encoder and return a filled embedding of the real size |
 //! | `MOBILESAM_TEST_ENCODE_DELAY_MS=N` | each encode first sleeps N ms (a slow encoder, for cancellation tests) |
+//! | `MOBILESAM_TEST_DECODE_DELAY_MS=N` | each prompt decode first sleeps N ms (a slow decoder, for the supersede tests) |
 //!
 //! The stub encoder makes thousands of sessions cheap (the session-cache test), while each
 //! session still holds a real, touched 4 MiB embedding, so memory figures stay honest.
@@ -23,6 +24,8 @@ pub const PANIC_ON_IMAGE_WIDTH: &str = "MOBILESAM_TEST_PANIC_ON_IMAGE_WIDTH";
 pub const STUB_ENCODER: &str = "MOBILESAM_TEST_STUB_ENCODER";
 /// Variable naming a delay before each encode, in milliseconds.
 pub const ENCODE_DELAY_MS: &str = "MOBILESAM_TEST_ENCODE_DELAY_MS";
+/// Variable naming a delay before each prompt decode, in milliseconds.
+pub const DECODE_DELAY_MS: &str = "MOBILESAM_TEST_DECODE_DELAY_MS";
 
 /// The faults this process injects.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct Faults {
     pub stub_encoder: bool,
     /// Sleep this long before each encode.
     pub encode_delay_ms: u64,
+    /// Sleep this long before each prompt decode.
+    pub decode_delay_ms: u64,
 }
 
 static FAULTS: OnceLock<Faults> = OnceLock::new();
@@ -68,12 +73,24 @@ fn from_env() -> Faults {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0),
+        decode_delay_ms: std::env::var(DECODE_DELAY_MS)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
     }
 }
 
 #[cfg(not(debug_assertions))]
 fn from_env() -> Faults {
     Faults::default()
+}
+
+/// Runs the decode fault: sleeps the chosen delay.
+pub fn decode() {
+    let delay = active().decode_delay_ms;
+    if delay > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+    }
 }
 
 /// Runs the encode faults for a decoded `width` x `height` image: sleeps the chosen

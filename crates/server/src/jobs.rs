@@ -1,8 +1,9 @@
 //! The kinds of work a model worker does, and what each returns. A job carries the
 //! sender of its answer; when the stream that asked drops the receiver, the job counts
-//! as cancelled and is skipped. Heavy jobs (image encodes and mask generations) share
-//! the encode queue; prompt decodes have their own.
+//! as cancelled and is skipped. Each kind has its own scheduler lane: prompt decodes,
+//! image encodes, mask generations.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,37 +20,25 @@ pub type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 /// Where a stream waits for a job's result.
 pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
-/// The scheduler of this server's jobs: heavy jobs in the encode queue, decodes in the
-/// decode queue.
-pub type JobScheduler = Scheduler<HeavyJob, DecodeJob>;
+/// The scheduler of this server's jobs: one lane each for prompt decodes, image encodes
+/// and mask generations.
+pub type JobScheduler = Scheduler<DecodeJob, EncodeJob, GenerateJob>;
 
-/// A job of the encode (heavy) queue.
-#[derive(Debug)]
-pub enum HeavyJob {
-    /// Encode an image for a session.
-    Encode(EncodeJob),
-    /// Segment everything in an image (see [`crate::generate`]).
-    Generate(GenerateJob),
+/// Whose prompt a decode job answers, for `supersede_pending`: a newer prompt of the same
+/// owner takes the owner's queued decodes out of the lane (latest wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A `Segment` stream (ids from [`Owner::next_stream`]).
+    Stream(u64),
+    /// A session of the unary `Predict` RPC.
+    Session(String),
 }
 
-impl From<EncodeJob> for HeavyJob {
-    fn from(job: EncodeJob) -> Self {
-        Self::Encode(job)
-    }
-}
-
-impl From<GenerateJob> for HeavyJob {
-    fn from(job: GenerateJob) -> Self {
-        Self::Generate(job)
-    }
-}
-
-impl Cancellable for HeavyJob {
-    fn is_cancelled(&self) -> bool {
-        match self {
-            Self::Encode(job) => job.is_cancelled(),
-            Self::Generate(job) => job.is_cancelled(),
-        }
+impl Owner {
+    /// A fresh owner for a new stream.
+    pub fn next_stream() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self::Stream(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -74,6 +63,8 @@ pub struct Encoded {
 /// Run the prompt encoder and mask decoder on an embedding.
 #[derive(Debug)]
 pub struct DecodeJob {
+    /// Whose prompt this is.
+    pub owner: Owner,
     /// The image's embedding.
     pub embedding: Arc<Embedding>,
     /// Validated object prompts.
@@ -104,6 +95,7 @@ impl EncodeJob {
 impl DecodeJob {
     /// A job and the receiver of its result.
     pub fn new(
+        owner: Owner,
         embedding: Arc<Embedding>,
         objects: Vec<ObjectPrompt>,
         options: DecodeOptions,
@@ -111,6 +103,7 @@ impl DecodeJob {
         let (reply, pending) = oneshot::channel();
         (
             Self {
+                owner,
                 embedding,
                 objects,
                 options,
@@ -130,5 +123,15 @@ impl Cancellable for EncodeJob {
 impl Cancellable for DecodeJob {
     fn is_cancelled(&self) -> bool {
         self.reply.is_closed()
+    }
+}
+
+/// Answers the decodes `superseded` (taken out of the decode lane, not started) with
+/// ABORTED, naming the prompt that superseded them.
+pub fn answer_superseded(superseded: Vec<DecodeJob>, by_request_id: u64) {
+    for job in superseded {
+        let _ = job.reply.send(Err(RequestError::Aborted(format!(
+            "superseded by request {by_request_id}"
+        ))));
     }
 }

@@ -1,10 +1,11 @@
 //! The MobileSAM gRPC streaming server: transport and orchestration, no tensor math.
 //!
 //! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
-//! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (bounded
-//! encode/decode queues, decodes first) -> [`worker`] (one model per worker thread) ->
-//! [`convert`] (results to messages). [`sessions`] opens and resumes sessions for both
-//! transports, from [`session`] (this replica's cache) or [`store`] (shared, on Redis). [`unary`] answers the same work as single calls
+//! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (one bounded
+//! queue per lane: decode, encode, generate) -> [`worker`] (one model per worker thread,
+//! lane priorities from [`priority`]) -> [`convert`] (results to messages). [`sessions`]
+//! opens and resumes sessions for both transports, from [`session`] (this replica's cache)
+//! or [`store`] (shared, on Redis). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
 //! [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
@@ -15,9 +16,11 @@ pub mod error;
 pub mod fault_injection;
 pub mod generate;
 pub mod jobs;
+pub mod lanes;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
+pub mod priority;
 pub mod scheduler;
 pub mod security;
 pub mod server;

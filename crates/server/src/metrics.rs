@@ -5,10 +5,11 @@
 //! |---|---|---|
 //! | `mobilesam_encode_duration_seconds` | histogram | |
 //! | `mobilesam_decode_duration_seconds` | histogram | |
-//! | `mobilesam_queue_wait_seconds` | histogram | `queue` (`encode`, `decode`) |
-//! | `mobilesam_request_duration_seconds` | histogram | `kind` |
+//! | `mobilesam_queue_wait_seconds` | histogram | `queue`, `lane` (`decode`, `encode`, `generate`) |
+//! | `mobilesam_request_duration_seconds` | histogram | `kind`, `lane` |
 //! | `mobilesam_requests_total` | counter | `kind`, `code` |
 //! | `mobilesam_jobs_cancelled_total` | counter | `queue` |
+//! | `mobilesam_prompts_superseded_total` | counter | |
 //! | `mobilesam_session_evictions_total` | counter | `reason` (`capacity`, `expired`) |
 //! | `mobilesam_worker_panics_total` | counter | `job` (`encode`, `decode`, ...) |
 //! | `mobilesam_worker_restarts_total` | counter | |
@@ -25,7 +26,10 @@
 //! | `mobilesam_embedding_store_up` | gauge | |
 //!
 //! `kind` is one of `set_image`, `resume`, `prompt`, `model_info`, `generate`, `empty`;
-//! `code` is the gRPC code name of the answer (`OK`, `INVALID_ARGUMENT`, ...).
+//! `code` is the gRPC code name of the answer (`OK`, `INVALID_ARGUMENT`, ...); `lane` is the
+//! scheduler lane that ran the work (`decode`, `encode`, `generate`; `none` for requests
+//! that need no worker). The `queue` and `lane` labels of the queue metrics carry the same
+//! value: `queue` stays for the dashboards and autoscalers that select on it.
 
 use std::time::Duration;
 
@@ -45,6 +49,8 @@ pub const QUEUE_WAIT: &str = "mobilesam_queue_wait_seconds";
 pub const REQUEST_DURATION: &str = "mobilesam_request_duration_seconds";
 /// Answered requests, by kind and gRPC code.
 pub const REQUESTS_TOTAL: &str = "mobilesam_requests_total";
+/// Queued prompts answered ABORTED because a newer prompt asked for `supersede_pending`.
+pub const PROMPTS_SUPERSEDED: &str = "mobilesam_prompts_superseded_total";
 /// Queued jobs dropped because their client went away.
 pub const JOBS_CANCELLED: &str = "mobilesam_jobs_cancelled_total";
 /// Sessions dropped from the cache by the caps (`capacity`) or the idle TTL (`expired`).
@@ -89,13 +95,15 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 17] = [
     120.0,
 ];
 
-/// The two job queues.
+/// The scheduler's lanes, each with its own job queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
     /// Image encodes (heavy).
     Encode,
     /// Prompt decodes (light, latency-critical).
     Decode,
+    /// Mask generations (background).
+    Generate,
 }
 
 impl Queue {
@@ -104,6 +112,7 @@ impl Queue {
         match self {
             Self::Encode => "encode",
             Self::Decode => "decode",
+            Self::Generate => "generate",
         }
     }
 }
@@ -138,6 +147,16 @@ impl RequestKind {
             Self::CloseSession => "close_session",
             Self::Generate => "generate",
             Self::Empty => "empty",
+        }
+    }
+
+    /// The `lane` label value: the scheduler lane that runs this kind of request.
+    pub fn lane(self) -> &'static str {
+        match self {
+            Self::SetImage => Queue::Encode.label(),
+            Self::Prompt => Queue::Decode.label(),
+            Self::Generate => Queue::Generate.label(),
+            Self::Resume | Self::ModelInfo | Self::CloseSession | Self::Empty => "none",
         }
     }
 }
@@ -188,6 +207,7 @@ fn zero_gauges() {
     set_sessions(0, 0);
     set_queue_depth(Queue::Encode, 0);
     set_queue_depth(Queue::Decode, 0);
+    set_queue_depth(Queue::Generate, 0);
     gauge!(ACTIVE_STREAMS).set(0.0);
     set_workers_ready(0);
     set_store_up(false);
@@ -220,6 +240,10 @@ fn describe() {
         "Time from reading a request to having its answer."
     );
     describe_counter!(REQUESTS_TOTAL, "Answered requests by kind and gRPC code.");
+    describe_counter!(
+        PROMPTS_SUPERSEDED,
+        "Queued prompts answered ABORTED because a newer prompt superseded them."
+    );
     describe_counter!(
         JOBS_CANCELLED,
         "Queued jobs dropped because their client went away."
@@ -307,7 +331,8 @@ pub fn record_decode(elapsed: Duration) {
 
 /// Records how long a job waited in `queue`.
 pub fn record_queue_wait(queue: Queue, waited: Duration) {
-    histogram!(QUEUE_WAIT, "queue" => queue.label()).record(waited.as_secs_f64());
+    histogram!(QUEUE_WAIT, "queue" => queue.label(), "lane" => queue.label())
+        .record(waited.as_secs_f64());
 }
 
 /// Sets the number of jobs waiting in `queue`.
@@ -320,9 +345,17 @@ pub fn record_cancelled(queue: Queue, jobs: usize) {
     counter!(JOBS_CANCELLED, "queue" => queue.label()).increment(jobs as u64);
 }
 
+/// Counts queued prompts superseded by a newer one (latest wins).
+pub fn record_superseded(prompts: usize) {
+    if prompts > 0 {
+        counter!(PROMPTS_SUPERSEDED).increment(prompts as u64);
+    }
+}
+
 /// Records one answered request: its duration and its code.
 pub fn record_request(kind: RequestKind, code: Code, elapsed: Duration) {
-    histogram!(REQUEST_DURATION, "kind" => kind.label()).record(elapsed.as_secs_f64());
+    histogram!(REQUEST_DURATION, "kind" => kind.label(), "lane" => kind.lane())
+        .record(elapsed.as_secs_f64());
     counter!(REQUESTS_TOTAL, "kind" => kind.label(), "code" => code_label(code)).increment(1);
 }
 
@@ -389,6 +422,8 @@ mod tests {
                 Duration::from_millis(1),
             );
             set_sessions(2, 8 << 20);
+            record_queue_wait(Queue::Decode, Duration::from_millis(2));
+            record_superseded(3);
         });
         let text = handle.render();
         assert!(text.contains("mobilesam_encode_duration_seconds_bucket{le=\"2.5\"} 1"));
@@ -398,5 +433,12 @@ mod tests {
             text.contains("mobilesam_requests_total{kind=\"prompt\",code=\"INVALID_ARGUMENT\"} 1")
         );
         assert!(text.contains("mobilesam_session_cache_bytes 8388608"));
+        assert!(text.contains(
+            "mobilesam_request_duration_seconds_count{kind=\"prompt\",lane=\"decode\"} 2"
+        ));
+        assert!(
+            text.contains("mobilesam_queue_wait_seconds_count{queue=\"decode\",lane=\"decode\"} 1")
+        );
+        assert!(text.contains("mobilesam_prompts_superseded_total 3"));
     }
 }

@@ -1,10 +1,19 @@
-//! The job queues between the gRPC streams and the model workers.
+//! The job queues between the gRPC streams and the model workers: one bounded FIFO per
+//! lane.
 //!
-//! Two bounded FIFO queues: encode jobs (heavy) and decode jobs (light, latency-critical).
-//! Workers always take a decode job when one is waiting. A full queue refuses a job at
-//! once (the stream answers RESOURCE_EXHAUSTED); a job whose client went away is dropped
-//! without running. The queue knows nothing of the model: jobs are any type that can tell
-//! whether anyone still waits for it.
+//! Three lanes, each with its own queue, its own bound and its own workers (see
+//! [`crate::worker`]), so no kind of work waits behind another in a queue:
+//!
+//! - `decode`: prompt decodes (light, latency-critical: a click);
+//! - `encode`: `SetImage` encodes of interactive sessions (heavy);
+//! - `generate`: `GenerateMasks` (background, heaviest).
+//!
+//! Which lane wins the CPU when all of them run is the operating system's choice, steered
+//! by the lanes' thread priorities ([`crate::priority`]). A full queue refuses a job at
+//! once (the caller answers RESOURCE_EXHAUSTED); a job whose client went away is dropped
+//! without running; [`Scheduler::supersede`] takes queued decodes of one owner out so that
+//! their caller answers them ABORTED (latest wins). The queues know nothing of the model:
+//! jobs are any type that can tell whether anyone still waits for it.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -19,13 +28,15 @@ pub trait Cancellable {
     fn is_cancelled(&self) -> bool;
 }
 
-/// A job taken from a queue.
-#[derive(Debug)]
-pub enum Work<E, D> {
-    /// An encode job.
-    Encode(E),
-    /// A decode job.
-    Decode(D),
+/// Queue bounds, one per lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneCapacities {
+    /// Prompt decodes.
+    pub decode: usize,
+    /// Image encodes.
+    pub encode: usize,
+    /// Mask generations.
+    pub generate: usize,
 }
 
 struct Queued<T> {
@@ -33,152 +44,199 @@ struct Queued<T> {
     enqueued: Instant,
 }
 
-struct Queues<E, D> {
-    encode: VecDeque<Queued<E>>,
-    decode: VecDeque<Queued<D>>,
+struct State<T> {
+    jobs: VecDeque<Queued<T>>,
     closed: bool,
 }
 
-/// Bounded encode and decode queues shared by the streams (producers) and the worker
-/// threads (consumers).
-pub struct Scheduler<E, D> {
-    queues: Mutex<Queues<E, D>>,
+/// One lane's bounded FIFO, shared by the producers (streams) and the lane's workers.
+pub struct LaneQueue<T> {
+    state: Mutex<State<T>>,
     available: Condvar,
     capacity: usize,
+    lane: Queue,
 }
 
-impl<E: Cancellable, D: Cancellable> Scheduler<E, D> {
-    /// Empty queues holding at most `capacity` jobs each.
-    pub fn new(capacity: usize) -> Self {
+impl<T: Cancellable> LaneQueue<T> {
+    /// An empty queue of `lane` holding at most `capacity` jobs.
+    pub fn new(lane: Queue, capacity: usize) -> Self {
         Self {
-            queues: Mutex::new(Queues {
-                encode: VecDeque::new(),
-                decode: VecDeque::new(),
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
                 closed: false,
             }),
             available: Condvar::new(),
             capacity,
+            lane,
         }
     }
 
-    /// Queues an encode (heavy) job, or refuses it at once when the queue is full or
-    /// closed.
-    pub fn submit_encode(&self, job: impl Into<E>) -> Result<(), RequestError> {
-        let mut queues = self.lock();
-        check_open(&queues)?;
-        push(&mut queues.encode, job.into(), self.capacity, Queue::Encode)?;
-        drop(queues);
+    /// Queues a job, or refuses it at once when the queue is full or closed.
+    pub fn submit(&self, job: T) -> Result<(), RequestError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(RequestError::Unavailable(
+                "the server is shutting down; reconnect to another instance".into(),
+            ));
+        }
+        if state.jobs.len() >= self.capacity {
+            let before = state.jobs.len();
+            state.jobs.retain(|q| !q.job.is_cancelled());
+            metrics::record_cancelled(self.lane, before - state.jobs.len());
+        }
+        if state.jobs.len() >= self.capacity {
+            return Err(RequestError::ResourceExhausted(format!(
+                "the {} queue is full ({} jobs); retry later",
+                self.lane.label(),
+                self.capacity
+            )));
+        }
+        state.jobs.push_back(Queued {
+            job,
+            enqueued: Instant::now(),
+        });
+        metrics::set_queue_depth(self.lane, state.jobs.len());
+        drop(state);
         self.available.notify_one();
         Ok(())
     }
 
-    /// Queues a decode job, or refuses it at once when the queue is full or closed.
-    pub fn submit_decode(&self, job: D) -> Result<(), RequestError> {
-        let mut queues = self.lock();
-        check_open(&queues)?;
-        push(&mut queues.decode, job, self.capacity, Queue::Decode)?;
-        drop(queues);
-        self.available.notify_one();
-        Ok(())
-    }
-
-    /// Blocks until a job is available and returns it, decode jobs first; jobs whose
-    /// client went away are dropped on the way. Returns `None` once the scheduler is
-    /// closed and both queues are empty.
-    pub fn next(&self) -> Option<Work<E, D>> {
-        let mut queues = self.lock();
+    /// Blocks until a live job is queued and returns it (oldest first); jobs whose client
+    /// went away are dropped on the way. `None` once the queue is closed and empty.
+    pub fn next(&self) -> Option<T> {
+        let mut state = self.lock();
         loop {
-            if let Some(job) = pop_live(&mut queues.decode, Queue::Decode) {
-                return Some(Work::Decode(job));
+            if let Some(job) = self.pop_live(&mut state) {
+                return Some(job);
             }
-            if let Some(job) = pop_live(&mut queues.encode, Queue::Encode) {
-                return Some(Work::Encode(job));
-            }
-            if queues.closed {
+            if state.closed {
                 return None;
             }
-            queues = self
+            state = self
                 .available
-                .wait(queues)
+                .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    /// A waiting decode job, without blocking: a worker busy with a long heavy job takes
-    /// decodes in between its steps, so prompts are not stuck behind it.
-    pub fn try_next_decode(&self) -> Option<D> {
-        pop_live(&mut self.lock().decode, Queue::Decode)
+    /// A live queued job, without blocking.
+    pub fn try_next(&self) -> Option<T> {
+        let mut state = self.lock();
+        self.pop_live(&mut state)
     }
 
-    /// Refuses new jobs; workers finish the queued ones, then [`Self::next`] returns
+    /// Takes every queued job for which `matches` holds out of the queue, oldest first.
+    /// A job a worker already took is not queued any more, so it is never among them.
+    pub fn take_where(&self, mut matches: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut state = self.lock();
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(state.jobs.len());
+        for queued in state.jobs.drain(..) {
+            if matches(&queued.job) {
+                taken.push(queued.job);
+            } else {
+                kept.push_back(queued);
+            }
+        }
+        state.jobs = kept;
+        metrics::set_queue_depth(self.lane, state.jobs.len());
+        taken
+    }
+
+    /// Refuses new jobs; the workers finish the queued ones, then [`Self::next`] returns
     /// `None`.
     pub fn close(&self) {
         self.lock().closed = true;
         self.available.notify_all();
     }
 
-    /// Jobs waiting in (encode, decode).
-    pub fn depths(&self) -> (usize, usize) {
-        let queues = self.lock();
-        (queues.encode.len(), queues.decode.len())
+    /// Jobs waiting.
+    pub fn depth(&self) -> usize {
+        self.lock().jobs.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queues<E, D>> {
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn check_open<E, D>(queues: &Queues<E, D>) -> Result<(), RequestError> {
-    if queues.closed {
-        return Err(RequestError::Unavailable(
-            "the server is shutting down; reconnect to another instance".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn push<T: Cancellable>(
-    queue: &mut VecDeque<Queued<T>>,
-    job: T,
-    capacity: usize,
-    which: Queue,
-) -> Result<(), RequestError> {
-    if queue.len() >= capacity {
-        let before = queue.len();
-        queue.retain(|q| !q.job.is_cancelled());
-        metrics::record_cancelled(which, before - queue.len());
-    }
-    if queue.len() >= capacity {
-        return Err(RequestError::ResourceExhausted(format!(
-            "the {} queue is full ({capacity} jobs); retry later",
-            which.label()
-        )));
-    }
-    queue.push_back(Queued {
-        job,
-        enqueued: Instant::now(),
-    });
-    metrics::set_queue_depth(which, queue.len());
-    Ok(())
-}
-
-fn pop_live<T: Cancellable>(queue: &mut VecDeque<Queued<T>>, which: Queue) -> Option<T> {
-    let mut cancelled = 0;
-    let found = loop {
-        match queue.pop_front() {
-            None => break None,
-            Some(q) if q.job.is_cancelled() => cancelled += 1,
-            Some(q) => {
-                metrics::record_queue_wait(which, q.enqueued.elapsed());
-                break Some(q.job);
+    fn pop_live(&self, state: &mut State<T>) -> Option<T> {
+        let mut cancelled = 0;
+        let found = loop {
+            match state.jobs.pop_front() {
+                None => break None,
+                Some(q) if q.job.is_cancelled() => cancelled += 1,
+                Some(q) => {
+                    metrics::record_queue_wait(self.lane, q.enqueued.elapsed());
+                    break Some(q.job);
+                }
             }
+        };
+        if cancelled > 0 {
+            metrics::record_cancelled(self.lane, cancelled);
         }
-    };
-    if cancelled > 0 {
-        metrics::record_cancelled(which, cancelled);
+        metrics::set_queue_depth(self.lane, state.jobs.len());
+        found
     }
-    metrics::set_queue_depth(which, queue.len());
-    found
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The three lanes: decodes `D`, encodes `E`, generations `G`.
+pub struct Scheduler<D, E, G> {
+    /// Prompt decodes.
+    pub decode: LaneQueue<D>,
+    /// Image encodes.
+    pub encode: LaneQueue<E>,
+    /// Mask generations.
+    pub generate: LaneQueue<G>,
+}
+
+impl<D: Cancellable, E: Cancellable, G: Cancellable> Scheduler<D, E, G> {
+    /// Empty lanes with these bounds.
+    pub fn new(capacities: LaneCapacities) -> Self {
+        Self {
+            decode: LaneQueue::new(Queue::Decode, capacities.decode),
+            encode: LaneQueue::new(Queue::Encode, capacities.encode),
+            generate: LaneQueue::new(Queue::Generate, capacities.generate),
+        }
+    }
+
+    /// Queues a prompt decode.
+    pub fn submit_decode(&self, job: D) -> Result<(), RequestError> {
+        self.decode.submit(job)
+    }
+
+    /// Queues an image encode.
+    pub fn submit_encode(&self, job: E) -> Result<(), RequestError> {
+        self.encode.submit(job)
+    }
+
+    /// Queues a mask generation.
+    pub fn submit_generate(&self, job: G) -> Result<(), RequestError> {
+        self.generate.submit(job)
+    }
+
+    /// Latest wins: takes the queued (not started) decodes for which `owned` holds out of
+    /// the decode lane, in request order, and counts them as superseded.
+    pub fn supersede(&self, owned: impl FnMut(&D) -> bool) -> Vec<D> {
+        let taken = self.decode.take_where(owned);
+        metrics::record_superseded(taken.len());
+        taken
+    }
+
+    /// Closes every lane: new jobs are refused, queued ones still run.
+    pub fn close(&self) {
+        self.decode.close();
+        self.encode.close();
+        self.generate.close();
+    }
+
+    /// Jobs waiting in (decode, encode, generate).
+    pub fn depths(&self) -> (usize, usize, usize) {
+        (
+            self.decode.depth(),
+            self.encode.depth(),
+            self.generate.depth(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -192,13 +250,19 @@ mod tests {
     #[derive(Debug)]
     struct Job {
         name: &'static str,
+        owner: u32,
         cancelled: Arc<AtomicBool>,
     }
 
     impl Job {
         fn new(name: &'static str) -> Self {
+            Self::owned(name, 0)
+        }
+
+        fn owned(name: &'static str, owner: u32) -> Self {
             Self {
                 name,
+                owner,
                 cancelled: Arc::new(AtomicBool::new(false)),
             }
         }
@@ -210,73 +274,99 @@ mod tests {
         }
     }
 
-    fn name(work: Option<Work<Job, Job>>) -> String {
-        match work {
-            Some(Work::Encode(j)) => format!("encode {}", j.name),
-            Some(Work::Decode(j)) => format!("decode {}", j.name),
-            None => "none".into(),
-        }
+    type Lanes = Scheduler<Job, Job, Job>;
+
+    fn lanes(capacity: usize) -> Lanes {
+        Scheduler::new(LaneCapacities {
+            decode: capacity,
+            encode: capacity,
+            generate: capacity,
+        })
+    }
+
+    fn names(jobs: Vec<Job>) -> Vec<&'static str> {
+        jobs.into_iter().map(|j| j.name).collect()
     }
 
     #[test]
-    fn decodes_go_first_and_each_queue_is_fifo() {
-        let s = Scheduler::new(4);
+    fn each_lane_serves_only_its_own_jobs_in_fifo_order() {
+        let s = lanes(4);
         s.submit_encode(Job::new("e1")).unwrap();
-        s.submit_encode(Job::new("e2")).unwrap();
+        s.submit_generate(Job::new("g1")).unwrap();
         s.submit_decode(Job::new("d1")).unwrap();
+        s.submit_encode(Job::new("e2")).unwrap();
         s.submit_decode(Job::new("d2")).unwrap();
         s.close();
-        let order: Vec<String> = std::iter::from_fn(|| s.next().map(|w| name(Some(w)))).collect();
-        assert_eq!(order, ["decode d1", "decode d2", "encode e1", "encode e2"]);
+        let drain = |q: &LaneQueue<Job>| names(std::iter::from_fn(|| q.next()).collect());
+        assert_eq!(drain(&s.decode), ["d1", "d2"]);
+        assert_eq!(drain(&s.encode), ["e1", "e2"]);
+        assert_eq!(drain(&s.generate), ["g1"]);
     }
 
     #[test]
-    fn full_queue_refuses_at_once() {
-        let s: Scheduler<Job, Job> = Scheduler::new(1);
-        s.submit_decode(Job::new("d1")).unwrap();
-        let err = s.submit_decode(Job::new("d2")).unwrap_err();
+    fn each_lane_has_its_own_bound() {
+        let s = Scheduler::<Job, Job, Job>::new(LaneCapacities {
+            decode: 2,
+            encode: 1,
+            generate: 1,
+        });
+        s.submit_generate(Job::new("g1")).unwrap();
+        let err = s.submit_generate(Job::new("g2")).unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
-        // The other queue is independent.
+        assert!(err.to_string().contains("generate queue is full"), "{err}");
+        // A full generate lane refuses nothing of the interactive lanes.
         s.submit_encode(Job::new("e1")).unwrap();
+        s.submit_decode(Job::new("d1")).unwrap();
+        s.submit_decode(Job::new("d2")).unwrap();
+        assert_eq!(s.depths(), (2, 1, 1));
     }
 
     #[test]
-    fn try_next_decode_takes_only_decodes_and_never_blocks() {
-        let s: Scheduler<Job, Job> = Scheduler::new(2);
-        assert!(s.try_next_decode().is_none());
+    fn try_next_never_blocks() {
+        let s = lanes(2);
+        assert!(s.decode.try_next().is_none());
         s.submit_encode(Job::new("e1")).unwrap();
-        assert!(s.try_next_decode().is_none());
+        assert!(s.decode.try_next().is_none());
         s.submit_decode(Job::new("d1")).unwrap();
-        assert_eq!(s.try_next_decode().map(|j| j.name), Some("d1"));
-        assert_eq!(s.depths(), (1, 0));
+        assert_eq!(s.decode.try_next().map(|j| j.name), Some("d1"));
+        assert_eq!(s.depths(), (0, 1, 0));
     }
 
     #[test]
     fn cancelled_jobs_are_skipped_and_free_their_slot() {
-        let s: Scheduler<Job, Job> = Scheduler::new(1);
+        let s = lanes(1);
         let job = Job::new("gone");
         let flag = Arc::clone(&job.cancelled);
         s.submit_decode(job).unwrap();
         flag.store(true, Ordering::Relaxed);
         // The slot of the cancelled job is reclaimed.
         s.submit_decode(Job::new("live")).unwrap();
-        assert_eq!(name(s.next()), "decode live");
-        assert_eq!(s.depths(), (0, 0));
+        assert_eq!(s.decode.next().map(|j| j.name), Some("live"));
+        assert_eq!(s.depths(), (0, 0, 0));
     }
 
     #[test]
-    fn closed_scheduler_drains_then_stops_and_refuses() {
-        let s: Arc<Scheduler<Job, Job>> = Arc::new(Scheduler::new(2));
+    fn supersede_takes_only_the_owners_queued_decodes_in_order() {
+        let s = lanes(8);
+        s.submit_decode(Job::owned("a1", 1)).unwrap();
+        s.submit_decode(Job::owned("b1", 2)).unwrap();
+        s.submit_decode(Job::owned("a2", 1)).unwrap();
+        s.submit_encode(Job::owned("a-encode", 1)).unwrap();
+        // a1 has started: a worker took it, so it cannot be superseded.
+        assert_eq!(s.decode.next().map(|j| j.name), Some("a1"));
+        let taken = s.supersede(|j| j.owner == 1);
+        assert_eq!(names(taken), ["a2"]);
+        assert_eq!(s.decode.next().map(|j| j.name), Some("b1"));
+        assert_eq!(s.depths(), (0, 1, 0));
+    }
+
+    #[test]
+    fn closed_lanes_drain_then_stop_and_refuse() {
+        let s: Arc<Lanes> = Arc::new(lanes(2));
         s.submit_encode(Job::new("e1")).unwrap();
         let worker = {
             let s = Arc::clone(&s);
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while let Some(w) = s.next() {
-                    seen.push(name(Some(w)));
-                }
-                seen
-            })
+            std::thread::spawn(move || names(std::iter::from_fn(|| s.encode.next()).collect()))
         };
         std::thread::sleep(Duration::from_millis(20));
         s.close();
@@ -284,7 +374,57 @@ mod tests {
             s.submit_decode(Job::new("late")).unwrap_err().code(),
             tonic::Code::Unavailable
         );
-        let seen = worker.join().expect("worker thread");
-        assert_eq!(seen, ["encode e1"]);
+        assert_eq!(worker.join().expect("worker thread"), ["e1"]);
+    }
+
+    /// A flood of decodes (producers that never stop) cannot starve the encode or the
+    /// generate lane: their workers take their own jobs while the decode lane stays full.
+    #[test]
+    fn a_decode_flood_does_not_starve_encodes_or_generations() {
+        let s: Arc<Lanes> = Arc::new(lanes(4));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flood = {
+            let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut refused = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if s.submit_decode(Job::new("d")).is_err() {
+                        refused += 1;
+                        std::thread::yield_now();
+                    }
+                }
+                refused
+            })
+        };
+        // The decode worker runs slowly, so the decode lane stays full.
+        let decoder = {
+            let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if s.decode.try_next().is_some() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })
+        };
+        // The flood has filled the decode lane before the other lanes are asked.
+        let filled = Instant::now();
+        while s.decode.depth() < 4 {
+            assert!(
+                filled.elapsed() < Duration::from_secs(30),
+                "the decode lane never filled"
+            );
+            std::thread::yield_now();
+        }
+        let served = |q: &LaneQueue<Job>, name| {
+            (0..20).all(|_| {
+                q.submit(Job::new(name)).is_ok() && q.next().is_some_and(|j| j.name == name)
+            })
+        };
+        assert!(served(&s.encode, "e"));
+        assert!(served(&s.generate, "g"));
+        stop.store(true, Ordering::Relaxed);
+        decoder.join().expect("decoder");
+        flood.join().expect("flood");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::jobs::JobScheduler;
 use crate::service::SegmentService;
 use crate::state::AppState;
 use crate::store::{EmbeddingStore, ModelId, StoreClient};
-use crate::worker::{ModelSummary, WorkerPool};
+use crate::worker::{LaneSpec, ModelSummary, WorkerPool};
 use crate::{metrics, metrics_http, shutdown};
 
 /// Name reported by `GetModelInfo`.
@@ -139,11 +139,14 @@ pub async fn serve(
         let config = config.clone();
         let store_client = store_client.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            info!(checkpoint = %checkpoint.display(), "loading the model");
+            let weights = Arc::new(Checkpoint::load(&checkpoint)?);
             let store = match store_client {
-                Some(client) => Some(open_store(client, &checkpoint, &config, device.clone())?),
+                Some(client) => Some(open_store(client, &weights, &config, device.clone())?),
                 None => None,
             };
-            load(&checkpoint, &config, device, scheduler).map(|loaded| (loaded, store))
+            load(weights, started, &config, device, scheduler).map(|loaded| (loaded, store))
         })
     };
     let loaded = tokio::select! {
@@ -235,14 +238,17 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
         .await;
 }
 
-/// The store of this model's embeddings: the checkpoint file's SHA-256 names the model.
+/// The store of this model's embeddings: the checkpoint file's SHA-256 (taken while
+/// loading it) names the model.
 fn open_store(
     client: Arc<StoreClient>,
-    checkpoint: &Path,
+    weights: &Checkpoint,
     config: &ServerConfig,
     device: candle_core::Device,
 ) -> Result<EmbeddingStore, ServerError> {
-    let digest = mobilesam_model::digest::file_sha256(checkpoint)?;
+    let digest = weights.sha256().map(ToString::to_string).ok_or_else(|| {
+        ServerError::Config("the checkpoint has no file digest to name its embeddings".into())
+    })?;
     info!(checkpoint_sha256 = %digest, "embeddings are stored under this checkpoint digest");
     Ok(EmbeddingStore::new(
         client,
@@ -252,18 +258,16 @@ fn open_store(
     ))
 }
 
-/// Reads the checkpoint and starts the workers, each with its own model.
+/// Starts the workers, each with its own model built from `weights` (read since `started`).
 fn load(
-    checkpoint: &Path,
+    weights: Arc<Checkpoint>,
+    started: Instant,
     config: &ServerConfig,
     device: candle_core::Device,
     scheduler: Arc<JobScheduler>,
 ) -> Result<(WorkerPool, ModelSummary), ServerError> {
-    let started = Instant::now();
-    info!(checkpoint = %checkpoint.display(), "loading the model");
-    let weights = Arc::new(Checkpoint::load(checkpoint)?);
     let loaded = WorkerPool::start(
-        config.workers,
+        &LaneSpec::all(config),
         weights,
         device,
         scheduler,

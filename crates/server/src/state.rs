@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
+use crate::scheduler::LaneCapacities;
 use crate::session::{SessionLimits, SessionStore};
 use crate::sessions::content::ContentIndex;
 use crate::sessions::SessionImage;
@@ -35,7 +36,11 @@ impl AppState {
     /// Fresh state for `config`.
     pub fn new(config: &ServerConfig) -> Self {
         Self {
-            scheduler: Arc::new(JobScheduler::new(config.queue_capacity)),
+            scheduler: Arc::new(JobScheduler::new(LaneCapacities {
+                decode: config.queue_capacity,
+                encode: config.queue_capacity,
+                generate: config.lanes.generate_queue_capacity,
+            })),
             sessions: SessionStore::new(SessionLimits {
                 max_sessions: config.max_sessions,
                 max_bytes: config.session_cache_bytes,

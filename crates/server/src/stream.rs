@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use crate::convert;
 use crate::error::RequestError;
 use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
-use crate::jobs::{DecodeJob, Decoded, Pending};
+use crate::jobs::{self, DecodeJob, Decoded, Owner, Pending};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
@@ -111,6 +111,7 @@ pub async fn run(state: Arc<AppState>, inbound: Streaming<v1::SegmentRequest>, o
         out: out.clone(),
         answers,
         current: None,
+        owner: Owner::next_stream(),
     };
     let (end, ()) = tokio::join!(reader.run(inbound), write_answers(owed, out.clone()));
     debug!(?end, "stream ended");
@@ -145,6 +146,8 @@ struct Reader {
     out: Outbound,
     answers: mpsc::Sender<Answer>,
     current: Option<Current>,
+    /// This stream, as the owner of its decode jobs (for `supersede_pending`).
+    owner: Owner,
 }
 
 impl Reader {
@@ -241,7 +244,13 @@ impl Reader {
             Err(e) => return fail(e),
         };
         self.state.sessions.touch(&current.session_id);
-        let (job, pending) = DecodeJob::new(Arc::clone(&current.embedding), objects, options);
+        self.supersede_pending(prompt);
+        let (job, pending) = DecodeJob::new(
+            self.owner.clone(),
+            Arc::clone(&current.embedding),
+            objects,
+            options,
+        );
         match self.state.scheduler.submit_decode(job) {
             Ok(()) => Answer::Masks {
                 request_id,
@@ -249,6 +258,20 @@ impl Reader {
                 started,
             },
             Err(e) => fail(e),
+        }
+    }
+}
+
+impl Reader {
+    /// Latest wins: when `prompt` asks for it, this stream's queued prompts that no worker
+    /// has started are answered ABORTED now (each in its place in the answer order).
+    fn supersede_pending(&self, prompt: &v1::Prompt) {
+        if prompt.supersede_pending {
+            let superseded = self
+                .state
+                .scheduler
+                .supersede(|job| job.owner == self.owner);
+            jobs::answer_superseded(superseded, prompt.request_id);
         }
     }
 }
@@ -271,7 +294,7 @@ impl Reader {
         self.state.sessions.touch(&current.session_id);
         let input = GenerateInput::Embedding(Arc::clone(&current.embedding));
         let (job, events) = GenerateJob::new(input, params);
-        match self.state.scheduler.submit_encode(job) {
+        match self.state.scheduler.submit_generate(job) {
             Ok(()) => Answer::Generated {
                 request_id,
                 events,

@@ -5,7 +5,9 @@
 //! the `Segment` stream, so a session opened here can be resumed on a stream and the other
 //! way round. Each call is self-contained: the session id names the embedding. A client
 //! that goes away drops the call's future, which drops the job's receiver and so cancels
-//! the queued job. Failures are the stream's `Error` codes, as gRPC statuses.
+//! the queued job. Failures are the stream's `Error` codes, as gRPC statuses. A `Predict`
+//! whose prompt sets `supersede_pending` answers the session's queued (not started)
+//! `Predict` calls ABORTED: latest wins per session.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +17,7 @@ use tonic::Code;
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::DecodeJob;
+use crate::jobs::{self, DecodeJob, Owner};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
@@ -102,7 +104,12 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
                 .embedding
         }
     };
-    let (job, pending) = DecodeJob::new(embedding, objects, options);
+    let owner = Owner::Session(request.session_id.clone());
+    if prompt.supersede_pending {
+        let superseded = state.scheduler.supersede(|job| job.owner == owner);
+        jobs::answer_superseded(superseded, prompt.request_id);
+    }
+    let (job, pending) = DecodeJob::new(owner, embedding, objects, options);
     state.scheduler.submit_decode(job)?;
     let decoded = pending.await.unwrap_or_else(|_| {
         Err(RequestError::Unavailable(

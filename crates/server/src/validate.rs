@@ -119,6 +119,7 @@ pub fn prompt(
     let options = DecodeOptions {
         multimask: message.multimask_output,
         return_low_res_logits: message.return_low_res_logits,
+        return_polygons: message.return_polygons,
     };
     Ok((objects, options))
 }

@@ -1,6 +1,11 @@
-//! Model workers: OS threads that each own one model on the device and run jobs from the
-//! scheduler until it closes. Inference is blocking CPU/GPU work, so it stays off the
+//! Model workers: OS threads that each own one model on the device and run the jobs of one
+//! scheduler lane until it closes. Inference is blocking CPU/GPU work, so it stays off the
 //! async runtime.
+//!
+//! Each lane (decode, encode, generate) has its own workers and its own rayon pool for the
+//! model's kernels, all at the lane's OS priority ([`crate::priority`]): a prompt never
+//! waits in a queue behind an encode, and when both compute the operating system gives the
+//! CPU to the decode first.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -14,10 +19,12 @@ use mobilesam_model::image::decode_image;
 use mobilesam_model::Sam;
 use tracing::{debug, info, warn};
 
+use crate::config::ServerConfig;
 use crate::error::{RequestError, ServerError};
 use crate::generate;
-use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, HeavyJob, JobScheduler};
-use crate::scheduler::Work;
+use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
+use crate::metrics::Queue;
+use crate::priority::Priority;
 use crate::{fault_injection, metrics};
 
 /// Facts about the loaded model, for `GetModelInfo`.
@@ -29,64 +36,99 @@ pub struct ModelSummary {
     pub checkpoint_bytes: u64,
 }
 
+/// What one lane's workers are: how many, the threads of their kernel pool, and their
+/// OS priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneSpec {
+    /// The lane.
+    pub lane: Queue,
+    /// Worker threads, each with its own model.
+    pub workers: usize,
+    /// Threads of the lane's kernel (rayon) pool, shared by its workers.
+    pub threads: usize,
+    /// OS priority of the workers and of the pool's threads.
+    pub priority: Priority,
+}
+
+impl LaneSpec {
+    /// The three lanes of a server with `config`.
+    pub fn all(config: &ServerConfig) -> [Self; 3] {
+        let lanes = &config.lanes;
+        let threads = lanes.threads();
+        [
+            Self {
+                lane: Queue::Decode,
+                workers: lanes.decode_workers,
+                threads,
+                priority: lanes.decode_priority,
+            },
+            Self {
+                lane: Queue::Encode,
+                workers: config.workers,
+                threads,
+                priority: lanes.encode_priority,
+            },
+            Self {
+                lane: Queue::Generate,
+                workers: lanes.generate_workers,
+                threads,
+                priority: lanes.generate_priority,
+            },
+        ]
+    }
+}
+
+/// What every worker needs, whatever its lane.
+struct Shared {
+    checkpoint: Arc<Checkpoint>,
+    device: Device,
+    scheduler: Arc<JobScheduler>,
+    max_image_pixels: u64,
+}
+
 /// Running worker threads.
 pub struct WorkerPool {
     threads: Vec<JoinHandle<()>>,
 }
 
 impl WorkerPool {
-    /// Starts `count` workers; each builds its own model from `checkpoint` on `device`.
-    /// Returns once every worker has its model, or the first load error (the started
-    /// workers are then stopped).
+    /// Starts the workers of every lane; each builds its own model from `checkpoint` on
+    /// `device`. Returns once every worker has its model, or the first load error (the
+    /// started workers are then stopped).
     pub fn start(
-        count: usize,
+        lanes: &[LaneSpec],
         checkpoint: Arc<Checkpoint>,
         device: Device,
         scheduler: Arc<JobScheduler>,
         max_image_pixels: u64,
     ) -> Result<(Self, ModelSummary), ServerError> {
+        let shared = Arc::new(Shared {
+            checkpoint,
+            device,
+            scheduler: Arc::clone(&scheduler),
+            max_image_pixels,
+        });
         let (ready_tx, ready_rx) = mpsc::channel();
-        let mut threads = Vec::with_capacity(count);
-        for index in 0..count {
-            let checkpoint = Arc::clone(&checkpoint);
-            let device = device.clone();
-            let queue = Arc::clone(&scheduler);
-            let ready = ready_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("mobilesam-worker-{index}"))
-                .spawn(move || {
-                    let mut sam = match Sam::from_checkpoint(&checkpoint, &device) {
-                        Ok(sam) => sam,
-                        Err(e) => {
-                            let _ = ready.send(Err(ServerError::Model(e)));
-                            return;
-                        }
-                    };
-                    let summary = ModelSummary {
-                        parameters: sam.parameter_counts().total,
-                        checkpoint_bytes: sam.checkpoint_bytes(),
-                    };
-                    let _ = ready.send(Ok(summary));
-                    drop(ready);
-                    // The checkpoint stays (one copy shared by all workers) so that a
-                    // worker whose job panicked can replace its model.
-                    while run(index, &sam, &queue, max_image_pixels) == RunEnd::Panicked {
-                        sam = replace_model(index, sam, &checkpoint, &device);
-                    }
-                });
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(source) => {
-                    scheduler.close();
-                    return Err(ServerError::Io {
-                        context: "cannot start a worker thread",
-                        source,
-                    });
+        let mut pool = Self {
+            threads: Vec::new(),
+        };
+        for spec in lanes {
+            let started = build_kernel_pool(spec).and_then(|kernels| {
+                let kernels = Arc::new(kernels);
+                for index in 0..spec.workers {
+                    let thread = spawn_worker(*spec, index, &shared, &kernels, ready_tx.clone())?;
+                    pool.threads.push(thread);
                 }
+                Ok(())
+            });
+            if let Err(e) = started {
+                scheduler.close();
+                pool.join();
+                return Err(e);
             }
         }
         drop(ready_tx);
-        let pool = Self { threads };
+        let count = pool.threads.len();
         let mut summary = None;
         for _ in 0..count {
             match ready_rx.recv() {
@@ -119,6 +161,64 @@ impl WorkerPool {
     }
 }
 
+/// The rayon pool in which a lane's model kernels run, its threads at the lane's
+/// priority.
+fn build_kernel_pool(spec: &LaneSpec) -> Result<rayon::ThreadPool, ServerError> {
+    let (lane, priority) = (spec.lane.label(), spec.priority);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(spec.threads.max(1))
+        .thread_name(move |i| format!("mobilesam-{lane}-kernel-{i}"))
+        .start_handler(move |_| apply_priority(lane, priority))
+        .build()
+        .map_err(|e| ServerError::Worker(format!("cannot start the {lane} lane's threads: {e}")))
+}
+
+/// Lowers the calling thread to its lane's priority; a failure is logged, not fatal.
+fn apply_priority(lane: &'static str, priority: Priority) {
+    if let Err(e) = priority.apply_to_current_thread() {
+        warn!(lane, %priority, error = %e, "cannot set the lane's thread priority");
+    }
+}
+
+fn spawn_worker(
+    spec: LaneSpec,
+    index: usize,
+    shared: &Arc<Shared>,
+    kernels: &Arc<rayon::ThreadPool>,
+    ready: mpsc::Sender<Result<ModelSummary, ServerError>>,
+) -> Result<JoinHandle<()>, ServerError> {
+    let shared = Arc::clone(shared);
+    let kernels = Arc::clone(kernels);
+    let lane = spec.lane.label();
+    std::thread::Builder::new()
+        .name(format!("mobilesam-{lane}-{index}"))
+        .spawn(move || {
+            apply_priority(lane, spec.priority);
+            let mut sam = match Sam::from_checkpoint(&shared.checkpoint, &shared.device) {
+                Ok(sam) => sam,
+                Err(e) => {
+                    let _ = ready.send(Err(ServerError::Model(e)));
+                    return;
+                }
+            };
+            let summary = ModelSummary {
+                parameters: sam.parameter_counts().total,
+                checkpoint_bytes: sam.checkpoint_bytes(),
+            };
+            let _ = ready.send(Ok(summary));
+            drop(ready);
+            // The checkpoint stays (one copy shared by all workers) so that a worker
+            // whose job panicked can replace its model.
+            while run(spec.lane, index, &sam, &shared, &kernels) == RunEnd::Panicked {
+                sam = replace_model(index, sam, &shared.checkpoint, &shared.device);
+            }
+        })
+        .map_err(|source| ServerError::Io {
+            context: "cannot start a worker thread",
+            source,
+        })
+}
+
 /// Why a worker loop returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunEnd {
@@ -148,29 +248,41 @@ fn replace_model(index: usize, old: Sam, checkpoint: &Checkpoint, device: &Devic
     }
 }
 
-/// The worker loop: take the next job (decodes first), run it, send the result. A mask
-/// generation runs the decodes that wait between its steps. Returns when the scheduler
-/// closes, or right after a job panicked.
-fn run(index: usize, sam: &Sam, scheduler: &JobScheduler, max_image_pixels: u64) -> RunEnd {
-    debug!(worker = index, "worker ready");
-    while let Some(work) = scheduler.next() {
-        match work {
-            Work::Encode(HeavyJob::Encode(job)) => encode(sam, job, max_image_pixels),
-            Work::Encode(HeavyJob::Generate(job)) => {
-                generate::job::run(sam, job, max_image_pixels, &mut || {
-                    while let Some(decode_job) = scheduler.try_next_decode() {
-                        decode(sam, decode_job);
-                    }
-                });
-            }
-            Work::Decode(job) => decode(sam, job),
+/// The worker loop of one lane: take the lane's next job, run it in the lane's kernel
+/// pool, send the result. Returns when the lane closes, or right after a job panicked.
+fn run(
+    lane: Queue,
+    index: usize,
+    sam: &Sam,
+    shared: &Shared,
+    kernels: &rayon::ThreadPool,
+) -> RunEnd {
+    debug!(lane = lane.label(), worker = index, "worker ready");
+    let scheduler = &shared.scheduler;
+    let max_image_pixels = shared.max_image_pixels;
+    loop {
+        let ran = match lane {
+            Queue::Decode => scheduler
+                .decode
+                .next()
+                .map(|job| kernels.install(|| decode(sam, job))),
+            Queue::Encode => scheduler
+                .encode
+                .next()
+                .map(|job| kernels.install(|| encode(sam, job, max_image_pixels))),
+            Queue::Generate => scheduler
+                .generate
+                .next()
+                .map(|job| kernels.install(|| generate::job::run(sam, job, max_image_pixels))),
+        };
+        if ran.is_none() {
+            debug!(lane = lane.label(), worker = index, "worker stopped");
+            return RunEnd::Stopped;
         }
         if JOB_PANICKED.with(|flag| flag.replace(false)) {
             return RunEnd::Panicked;
         }
     }
-    debug!(worker = index, "worker stopped");
-    RunEnd::Stopped
 }
 
 fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
@@ -202,6 +314,7 @@ fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
 fn decode(sam: &Sam, job: DecodeJob) {
     let start = Instant::now();
     let result = guarded("decode", || {
+        fault_injection::decode();
         Ok(sam.decode(&job.embedding, &job.objects, job.options)?)
     });
     let elapsed = start.elapsed();

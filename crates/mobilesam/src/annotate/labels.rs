@@ -14,8 +14,10 @@ pub struct Object {
     pub class: i64,
     /// Confidence of its detection.
     pub conf: f64,
-    /// Outer contour, pixels.
-    pub polygon: Vec<Vertex>,
+    /// Each region's outer contour (OpenCV's points), pixels.
+    pub regions: Vec<Vec<Vertex>>,
+    /// The regions joined into one point list as Ultralytics' `masks2segments`, pixels.
+    pub segment: Vec<Vertex>,
     /// Mask box `[x, y, w, h]`, pixels.
     pub bbox: [f32; 4],
     /// Mask pixels.
@@ -30,14 +32,14 @@ pub fn yolo_path(dir: &Path, image: &Path) -> PathBuf {
     dir.join(name)
 }
 
-/// One YOLO segmentation line per object: `class x1 y1 x2 y2 ...`, normalized by the
-/// image width and height, six decimals.
+/// One YOLO segmentation line per object: `class x1 y1 x2 y2 ...` (every region, joined
+/// as Ultralytics does), normalized by the image width and height, six decimals.
 pub fn yolo_text(width: u32, height: u32, objects: &[Object]) -> String {
     let (w, h) = (f64::from(width), f64::from(height));
     let mut text = String::new();
     for object in objects {
         text.push_str(&object.class.to_string());
-        for [x, y] in &object.polygon {
+        for [x, y] in &object.segment {
             text.push_str(&format!(" {:.6} {:.6}", x / w, y / h));
         }
         text.push('\n');
@@ -82,7 +84,7 @@ pub struct CocoAnnotation {
     pub id: u64,
     pub image_id: u64,
     pub category_id: i64,
-    /// One polygon: `[[x1, y1, x2, y2, ...]]`, pixels.
+    /// One polygon per region of the mask: `[[x1, y1, x2, y2, ...], ...]`, pixels.
     pub segmentation: Vec<Vec<f64>>,
     /// `[x, y, w, h]` of the mask.
     pub bbox: [f32; 4],
@@ -124,8 +126,16 @@ impl CocoDocument {
         self.images.iter().any(|im| im.file_name == name)
     }
 
-    /// Adds an image and its objects; new ids follow the largest ones present.
-    pub fn add_image(&mut self, image: &Path, width: u32, height: u32, objects: &[Object]) {
+    /// Adds an image and its objects; new ids follow the largest ones present. New
+    /// categories are named from `names` (by class id) where it has them, else by number.
+    pub fn add_image(
+        &mut self,
+        image: &Path,
+        width: u32,
+        height: u32,
+        objects: &[Object],
+        names: &[String],
+    ) {
         let image_id = self.images.iter().map(|im| im.id).max().unwrap_or(0) + 1;
         let first_ann_id = self.annotations.iter().map(|a| a.id).max().unwrap_or(0) + 1;
         self.images.push(CocoImage {
@@ -140,11 +150,15 @@ impl CocoDocument {
                 id: ann_id,
                 image_id,
                 category_id: object.class,
-                segmentation: vec![object
-                    .polygon
+                segmentation: object
+                    .regions
                     .iter()
-                    .flat_map(|&[x, y]| [round(x), round(y)])
-                    .collect()],
+                    .map(|ring| {
+                        ring.iter()
+                            .flat_map(|&[x, y]| [round(x), round(y)])
+                            .collect()
+                    })
+                    .collect(),
                 bbox: object.bbox,
                 area: object.area,
                 iscrowd: 0,
@@ -158,10 +172,12 @@ impl CocoDocument {
             .filter(|c| !known.contains(c))
             .collect();
         for id in new {
-            self.categories.push(CocoCategory {
-                id,
-                name: id.to_string(),
-            });
+            let name = usize::try_from(id)
+                .ok()
+                .and_then(|i| names.get(i))
+                .cloned()
+                .unwrap_or_else(|| id.to_string());
+            self.categories.push(CocoCategory { id, name });
         }
         self.categories.sort_by_key(|c| c.id);
     }
@@ -185,7 +201,8 @@ mod tests {
         let object = Object {
             class: 3,
             conf: 0.5,
-            polygon: vec![[0.0, 0.0], [32.0, 0.0], [32.0, 24.0]],
+            regions: vec![vec![[0.0, 0.0], [32.0, 0.0], [32.0, 24.0]]],
+            segment: vec![[0.0, 0.0], [32.0, 0.0], [32.0, 24.0]],
             bbox: [0.0, 0.0, 32.0, 24.0],
             area: 10,
         };

@@ -1,13 +1,16 @@
-//! `mobilesam annotate`: segmentation labels for a folder of images from an external
-//! detector's boxes, as Ultralytics' `auto_annotate`.
+//! `mobilesam annotate`: segmentation labels for a folder of images, as Ultralytics'
+//! `auto_annotate`: boxes from the user's YOLO detector (`--det-model`, run in process) or
+//! from a detections file (`--detections`).
 //!
 //! Every kept box (after Ultralytics' conf / class / NMS / max-det filtering) is
-//! segmented with the box as prompt; the mask's largest component's outer contour,
-//! simplified, becomes a YOLO segmentation line (`class x1 y1 x2 y2 ...`, normalized) in
-//! `<output-dir>/<image stem>.txt`, or a polygon in COCO instances JSON
-//! (`<output-dir>/annotations.json`).
+//! segmented with the box as prompt. Each region of the mask keeps its outer contour
+//! (OpenCV's `findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE)`, see
+//! `mobilesam_model::contours`): a YOLO segmentation line (`class x1 y1 x2 y2 ...`,
+//! normalized) in `<output-dir>/<image stem>.txt` joins them as Ultralytics'
+//! `masks2segments` does, and COCO instances JSON (`<output-dir>/annotations.json`) holds
+//! every region as its own polygon.
 //!
-//! Work is a pipeline: one thread reads and decodes images and their detections while
+//! Work is a pipeline: one thread reads and decodes images and runs the detector while
 //! `--workers` threads run the model (each encode already uses every core), and the main
 //! thread keeps the progress bar and the COCO document. Runs resume: images that already
 //! have labels are skipped unless `--overwrite`.
@@ -23,11 +26,14 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
+use mobilesam_model::detector::{DetectOptions, Detector};
 use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
 use mobilesam_model::masks::BinaryMask;
-use mobilesam_model::polygon;
+use mobilesam_model::polygon::Vertex;
+use mobilesam_model::{contours, polygon};
 use mobilesam_model::{BoxPrompt, DecodeOptions, ObjectPrompt, Sam};
 
+use crate::detect::{detect_options, load_detector};
 use crate::model_args::ModelArgs;
 use detections::{Detection, Source};
 use labels::{CocoDocument, Object};
@@ -58,8 +64,22 @@ pub struct AnnotateArgs {
     pub data: PathBuf,
 
     /// Detections: a folder of YOLO txt files or a COCO detections JSON file.
-    #[arg(long, value_name = "PATH")]
-    pub detections: PathBuf,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "det_model",
+        conflicts_with = "det_model"
+    )]
+    pub detections: Option<PathBuf>,
+
+    /// Ultralytics YOLOv8 / YOLO11 detection checkpoint (`.pt`) to find the boxes with,
+    /// in process (Ultralytics' `auto_annotate(det_model=...)`); class names come from it.
+    #[arg(long, value_name = "FILE")]
+    pub det_model: Option<PathBuf>,
+
+    /// Detector input size (with --det-model): the longer side is scaled to this.
+    #[arg(long, value_name = "PIXELS", default_value_t = 640)]
+    pub imgsz: usize,
 
     /// Keep only these class ids, comma separated (default: all).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
@@ -94,9 +114,10 @@ pub struct AnnotateArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub workers: usize,
 
-    /// Douglas-Peucker tolerance for the polygons, in pixels (capped at 0.5% of the
-    /// contour's length); 0 keeps every corner of the pixel outline.
-    #[arg(long, value_name = "PIXELS", default_value_t = polygon::DEFAULT_EPSILON)]
+    /// Douglas-Peucker tolerance for each region's contour, in pixels (capped at 0.5% of
+    /// the contour's length); 0 (the default) keeps OpenCV's contour points, the labels
+    /// Ultralytics writes.
+    #[arg(long, value_name = "PIXELS", default_value_t = 0.0)]
     pub epsilon: f64,
 
     /// Refuse (report and skip) images with more pixels (width * height) than this.
@@ -145,7 +166,23 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
     );
     let started = Instant::now();
     let images = list_images(&args.data)?;
-    let source = Source::open(&args.detections)?;
+    let boxes = match (&args.det_model, &args.detections) {
+        (Some(model), _) => {
+            let classes = args
+                .classes
+                .iter()
+                .map(|&c| usize::try_from(c).context("--classes must be class ids (>= 0)"))
+                .collect::<Result<Vec<_>>>()?;
+            let options = detect_options(args.conf, args.iou, args.imgsz, args.max_det, &classes)?;
+            Boxes::Model(Box::new(load_detector(model, &args.model.device)?), options)
+        }
+        (None, Some(path)) => Boxes::File(Source::open(path)?),
+        (None, None) => bail!("give --det-model or --detections"),
+    };
+    let names: Vec<String> = match &boxes {
+        Boxes::Model(detector, _) => detector.names().to_vec(),
+        Boxes::File(_) => Vec::new(),
+    };
     let output_dir = match &args.output_dir {
         Some(dir) => dir.clone(),
         None => default_output_dir(&args.data)?,
@@ -182,7 +219,7 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
                 summary.images += 1;
                 summary.objects += objects.len();
                 if args.format == Format::Coco {
-                    coco.add_image(&path, width, height, &objects);
+                    coco.add_image(&path, width, height, &objects, &names);
                 }
                 bar.inc(1);
             }
@@ -194,7 +231,7 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
         };
         let job = Job {
             sam: &sam,
-            source: &source,
+            boxes: &boxes,
             args: &args,
             output_dir: &output_dir,
         };
@@ -227,9 +264,17 @@ struct Summary {
     failed: usize,
 }
 
+/// Where the boxes come from.
+enum Boxes {
+    /// A detections file or folder.
+    File(Source),
+    /// The user's detector, run on each image.
+    Model(Box<Detector>, DetectOptions),
+}
+
 struct Job<'a> {
     sam: &'a Sam,
-    source: &'a Source,
+    boxes: &'a Boxes,
     args: &'a AnnotateArgs,
     output_dir: &'a Path,
 }
@@ -301,10 +346,21 @@ impl Job<'_> {
 
     fn load(&self, path: &Path) -> Result<Loaded> {
         let image = read_image(path, self.args.max_image_pixels)?;
-        let all = self
-            .source
-            .for_image(path, image.width(), image.height())
-            .context("bad detections")?;
+        let all = match self.boxes {
+            Boxes::File(source) => source
+                .for_image(path, image.width(), image.height())
+                .context("bad detections")?,
+            Boxes::Model(detector, options) => detector
+                .detect(&image, options)
+                .context("cannot run the detector")?
+                .into_iter()
+                .map(|d| Detection {
+                    class: d.class as i64,
+                    bbox: d.bbox.map(f64::from),
+                    conf: f64::from(d.confidence),
+                })
+                .collect(),
+        };
         let detections = detections::filter(
             &all,
             self.args.conf,
@@ -353,6 +409,7 @@ impl Job<'_> {
             let options = DecodeOptions {
                 multimask: false,
                 return_low_res_logits: false,
+                return_polygons: false,
             };
             for chunk in boxes.chunks(DECODE_CHUNK) {
                 let prompts: Vec<ObjectPrompt> = chunk
@@ -371,18 +428,14 @@ impl Job<'_> {
                         continue;
                     };
                     let binary = BinaryMask::from_rle(&mask.rle)?;
-                    let Some(poly) = polygon::mask_polygon(
-                        &binary.data,
-                        binary.height,
-                        binary.width,
-                        self.args.epsilon,
-                    ) else {
-                        continue; // empty mask: nothing to label
+                    let Some((regions, segment)) = mask_regions(&binary, self.args.epsilon) else {
+                        continue; // nothing Ultralytics would label
                     };
                     objects.push(Object {
                         class: det.class,
                         conf: det.conf,
-                        polygon: poly,
+                        regions,
+                        segment,
                         bbox: mask.bbox,
                         area: mask.area,
                     });
@@ -399,6 +452,44 @@ impl Job<'_> {
             objects,
         })
     }
+}
+
+/// Every region's outer contour (simplified when `epsilon > 0`; regions of one or two
+/// points left out) and their Ultralytics join (`masks2segments`); `None` when the join
+/// has fewer than three points, which Ultralytics does not write.
+fn mask_regions(mask: &BinaryMask, epsilon: f64) -> Option<(Vec<Vec<Vertex>>, Vec<Vertex>)> {
+    let mut rings = contours::external_contours(&mask.data, mask.height, mask.width);
+    if epsilon > 0.0 {
+        for ring in &mut rings {
+            let points: Vec<Vertex> = ring.iter().map(|p| p.map(f64::from)).collect();
+            let eps = epsilon.min(polygon::EPSILON_PER_PERIMETER * polygon::perimeter(&points));
+            *ring = polygon::simplify(&points, eps)
+                .into_iter()
+                .map(|v| v.map(|c| c as i32))
+                .collect();
+        }
+    }
+    let segment = match rings.len() {
+        0 => return None,
+        1 => rings[0].clone(),
+        _ => contours::merge_segments(&rings),
+    };
+    if segment.len() < 3 {
+        return None;
+    }
+    let as_vertices = |ring: &[contours::Point]| -> Vec<Vertex> {
+        ring.iter().map(|p| p.map(f64::from)).collect()
+    };
+    let mut regions: Vec<Vec<Vertex>> = rings
+        .iter()
+        .filter(|r| r.len() >= 3)
+        .map(|r| as_vertices(r))
+        .collect();
+    if regions.is_empty() {
+        // Only specks (1-2 point contours): COCO gets the joined outline, as YOLO does.
+        regions.push(as_vertices(&segment));
+    }
+    Some((regions, as_vertices(&segment)))
 }
 
 /// The image files of `dir`, sorted by name.

@@ -45,13 +45,23 @@ impl Conversation {
     /// Sends `request` and returns the next message from the server. A stream that ends,
     /// fails or stays silent past the timeout gives the status that says so.
     pub async fn ask(&mut self, request: Request) -> Result<Response, Status> {
+        self.send(request).await?;
+        self.receive().await
+    }
+
+    /// Sends `request` without waiting for an answer (pipelining).
+    pub async fn send(&mut self, request: Request) -> Result<(), Status> {
         let message = v1::SegmentRequest {
             request: Some(request),
         };
         self.tx
             .send(message)
             .await
-            .map_err(|_| Status::unavailable("the stream closed before the request was sent"))?;
+            .map_err(|_| Status::unavailable("the stream closed before the request was sent"))
+    }
+
+    /// The next message from the server, within the timeout.
+    pub async fn receive(&mut self) -> Result<Response, Status> {
         let answer = tokio::time::timeout(self.timeout, self.rx.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no answer within the timeout"))??;

@@ -154,37 +154,32 @@ pub async fn prompt(
     Ok(())
 }
 
+/// A new stream on its own connection that resumes `session_id`.
+pub async fn resume(plan: &Plan, session_id: &str) -> Result<Conversation, Status> {
+    let mut conversation = Conversation::open(&plan.uri, plan.answer_timeout).await?;
+    let resume = Request::SetImage(v1::SetImage {
+        image: Vec::new(),
+        session_id: session_id.to_string(),
+        ..Default::default()
+    });
+    match conversation.ask(resume).await? {
+        Response::ImageReady(_) => Ok(conversation),
+        Response::Error(e) => Err(Status::new(Code::from_i32(e.code), e.message)),
+        other => Err(Status::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
 /// One stream of the load phase: resume the session, then up to `plan.prompts` prompts,
 /// one in flight, until the deadline.
 async fn load_stream(plan: &Plan, stream: usize, session_id: &str, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
-    let mut conversation = match Conversation::open(&plan.uri, plan.answer_timeout).await {
+    let mut conversation = match resume(plan, session_id).await {
         Ok(c) => c,
         Err(status) => {
             tally.count_error(status.code());
             return tally;
         }
     };
-    let resume = Request::SetImage(v1::SetImage {
-        image: Vec::new(),
-        session_id: session_id.to_string(),
-        ..Default::default()
-    });
-    match conversation.ask(resume).await {
-        Ok(Response::ImageReady(_)) => {}
-        Ok(Response::Error(e)) => {
-            tally.count_error(Code::from_i32(e.code));
-            return tally;
-        }
-        Ok(_) => {
-            tally.count_error(Code::Internal);
-            return tally;
-        }
-        Err(status) => {
-            tally.count_error(status.code());
-            return tally;
-        }
-    }
     let base = (stream as u64 + 1) << 32;
     for i in 0..plan.prompts {
         if Instant::now() >= deadline {

@@ -6,6 +6,7 @@ mod conversation;
 mod driver;
 mod in_process;
 mod latency;
+mod mixed;
 mod report;
 mod server_probe;
 
@@ -73,6 +74,17 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub answer_timeout: Duration,
 
+    /// The mixed scenario: K streams upload new images continuously while --clickers
+    /// streams click; reports clicks idle and mixed, encode throughput alone and mixed,
+    /// and bursts of superseding prompts. Each phase lasts --duration. 0: the plain load
+    /// run.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub uploaders: usize,
+
+    /// Streams that click in the mixed scenario (one prompt in flight each).
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    pub clickers: usize,
+
     /// Print the report as JSON; the last line is one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -121,6 +133,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             let options = DecodeOptions {
                 multimask: args.multimask,
                 return_low_res_logits: false,
+                return_polygons: false,
             };
             Some(InProcess::new(path, &image, prompt, options)?)
         }
@@ -136,6 +149,22 @@ pub fn run(args: LoadArgs) -> Result<()> {
         .block_on(driver::open_session(&plan))
         .map_err(failed)
         .context("cannot open a session")?;
+    if args.uploaders > 0 {
+        drop(first);
+        let report = runtime.block_on(mixed::run(
+            &plan,
+            &ready.session_id,
+            args.uploaders,
+            args.clickers.max(1),
+            args.duration,
+        ))?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{}", report.text());
+        }
+        return Ok(());
+    }
     let deadline = Instant::now() + args.duration;
 
     // Round trips, each followed by the same decode in this process: interleaved, so both

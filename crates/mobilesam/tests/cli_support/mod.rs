@@ -8,10 +8,11 @@ use std::sync::OnceLock;
 
 /// Environment variables the binary reads; cleared for every run so the caller's
 /// environment cannot change a test.
-pub const MOBILESAM_ENV: [&str; 3] = [
+pub const MOBILESAM_ENV: [&str; 4] = [
     "MOBILESAM_CHECKPOINT",
     "MOBILESAM_CACHE_DIR",
     "MOBILESAM_CHECKPOINT_URL",
+    "MOBILESAM_CHECKPOINT_SHA256",
 ];
 
 /// Width of the test image.

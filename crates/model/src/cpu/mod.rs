@@ -14,6 +14,7 @@ pub mod attention_avx512;
 pub mod buffers;
 pub mod conv;
 pub mod depthwise;
+pub mod dispatch;
 pub mod gelu;
 pub mod inverted_residual;
 pub mod linear;

@@ -85,10 +85,9 @@ impl Cancellable for GenerateJob {
     }
 }
 
-/// Runs a generation on a worker. Before every crop and every batch of points it stops
-/// if the client went away, and otherwise calls `between_steps` (the worker runs waiting
-/// decodes there).
-pub fn run(sam: &Sam, job: GenerateJob, max_image_pixels: u64, between_steps: &mut dyn FnMut()) {
+/// Runs a generation on a worker of the generate lane. Before every crop and every batch
+/// of points it stops if the client went away.
+pub fn run(sam: &Sam, job: GenerateJob, max_image_pixels: u64) {
     let start = Instant::now();
     let GenerateJob {
         input,
@@ -101,7 +100,6 @@ pub fn run(sam: &Sam, job: GenerateJob, max_image_pixels: u64, between_steps: &m
             return ControlFlow::Break(());
         }
         steps += 1;
-        between_steps();
         ControlFlow::Continue(())
     };
     let outcome = guarded("generate", || {
@@ -130,7 +128,7 @@ pub fn run(sam: &Sam, job: GenerateJob, max_image_pixels: u64, between_steps: &m
     let (run, width, height) = match outcome {
         Ok(Some(done)) => done,
         Ok(None) => {
-            metrics::record_cancelled(Queue::Encode, 1);
+            metrics::record_cancelled(Queue::Generate, 1);
             debug!(steps, "generation stopped: its client went away");
             return;
         }

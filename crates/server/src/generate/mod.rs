@@ -8,10 +8,12 @@
 //!   `generate_summary`, all with the request's `request_id`, in request order among the
 //!   stream's other answers.
 //!
-//! A generation is one heavy job ([`job`]) in the encode queue: a full queue answers
-//! RESOURCE_EXHAUSTED. Before every crop's encode and every batch of points the worker
-//! checks whether the client still waits (a client that went away stops the generation
-//! there) and runs any waiting prompt decodes, so prompts are not stuck behind it.
+//! A generation is one job ([`job`]) of the scheduler's generate lane, which has its own
+//! workers, its own queue bound (`--generate-queue-capacity`; full: RESOURCE_EXHAUSTED) and
+//! the lowest OS priority (`--generate-priority`, `SCHED_IDLE` by default), so it neither
+//! delays prompts nor the encodes of interactive sessions. Before every crop's encode and
+//! every batch of points the worker checks whether the client still waits (a client that
+//! went away stops the generation there).
 //!
 //! When masks are sent: a mask is sent once it is final, and with the reference's
 //! algorithm none is final before the generation ends. Within a crop, NMS over all its

@@ -87,7 +87,7 @@ fn queue(
     let whole_image_only = matches!(input, GenerateInput::Embedding(_));
     let params = params::params(wire_params.as_ref(), whole_image_only)?;
     let (job, events) = GenerateJob::new(input, params);
-    state.scheduler.submit_encode(job)?;
+    state.scheduler.submit_generate(job)?;
     Ok(events)
 }
 

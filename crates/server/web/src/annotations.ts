@@ -20,7 +20,16 @@ export interface MaskCandidate {
   rle: { size: number[]; counts: string };
   /** 256x256 float32 little-endian logits, for the next video frame's mask_input. */
   lowResLogits: Uint8Array;
+  /** Every region's outline, each followed by its holes, as the server traced them. */
+  polygons: Polygon[];
   mask: BinaryMask;
+}
+
+/** A closed outline on pixel corners: `points` = x0, y0, x1, y1, ...; `hole`: inside the
+ * region before it. */
+export interface Polygon {
+  points: number[];
+  hole: boolean;
 }
 
 /** One annotated object. */
@@ -51,6 +60,7 @@ export interface WireMask {
   bbox?: { x1: number; y1: number; x2: number; y2: number };
   rle?: { size: number[]; counts: string };
   lowResLogits: Uint8Array;
+  polygons: { points: number[]; hole: boolean }[];
 }
 
 /** A wire mask with its pixels decoded. */
@@ -63,6 +73,7 @@ export function toCandidate(mask: WireMask): MaskCandidate {
     bbox: [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1],
     rle,
     lowResLogits: mask.lowResLogits,
+    polygons: mask.polygons.map((p) => ({ points: [...p.points], hole: p.hole })),
     mask: decodeRle(rle.size, rle.counts),
   };
 }

@@ -1,6 +1,6 @@
-// Exports: COCO JSON (RLE segmentations) and YOLO segmentation labels (polygons).
-import { Annotations, type AnnotatedObject } from "./annotations";
-import type { BinaryMask } from "./rle";
+// Exports built from the outlines the server traced (`Prompt.return_polygons`: every region
+// and its holes on pixel corners, the code `mobilesam annotate` uses), never traced here.
+import { Annotations, type AnnotatedObject, type Polygon } from "./annotations";
 
 /** The image the annotations belong to. */
 export interface ImageInfo {
@@ -9,7 +9,18 @@ export interface ImageInfo {
   height: number;
 }
 
-/** COCO detection JSON with one category, `object`, and RLE segmentations. */
+type Point = [number, number];
+
+/** A flat `x0, y0, x1, y1, ...` list as points. */
+function toPoints(flat: number[]): Point[] {
+  const points: Point[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) points.push([flat[i], flat[i + 1]]);
+  return points;
+}
+
+/** COCO detection JSON with one category, `object`. A mask without holes is a list of
+ * polygons, one per region (COCO's polygon form, in pixels); a mask with holes keeps its
+ * exact RLE, which polygons cannot express. Area and bbox are the server's. */
 export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
   const annotations = objects
     .map((object) => ({ object, mask: Annotations.chosenMask(object) }))
@@ -18,7 +29,9 @@ export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
       id: index + 1,
       image_id: 1,
       category_id: 1,
-      segmentation: { size: mask!.rle.size, counts: mask!.rle.counts },
+      segmentation: mask!.polygons.some((p) => p.hole)
+        ? { size: mask!.rle.size, counts: mask!.rle.counts }
+        : mask!.polygons.map((p) => p.points),
       area: mask!.area,
       bbox: mask!.bbox,
       iscrowd: 0,
@@ -36,116 +49,45 @@ export function toCoco(image: ImageInfo, objects: AnnotatedObject[]): string {
   );
 }
 
-/** YOLO segmentation labels: `0 x1 y1 x2 y2 ...` per object, normalised to 0-1, the outer
- * contour of each mask's largest connected region. */
-export function toYolo(objects: AnnotatedObject[]): string {
+/** YOLO segmentation labels: `0 x1 y1 x2 y2 ...` per object, pixel corners divided by the
+ * image width and height, six decimals (as `mobilesam annotate` writes them). An object of
+ * several regions is one polygon: the regions joined by zero-width bridges
+ * ([`joinRegions`]), as Ultralytics joins a mask's contours; holes are left out (the format
+ * has none). */
+export function toYolo(image: ImageInfo, objects: AnnotatedObject[]): string {
   const lines: string[] = [];
   for (const object of objects) {
-    const mask = Annotations.chosenMask(object)?.mask;
-    if (!mask) continue;
-    const polygon = outerContour(mask);
-    if (polygon.length < 3) continue;
-    const coords = polygon.flatMap(([x, y]) => [
-      ((x + 0.5) / mask.width).toFixed(6),
-      ((y + 0.5) / mask.height).toFixed(6),
+    const polygons = Annotations.chosenMask(object)?.polygons ?? [];
+    const outline = joinRegions(polygons);
+    if (outline.length < 3) continue;
+    const coords = outline.flatMap(([x, y]) => [
+      (x / image.width).toFixed(6),
+      (y / image.height).toFixed(6),
     ]);
     lines.push(`0 ${coords.join(" ")}`);
   }
   return lines.length > 0 ? lines.join("\n") + "\n" : "";
 }
 
-/** Pixels of the largest 4-connected foreground region. */
-function largestRegion(mask: BinaryMask): Uint8Array {
-  const { width, height, data } = mask;
-  const label = new Int32Array(width * height);
-  let best = 0;
-  let bestSize = 0;
-  let next = 1;
-  const stack: number[] = [];
-  for (let start = 0; start < data.length; start++) {
-    if (data[start] === 0 || label[start] !== 0) continue;
-    let size = 0;
-    label[start] = next;
-    stack.push(start);
-    while (stack.length > 0) {
-      const i = stack.pop()!;
-      size++;
-      const x = i % width;
-      const neighbours = [x > 0 ? i - 1 : -1, x < width - 1 ? i + 1 : -1, i - width, i + width];
-      for (const n of neighbours) {
-        if (n >= 0 && n < data.length && data[n] !== 0 && label[n] === 0) {
-          label[n] = next;
-          stack.push(n);
-        }
-      }
-    }
-    if (size > bestSize) {
-      bestSize = size;
-      best = next;
-    }
-    next++;
+/** The regions (holes skipped) as one closed path: each further region is spliced in at the
+ * vertex of the path nearest to it, going out to it, around it, and back. */
+export function joinRegions(polygons: Polygon[]): Point[] {
+  const regions = polygons.filter((p) => !p.hole).map((p) => toPoints(p.points));
+  if (regions.length === 0) return [];
+  let path = regions[0];
+  for (const region of regions.slice(1)) {
+    if (region.length === 0) continue;
+    let best = { at: 0, from: 0, d: Infinity };
+    path.forEach(([px, py], at) => {
+      region.forEach(([rx, ry], from) => {
+        const d = (px - rx) ** 2 + (py - ry) ** 2;
+        if (d < best.d) best = { at, from, d };
+      });
+    });
+    const around = [...region.slice(best.from), ...region.slice(0, best.from), region[best.from]];
+    path = [...path.slice(0, best.at + 1), ...around, ...path.slice(best.at)];
   }
-  const region = new Uint8Array(width * height);
-  for (let i = 0; i < region.length; i++) region[i] = label[i] === best && best > 0 ? 1 : 0;
-  return region;
-}
-
-// The 8 neighbours, clockwise from west (image y grows downwards).
-const DIRECTIONS: [number, number][] = [
-  [-1, 0],
-  [-1, -1],
-  [0, -1],
-  [1, -1],
-  [1, 0],
-  [1, 1],
-  [0, 1],
-  [-1, 1],
-];
-
-/** Moore-neighbour tracing of the outer boundary of the largest region, as pixel
- * coordinates, with collinear runs merged. */
-export function outerContour(mask: BinaryMask): [number, number][] {
-  const { width, height } = mask;
-  const region = largestRegion(mask);
-  const inside = (x: number, y: number) =>
-    x >= 0 && y >= 0 && x < width && y < height && region[y * width + x] === 1;
-  const first = region.indexOf(1);
-  if (first < 0) return [];
-  const start: [number, number] = [first % width, Math.floor(first / width)];
-  const contour: [number, number][] = [start];
-  let [cx, cy] = start;
-  let from = 0; // entered the start pixel from the west (raster order guarantees it is empty)
-  const limit = 4 * width * height + 8;
-  for (let steps = 0; steps < limit; steps++) {
-    let found = -1;
-    for (let k = 1; k <= 8; k++) {
-      const d = (from + k) % 8;
-      if (inside(cx + DIRECTIONS[d][0], cy + DIRECTIONS[d][1])) {
-        found = d;
-        break;
-      }
-    }
-    if (found < 0) break; // a single pixel
-    cx += DIRECTIONS[found][0];
-    cy += DIRECTIONS[found][1];
-    from = (found + 4) % 8; // look from the pixel we came from
-    if (cx === start[0] && cy === start[1]) break;
-    contour.push([cx, cy]);
-  }
-  return simplify(contour);
-}
-
-function simplify(points: [number, number][]): [number, number][] {
-  if (points.length < 3) return points;
-  const out: [number, number][] = [];
-  for (let i = 0; i < points.length; i++) {
-    const prev = points[(i + points.length - 1) % points.length];
-    const here = points[i];
-    const next = points[(i + 1) % points.length];
-    const cross = (here[0] - prev[0]) * (next[1] - here[1]) - (here[1] - prev[1]) * (next[0] - here[0]);
-    if (cross !== 0) out.push(here);
-  }
-  return out.length >= 3 ? out : points;
+  return path;
 }
 
 /** Offers `text` as a file download. */

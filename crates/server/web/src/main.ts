@@ -1,10 +1,17 @@
 // The annotation page: open an image or a video, click to segment, export.
 import "./style.css";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Annotations, toCandidate, type AnnotatedObject, type BoxCorners } from "./annotations";
+import {
+  Annotations,
+  toCandidate,
+  type AnnotatedObject,
+  type BoxCorners,
+  type MaskCandidate,
+} from "./annotations";
 import { connect } from "./client";
 import { download, toCoco, toYolo, type ImageInfo } from "./export";
 import { drawMasks, drawPrompts } from "./overlay";
+import { LivePreview } from "./preview";
 import { canvasPng, FrameSource } from "./video";
 
 /** A drag longer than this (in screen pixels) is a box, shorter a click. */
@@ -60,7 +67,7 @@ function resizeCanvases(width: number, height: number): void {
 }
 
 function redraw(dragging: BoxCorners | null = null): void {
-  drawMasks(overlayCanvas, annotations.objects);
+  drawMasks(overlayCanvas, withPreview(annotations.objects));
   drawPrompts(promptCanvas, annotations.objects, dragging);
   renderObjects();
   renderCandidates();
@@ -135,6 +142,7 @@ async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise
       requestId: BigInt(++predictions),
       multimaskOutput: multimask,
       returnLowResLogits: true,
+      returnPolygons: true,
       objects: [
         {
           points: object.points,
@@ -155,6 +163,58 @@ async function predict(object: AnnotatedObject, maskInput?: Uint8Array): Promise
   showLatency("lat-decode", masks.decodeMs);
   showLatency("lat-round-trip", roundTrip);
   document.body.dataset.predictions = String(predictions);
+}
+
+// ---- live preview: the mask under the pointer (see preview.ts) ----
+
+let previewMask: MaskCandidate | null = null;
+
+const preview = new LivePreview(
+  async (point, requestId) => {
+    // The selected object, without creating one (a hover changes nothing until a click).
+    const object = annotations.objects[annotations.current] ?? { points: [], box: null };
+    const masks = await client.predict({
+      sessionId,
+      prompt: {
+        requestId,
+        supersedePending: true,
+        objects: [
+          {
+            points: [...object.points, point],
+            box: object.box ? { x1: object.box[0], y1: object.box[1], x2: object.box[2], y2: object.box[3] } : undefined,
+          },
+        ],
+        multimaskOutput: $<HTMLInputElement>("multimask").checked,
+      },
+    });
+    const candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
+    return candidates.reduce<MaskCandidate | null>((best, c) => (best && best.score >= c.score ? best : c), null);
+  },
+  (candidate) => {
+    previewMask = candidate;
+    drawMasks(overlayCanvas, withPreview(annotations.objects));
+  },
+  (error) => setStatus(describe(error), true),
+);
+
+/** Colour of the preview before the first object exists. */
+const PREVIEW_COLOR: [number, number, number] = [255, 255, 255];
+
+/** The objects with the preview drawn over the selected object's mask. */
+function withPreview(objects: AnnotatedObject[]): AnnotatedObject[] {
+  if (!previewMask) return objects;
+  const active = objects[annotations.current];
+  const color = active?.color ?? PREVIEW_COLOR;
+  return [...objects, { id: 0, color, points: [], box: null, candidates: [previewMask], chosen: 0 }];
+}
+
+/** Previews a click at the pointer, unless a committed click is still on its way (a
+ * superseding preview would abort it). */
+function hoverPreview(event: PointerEvent): void {
+  if (!image || !sessionId || !$<HTMLInputElement>("live-preview").checked) return;
+  if (document.body.dataset.busy === "1") return;
+  const [x, y] = toImage(event);
+  preview.hover({ x, y, label: 1 });
 }
 
 async function openImage(file: File): Promise<void> {
@@ -201,6 +261,7 @@ async function startSession(bytes: Uint8Array): Promise<void> {
     client.closeSession({ sessionId: old }).catch(() => undefined);
   }
   annotations.clear();
+  preview.cancel();
   redraw();
   setStatus("encoding…");
   await setImage(bytes);
@@ -251,11 +312,17 @@ let pressed: { screen: [number, number]; image: [number, number]; button: number
 promptCanvas.addEventListener("contextmenu", (event) => event.preventDefault());
 promptCanvas.addEventListener("pointerdown", (event) => {
   if (!image) return;
+  preview.cancel();
   promptCanvas.setPointerCapture(event.pointerId);
   pressed = { screen: [event.clientX, event.clientY], image: toImage(event), button: event.button };
 });
+promptCanvas.addEventListener("pointerleave", () => preview.cancel());
 promptCanvas.addEventListener("pointermove", (event) => {
-  if (!pressed || pressed.button !== 0) return;
+  if (!pressed) {
+    hoverPreview(event);
+    return;
+  }
+  if (pressed.button !== 0) return;
   const [x, y] = toImage(event);
   drawPrompts(promptCanvas, annotations.objects, corners(pressed.image, [x, y]));
 });
@@ -308,7 +375,7 @@ $("export-coco").onclick = () => {
   if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".coco.json", toCoco(image, annotations.objects), "application/json");
 };
 $("export-yolo").onclick = () => {
-  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(annotations.objects), "text/plain");
+  if (image) download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(image, annotations.objects), "text/plain");
 };
 $("prev-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) - 1));
 $("next-frame").onclick = () => void enqueue(() => gotoFrame((frames?.index ?? 0) + 1));
@@ -326,6 +393,8 @@ document.body.dataset.predictions = "0";
       box: o.box,
       chosen: o.chosen,
       rle: Annotations.chosenMask(o)?.rle,
+      polygons: Annotations.chosenMask(o)?.polygons,
     })),
   sessionId: () => sessionId,
+  preview: () => ({ ...preview.stats, rle: previewMask?.rle }),
 };

@@ -2,15 +2,15 @@
 // @generated from file mobilesam/v1/mobilesam.proto (package mobilesam.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mobilesam/v1/mobilesam.proto.
  */
 export const file_mobilesam_v1_mobilesam: GenFile = /*@__PURE__*/
-  fileDesc("Chxtb2JpbGVzYW0vdjEvbW9iaWxlc2FtLnByb3RvEgxtb2JpbGVzYW0udjEipwEKDlNlZ21lbnRSZXF1ZXN0EisKCXNldF9pbWFnZRgBIAEoCzIWLm1vYmlsZXNhbS52MS5TZXRJbWFnZUgAEiYKBnByb21wdBgCIAEoCzIULm1vYmlsZXNhbS52MS5Qcm9tcHRIABI1Cg5nZW5lcmF0ZV9tYXNrcxgDIAEoCzIbLm1vYmlsZXNhbS52MS5HZW5lcmF0ZU1hc2tzSABCCQoHcmVxdWVzdCItCghTZXRJbWFnZRINCgVpbWFnZRgBIAEoDBISCgpzZXNzaW9uX2lkGAIgASgJIoIBCgZQcm9tcHQSEgoKcmVxdWVzdF9pZBgBIAEoBBIrCgdvYmplY3RzGAIgAygLMhoubW9iaWxlc2FtLnYxLk9iamVjdFByb21wdBIYChBtdWx0aW1hc2tfb3V0cHV0GAMgASgIEh0KFXJldHVybl9sb3dfcmVzX2xvZ2l0cxgEIAEoCCJnCgxPYmplY3RQcm9tcHQSIwoGcG9pbnRzGAEgAygLMhMubW9iaWxlc2FtLnYxLlBvaW50Eh4KA2JveBgCIAEoCzIRLm1vYmlsZXNhbS52MS5Cb3gSEgoKbWFza19pbnB1dBgDIAEoDCIsCgVQb2ludBIJCgF4GAEgASgCEgkKAXkYAiABKAISDQoFbGFiZWwYAyABKAUiNQoDQm94EgoKAngxGAEgASgCEgoKAnkxGAIgASgCEgoKAngyGAMgASgCEgoKAnkyGAQgASgCIowCCg9TZWdtZW50UmVzcG9uc2USLwoLaW1hZ2VfcmVhZHkYASABKAsyGC5tb2JpbGVzYW0udjEuSW1hZ2VSZWFkeUgAEiQKBW1hc2tzGAIgASgLMhMubW9iaWxlc2FtLnYxLk1hc2tzSAASJAoFZXJyb3IYAyABKAsyEy5tb2JpbGVzYW0udjEuRXJyb3JIABI1Cg5nZW5lcmF0ZWRfbWFzaxgEIAEoCzIbLm1vYmlsZXNhbS52MS5HZW5lcmF0ZWRNYXNrSAASOQoQZ2VuZXJhdGVfc3VtbWFyeRgFIAEoCzIdLm1vYmlsZXNhbS52MS5HZW5lcmF0ZVN1bW1hcnlIAEIKCghyZXNwb25zZSJSCgpJbWFnZVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSDQoFd2lkdGgYAiABKA0SDgoGaGVpZ2h0GAMgASgNEhEKCWVuY29kZV9tcxgEIAEoASJaCgVNYXNrcxISCgpyZXF1ZXN0X2lkGAEgASgEEioKB29iamVjdHMYAiADKAsyGS5tb2JpbGVzYW0udjEuT2JqZWN0TWFza3MSEQoJZGVjb2RlX21zGAMgASgBIjAKC09iamVjdE1hc2tzEiEKBW1hc2tzGAEgAygLMhIubW9iaWxlc2FtLnYxLk1hc2sifAoETWFzaxINCgVzY29yZRgBIAEoAhIMCgRhcmVhGAIgASgEEh8KBGJib3gYAyABKAsyES5tb2JpbGVzYW0udjEuQm94Eh4KA3JsZRgEIAEoCzIRLm1vYmlsZXNhbS52MS5SbGUSFgoObG93X3Jlc19sb2dpdHMYBSABKAwiIwoDUmxlEgwKBHNpemUYASADKA0SDgoGY291bnRzGAIgASgJIjoKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAQSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIhUKE0dldE1vZGVsSW5mb1JlcXVlc3QiawoJTW9kZWxJbmZvEgwKBG5hbWUYASABKAkSEgoKcGFyYW1ldGVycxgCIAEoBBIYChBjaGVja3BvaW50X2J5dGVzGAMgASgEEg4KBmRldmljZRgEIAEoCRISCgppbWFnZV9zaXplGAUgASgNIvwECg5HZW5lcmF0ZVBhcmFtcxIcCg9wb2ludHNfcGVyX3NpZGUYASABKA1IAIgBARIdChBwb2ludHNfcGVyX2JhdGNoGAIgASgNSAGIAQESHAoPcHJlZF9pb3VfdGhyZXNoGAMgASgCSAKIAQESIwoWc3RhYmlsaXR5X3Njb3JlX3RocmVzaBgEIAEoAkgDiAEBEiMKFnN0YWJpbGl0eV9zY29yZV9vZmZzZXQYBSABKAJIBIgBARIbCg5ib3hfbm1zX3RocmVzaBgGIAEoAkgFiAEBEhoKDWNyb3Bfbl9sYXllcnMYByABKA1IBogBARIcCg9jcm9wX25tc190aHJlc2gYCCABKAJIB4gBARIfChJjcm9wX292ZXJsYXBfcmF0aW8YCSABKAJICIgBARIrCh5jcm9wX25fcG9pbnRzX2Rvd25zY2FsZV9mYWN0b3IYCiABKA1ICYgBARIhChRtaW5fbWFza19yZWdpb25fYXJlYRgLIAEoBEgKiAEBQhIKEF9wb2ludHNfcGVyX3NpZGVCEwoRX3BvaW50c19wZXJfYmF0Y2hCEgoQX3ByZWRfaW91X3RocmVzaEIZChdfc3RhYmlsaXR5X3Njb3JlX3RocmVzaEIZChdfc3RhYmlsaXR5X3Njb3JlX29mZnNldEIRCg9fYm94X25tc190aHJlc2hCEAoOX2Nyb3Bfbl9sYXllcnNCEgoQX2Nyb3Bfbm1zX3RocmVzaEIVChNfY3JvcF9vdmVybGFwX3JhdGlvQiEKH19jcm9wX25fcG9pbnRzX2Rvd25zY2FsZV9mYWN0b3JCFwoVX21pbl9tYXNrX3JlZ2lvbl9hcmVhIlEKDUdlbmVyYXRlTWFza3MSEgoKcmVxdWVzdF9pZBgBIAEoBBIsCgZwYXJhbXMYAiABKAsyHC5tb2JpbGVzYW0udjEuR2VuZXJhdGVQYXJhbXMiZwoUR2VuZXJhdGVNYXNrc1JlcXVlc3QSDQoFaW1hZ2UYASABKAwSEgoKc2Vzc2lvbl9pZBgCIAEoCRIsCgZwYXJhbXMYAyABKAsyHC5tb2JpbGVzYW0udjEuR2VuZXJhdGVQYXJhbXMiggEKFUdlbmVyYXRlTWFza3NSZXNwb25zZRIrCgRtYXNrGAEgASgLMhsubW9iaWxlc2FtLnYxLkdlbmVyYXRlZE1hc2tIABIwCgdzdW1tYXJ5GAIgASgLMh0ubW9iaWxlc2FtLnYxLkdlbmVyYXRlU3VtbWFyeUgAQgoKCHJlc3BvbnNlIqcBCg1HZW5lcmF0ZWRNYXNrEhIKCnJlcXVlc3RfaWQYASABKAQSIAoEbWFzaxgCIAEoCzISLm1vYmlsZXNhbS52MS5NYXNrEhcKD3N0YWJpbGl0eV9zY29yZRgDIAEoAhIiCgVwb2ludBgEIAEoCzITLm1vYmlsZXNhbS52MS5Qb2ludBIjCghjcm9wX2JveBgFIAEoCzIRLm1vYmlsZXNhbS52MS5Cb3gigAEKD0dlbmVyYXRlU3VtbWFyeRISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1hc2tfY291bnQYAiABKA0SDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhEKCWVuY29kZV9tcxgFIAEoARITCgtnZW5lcmF0ZV9tcxgGIAEoASJKCg5QcmVkaWN0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEiQKBnByb21wdBgCIAEoCzIULm1vYmlsZXNhbS52MS5Qcm9tcHQiKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIiYKFENsb3NlU2Vzc2lvblJlc3BvbnNlEg4KBmNsb3NlZBgBIAEoCDLYAwoPU2VnbWVudEFueXRoaW5nEkoKB1NlZ21lbnQSHC5tb2JpbGVzYW0udjEuU2VnbWVudFJlcXVlc3QaHS5tb2JpbGVzYW0udjEuU2VnbWVudFJlc3BvbnNlKAEwARJKCgxHZXRNb2RlbEluZm8SIS5tb2JpbGVzYW0udjEuR2V0TW9kZWxJbmZvUmVxdWVzdBoXLm1vYmlsZXNhbS52MS5Nb2RlbEluZm8SWgoNR2VuZXJhdGVNYXNrcxIiLm1vYmlsZXNhbS52MS5HZW5lcmF0ZU1hc2tzUmVxdWVzdBojLm1vYmlsZXNhbS52MS5HZW5lcmF0ZU1hc2tzUmVzcG9uc2UwARI8CghTZXRJbWFnZRIWLm1vYmlsZXNhbS52MS5TZXRJbWFnZRoYLm1vYmlsZXNhbS52MS5JbWFnZVJlYWR5EjwKB1ByZWRpY3QSHC5tb2JpbGVzYW0udjEuUHJlZGljdFJlcXVlc3QaEy5tb2JpbGVzYW0udjEuTWFza3MSVQoMQ2xvc2VTZXNzaW9uEiEubW9iaWxlc2FtLnYxLkNsb3NlU2Vzc2lvblJlcXVlc3QaIi5tb2JpbGVzYW0udjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chxtb2JpbGVzYW0vdjEvbW9iaWxlc2FtLnByb3RvEgxtb2JpbGVzYW0udjEi0QEKDlNlZ21lbnRSZXF1ZXN0EisKCXNldF9pbWFnZRgBIAEoCzIWLm1vYmlsZXNhbS52MS5TZXRJbWFnZUgAEiYKBnByb21wdBgCIAEoCzIULm1vYmlsZXNhbS52MS5Qcm9tcHRIABI1Cg5nZW5lcmF0ZV9tYXNrcxgDIAEoCzIbLm1vYmlsZXNhbS52MS5HZW5lcmF0ZU1hc2tzSAASKAoHdW50cmFjaxgEIAEoCzIVLm1vYmlsZXNhbS52MS5VbnRyYWNrSABCCQoHcmVxdWVzdCJDCghTZXRJbWFnZRINCgVpbWFnZRgBIAEoDBISCgpzZXNzaW9uX2lkGAIgASgJEhQKDGltYWdlX3NoYTI1NhgDIAEoCSLFAQoGUHJvbXB0EhIKCnJlcXVlc3RfaWQYASABKAQSKwoHb2JqZWN0cxgCIAMoCzIaLm1vYmlsZXNhbS52MS5PYmplY3RQcm9tcHQSGAoQbXVsdGltYXNrX291dHB1dBgDIAEoCBIdChVyZXR1cm5fbG93X3Jlc19sb2dpdHMYBCABKAgSGQoRc3VwZXJzZWRlX3BlbmRpbmcYBSABKAgSDQoFdHJhY2sYBiABKAgSFwoPcmV0dXJuX3BvbHlnb25zGAcgASgIInoKDE9iamVjdFByb21wdBIjCgZwb2ludHMYASADKAsyEy5tb2JpbGVzYW0udjEuUG9pbnQSHgoDYm94GAIgASgLMhEubW9iaWxlc2FtLnYxLkJveBISCgptYXNrX2lucHV0GAMgASgMEhEKCW9iamVjdF9pZBgEIAEoBCIsCgVQb2ludBIJCgF4GAEgASgCEgkKAXkYAiABKAISDQoFbGFiZWwYAyABKAUiNQoDQm94EgoKAngxGAEgASgCEgoKAnkxGAIgASgCEgoKAngyGAMgASgCEgoKAnkyGAQgASgCIowCCg9TZWdtZW50UmVzcG9uc2USLwoLaW1hZ2VfcmVhZHkYASABKAsyGC5tb2JpbGVzYW0udjEuSW1hZ2VSZWFkeUgAEiQKBW1hc2tzGAIgASgLMhMubW9iaWxlc2FtLnYxLk1hc2tzSAASJAoFZXJyb3IYAyABKAsyEy5tb2JpbGVzYW0udjEuRXJyb3JIABI1Cg5nZW5lcmF0ZWRfbWFzaxgEIAEoCzIbLm1vYmlsZXNhbS52MS5HZW5lcmF0ZWRNYXNrSAASOQoQZ2VuZXJhdGVfc3VtbWFyeRgFIAEoCzIdLm1vYmlsZXNhbS52MS5HZW5lcmF0ZVN1bW1hcnlIAEIKCghyZXNwb25zZSK9AQoKSW1hZ2VSZWFkeRISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXdpZHRoGAIgASgNEg4KBmhlaWdodBgDIAEoDRIRCgllbmNvZGVfbXMYBCABKAESLQoGc291cmNlGAUgASgOMh0ubW9iaWxlc2FtLnYxLkVtYmVkZGluZ1NvdXJjZRIUCgxpbWFnZV9zaGEyNTYYBiABKAkSJAoHdHJhY2tlZBgHIAEoCzITLm1vYmlsZXNhbS52MS5NYXNrcyJaCgVNYXNrcxISCgpyZXF1ZXN0X2lkGAEgASgEEioKB29iamVjdHMYAiADKAsyGS5tb2JpbGVzYW0udjEuT2JqZWN0TWFza3MSEQoJZGVjb2RlX21zGAMgASgBImwKC09iamVjdE1hc2tzEiEKBW1hc2tzGAEgAygLMhIubW9iaWxlc2FtLnYxLk1hc2sSEQoJb2JqZWN0X2lkGAIgASgEEicKBXN0YXRlGAMgASgOMhgubW9iaWxlc2FtLnYxLlRyYWNrU3RhdGUivgEKBE1hc2sSDQoFc2NvcmUYASABKAISDAoEYXJlYRgCIAEoBBIfCgRiYm94GAMgASgLMhEubW9iaWxlc2FtLnYxLkJveBIeCgNybGUYBCABKAsyES5tb2JpbGVzYW0udjEuUmxlEhYKDmxvd19yZXNfbG9naXRzGAUgASgMEhcKD3N0YWJpbGl0eV9zY29yZRgGIAEoAhInCghwb2x5Z29ucxgHIAMoCzIVLm1vYmlsZXNhbS52MS5Qb2x5Z29uIicKB1BvbHlnb24SDgoGcG9pbnRzGAEgAygCEgwKBGhvbGUYAiABKAgiIwoDUmxlEgwKBHNpemUYASADKA0SDgoGY291bnRzGAIgASgJIjoKBUVycm9yEhIKCnJlcXVlc3RfaWQYASABKAQSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIhUKE0dldE1vZGVsSW5mb1JlcXVlc3QiawoJTW9kZWxJbmZvEgwKBG5hbWUYASABKAkSEgoKcGFyYW1ldGVycxgCIAEoBBIYChBjaGVja3BvaW50X2J5dGVzGAMgASgEEg4KBmRldmljZRgEIAEoCRISCgppbWFnZV9zaXplGAUgASgNIvwECg5HZW5lcmF0ZVBhcmFtcxIcCg9wb2ludHNfcGVyX3NpZGUYASABKA1IAIgBARIdChBwb2ludHNfcGVyX2JhdGNoGAIgASgNSAGIAQESHAoPcHJlZF9pb3VfdGhyZXNoGAMgASgCSAKIAQESIwoWc3RhYmlsaXR5X3Njb3JlX3RocmVzaBgEIAEoAkgDiAEBEiMKFnN0YWJpbGl0eV9zY29yZV9vZmZzZXQYBSABKAJIBIgBARIbCg5ib3hfbm1zX3RocmVzaBgGIAEoAkgFiAEBEhoKDWNyb3Bfbl9sYXllcnMYByABKA1IBogBARIcCg9jcm9wX25tc190aHJlc2gYCCABKAJIB4gBARIfChJjcm9wX292ZXJsYXBfcmF0aW8YCSABKAJICIgBARIrCh5jcm9wX25fcG9pbnRzX2Rvd25zY2FsZV9mYWN0b3IYCiABKA1ICYgBARIhChRtaW5fbWFza19yZWdpb25fYXJlYRgLIAEoBEgKiAEBQhIKEF9wb2ludHNfcGVyX3NpZGVCEwoRX3BvaW50c19wZXJfYmF0Y2hCEgoQX3ByZWRfaW91X3RocmVzaEIZChdfc3RhYmlsaXR5X3Njb3JlX3RocmVzaEIZChdfc3RhYmlsaXR5X3Njb3JlX29mZnNldEIRCg9fYm94X25tc190aHJlc2hCEAoOX2Nyb3Bfbl9sYXllcnNCEgoQX2Nyb3Bfbm1zX3RocmVzaEIVChNfY3JvcF9vdmVybGFwX3JhdGlvQiEKH19jcm9wX25fcG9pbnRzX2Rvd25zY2FsZV9mYWN0b3JCFwoVX21pbl9tYXNrX3JlZ2lvbl9hcmVhIlEKDUdlbmVyYXRlTWFza3MSEgoKcmVxdWVzdF9pZBgBIAEoBBIsCgZwYXJhbXMYAiABKAsyHC5tb2JpbGVzYW0udjEuR2VuZXJhdGVQYXJhbXMiZwoUR2VuZXJhdGVNYXNrc1JlcXVlc3QSDQoFaW1hZ2UYASABKAwSEgoKc2Vzc2lvbl9pZBgCIAEoCRIsCgZwYXJhbXMYAyABKAsyHC5tb2JpbGVzYW0udjEuR2VuZXJhdGVQYXJhbXMiggEKFUdlbmVyYXRlTWFza3NSZXNwb25zZRIrCgRtYXNrGAEgASgLMhsubW9iaWxlc2FtLnYxLkdlbmVyYXRlZE1hc2tIABIwCgdzdW1tYXJ5GAIgASgLMh0ubW9iaWxlc2FtLnYxLkdlbmVyYXRlU3VtbWFyeUgAQgoKCHJlc3BvbnNlIqcBCg1HZW5lcmF0ZWRNYXNrEhIKCnJlcXVlc3RfaWQYASABKAQSIAoEbWFzaxgCIAEoCzISLm1vYmlsZXNhbS52MS5NYXNrEhcKD3N0YWJpbGl0eV9zY29yZRgDIAEoAhIiCgVwb2ludBgEIAEoCzITLm1vYmlsZXNhbS52MS5Qb2ludBIjCghjcm9wX2JveBgFIAEoCzIRLm1vYmlsZXNhbS52MS5Cb3gigAEKD0dlbmVyYXRlU3VtbWFyeRISCgpyZXF1ZXN0X2lkGAEgASgEEhIKCm1hc2tfY291bnQYAiABKA0SDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhEKCWVuY29kZV9tcxgFIAEoARITCgtnZW5lcmF0ZV9tcxgGIAEoASJKCg5QcmVkaWN0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEiQKBnByb21wdBgCIAEoCzIULm1vYmlsZXNhbS52MS5Qcm9tcHQiKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIiYKFENsb3NlU2Vzc2lvblJlc3BvbnNlEg4KBmNsb3NlZBgBIAEoCCIdCgdVbnRyYWNrEhIKCm9iamVjdF9pZHMYASADKAQiTAoOVW50cmFja1JlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRImCgd1bnRyYWNrGAIgASgLMhUubW9iaWxlc2FtLnYxLlVudHJhY2siJQoPVW50cmFja1Jlc3BvbnNlEhIKCm9iamVjdF9pZHMYASADKAQqbQoPRW1iZWRkaW5nU291cmNlEhwKGEVNQkVERElOR19TT1VSQ0VfRU5DT0RFRBAAEiAKHEVNQkVERElOR19TT1VSQ0VfTE9DQUxfQ0FDSEUQARIaChZFTUJFRERJTkdfU09VUkNFX1NUT1JFEAIqWAoKVHJhY2tTdGF0ZRIbChdUUkFDS19TVEFURV9VTlNQRUNJRklFRBAAEhcKE1RSQUNLX1NUQVRFX1RSQUNLRUQQARIUChBUUkFDS19TVEFURV9MT1NUEAIyoAQKD1NlZ21lbnRBbnl0aGluZxJKCgdTZWdtZW50EhwubW9iaWxlc2FtLnYxLlNlZ21lbnRSZXF1ZXN0Gh0ubW9iaWxlc2FtLnYxLlNlZ21lbnRSZXNwb25zZSgBMAESSgoMR2V0TW9kZWxJbmZvEiEubW9iaWxlc2FtLnYxLkdldE1vZGVsSW5mb1JlcXVlc3QaFy5tb2JpbGVzYW0udjEuTW9kZWxJbmZvEloKDUdlbmVyYXRlTWFza3MSIi5tb2JpbGVzYW0udjEuR2VuZXJhdGVNYXNrc1JlcXVlc3QaIy5tb2JpbGVzYW0udjEuR2VuZXJhdGVNYXNrc1Jlc3BvbnNlMAESPAoIU2V0SW1hZ2USFi5tb2JpbGVzYW0udjEuU2V0SW1hZ2UaGC5tb2JpbGVzYW0udjEuSW1hZ2VSZWFkeRI8CgdQcmVkaWN0EhwubW9iaWxlc2FtLnYxLlByZWRpY3RSZXF1ZXN0GhMubW9iaWxlc2FtLnYxLk1hc2tzElUKDENsb3NlU2Vzc2lvbhIhLm1vYmlsZXNhbS52MS5DbG9zZVNlc3Npb25SZXF1ZXN0GiIubW9iaWxlc2FtLnYxLkNsb3NlU2Vzc2lvblJlc3BvbnNlEkYKB1VudHJhY2sSHC5tb2JpbGVzYW0udjEuVW50cmFja1JlcXVlc3QaHS5tb2JpbGVzYW0udjEuVW50cmFja1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message mobilesam.v1.SegmentRequest
@@ -39,6 +39,14 @@ export type SegmentRequest = Message<"mobilesam.v1.SegmentRequest"> & {
      */
     value: GenerateMasks;
     case: "generateMasks";
+  } | {
+    /**
+     * stop following objects of the stream's session (no answer)
+     *
+     * @generated from field: mobilesam.v1.Untrack untrack = 4;
+     */
+    value: Untrack;
+    case: "untrack";
   } | { case: undefined; value?: undefined };
 };
 
@@ -66,6 +74,15 @@ export type SetImage = Message<"mobilesam.v1.SetImage"> & {
    * @generated from field: string session_id = 2;
    */
   sessionId: string;
+
+  /**
+   * With no image and no session_id: open a session on the embedding of the image whose bytes
+   * have this SHA-256 (lowercase hex), from the local cache or the embedding store; NOT_FOUND
+   * when neither has it. Lets a client that already shows a precomputed image skip the upload.
+   *
+   * @generated from field: string image_sha256 = 3;
+   */
+  imageSha256: string;
 };
 
 /**
@@ -104,6 +121,31 @@ export type Prompt = Message<"mobilesam.v1.Prompt"> & {
    * @generated from field: bool return_low_res_logits = 4;
    */
   returnLowResLogits: boolean;
+
+  /**
+   * Latest wins: prompts of this stream (or, over unary, of this session) that are queued and
+   * not started yet are answered at once with Error{request_id, code 10 ABORTED} and skipped.
+   * For hover previews and drags: only the newest prompt costs a decode.
+   *
+   * @generated from field: bool supersede_pending = 5;
+   */
+  supersedePending: boolean;
+
+  /**
+   * Follow this prompt's objects (each with an object_id) on the session's next frames: every
+   * later SetImage with an image on this session answers ImageReady.tracked. A tracked
+   * object_id prompted again takes the new result as its state (a correction).
+   *
+   * @generated from field: bool track = 6;
+   */
+  track: boolean;
+
+  /**
+   * fill Mask.polygons
+   *
+   * @generated from field: bool return_polygons = 7;
+   */
+  returnPolygons: boolean;
 };
 
 /**
@@ -133,6 +175,13 @@ export type ObjectPrompt = Message<"mobilesam.v1.ObjectPrompt"> & {
    * @generated from field: bytes mask_input = 3;
    */
   maskInput: Uint8Array;
+
+  /**
+   * the client's id for the object; required with Prompt.track, echoed in ObjectMasks
+   *
+   * @generated from field: uint64 object_id = 4;
+   */
+  objectId: bigint;
 };
 
 /**
@@ -283,6 +332,28 @@ export type ImageReady = Message<"mobilesam.v1.ImageReady"> & {
    * @generated from field: double encode_ms = 4;
    */
   encodeMs: number;
+
+  /**
+   * where this image's embedding came from
+   *
+   * @generated from field: mobilesam.v1.EmbeddingSource source = 5;
+   */
+  source: EmbeddingSource;
+
+  /**
+   * SHA-256 of the image bytes (lowercase hex): the embedding's content address
+   *
+   * @generated from field: string image_sha256 = 6;
+   */
+  imageSha256: string;
+
+  /**
+   * On a new frame of a session that tracks objects: one ObjectMasks per tracked object
+   * (ascending object_id), each with one mask found by the tracking recipe (README).
+   *
+   * @generated from field: mobilesam.v1.Masks tracked = 7;
+   */
+  tracked?: Masks | undefined;
 };
 
 /**
@@ -329,6 +400,20 @@ export type ObjectMasks = Message<"mobilesam.v1.ObjectMasks"> & {
    * @generated from field: repeated mobilesam.v1.Mask masks = 1;
    */
   masks: Mask[];
+
+  /**
+   * ObjectPrompt.object_id
+   *
+   * @generated from field: uint64 object_id = 2;
+   */
+  objectId: bigint;
+
+  /**
+   * for tracked objects
+   *
+   * @generated from field: mobilesam.v1.TrackState state = 3;
+   */
+  state: TrackState;
 };
 
 /**
@@ -379,6 +464,20 @@ export type Mask = Message<"mobilesam.v1.Mask"> & {
    * @generated from field: bytes low_res_logits = 5;
    */
   lowResLogits: Uint8Array;
+
+  /**
+   * the reference's stability score (offset 1.0) of this mask
+   *
+   * @generated from field: float stability_score = 6;
+   */
+  stabilityScore: number;
+
+  /**
+   * when asked for: every region's outline and every hole, in pixels
+   *
+   * @generated from field: repeated mobilesam.v1.Polygon polygons = 7;
+   */
+  polygons: Polygon[];
 };
 
 /**
@@ -387,6 +486,32 @@ export type Mask = Message<"mobilesam.v1.Mask"> & {
  */
 export const MaskSchema: GenMessage<Mask> = /*@__PURE__*/
   messageDesc(file_mobilesam_v1_mobilesam, 10);
+
+/**
+ * A closed outline on pixel corners: x0, y0, x1, y1, ... (the last point joins the first).
+ *
+ * @generated from message mobilesam.v1.Polygon
+ */
+export type Polygon = Message<"mobilesam.v1.Polygon"> & {
+  /**
+   * @generated from field: repeated float points = 1;
+   */
+  points: number[];
+
+  /**
+   * a hole inside the region drawn before it
+   *
+   * @generated from field: bool hole = 2;
+   */
+  hole: boolean;
+};
+
+/**
+ * Describes the message mobilesam.v1.Polygon.
+ * Use `create(PolygonSchema)` to create a new message.
+ */
+export const PolygonSchema: GenMessage<Polygon> = /*@__PURE__*/
+  messageDesc(file_mobilesam_v1_mobilesam, 11);
 
 /**
  * @generated from message mobilesam.v1.Rle
@@ -412,7 +537,7 @@ export type Rle = Message<"mobilesam.v1.Rle"> & {
  * Use `create(RleSchema)` to create a new message.
  */
 export const RleSchema: GenMessage<Rle> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 11);
+  messageDesc(file_mobilesam_v1_mobilesam, 12);
 
 /**
  * @generated from message mobilesam.v1.Error
@@ -445,7 +570,7 @@ export type Error = Message<"mobilesam.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 12);
+  messageDesc(file_mobilesam_v1_mobilesam, 13);
 
 /**
  * @generated from message mobilesam.v1.GetModelInfoRequest
@@ -458,7 +583,7 @@ export type GetModelInfoRequest = Message<"mobilesam.v1.GetModelInfoRequest"> & 
  * Use `create(GetModelInfoRequestSchema)` to create a new message.
  */
 export const GetModelInfoRequestSchema: GenMessage<GetModelInfoRequest> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 13);
+  messageDesc(file_mobilesam_v1_mobilesam, 14);
 
 /**
  * @generated from message mobilesam.v1.ModelInfo
@@ -501,7 +626,7 @@ export type ModelInfo = Message<"mobilesam.v1.ModelInfo"> & {
  * Use `create(ModelInfoSchema)` to create a new message.
  */
 export const ModelInfoSchema: GenMessage<ModelInfo> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 14);
+  messageDesc(file_mobilesam_v1_mobilesam, 15);
 
 /**
  * Automatic mask generation parameters, with the meaning and defaults of the reference's
@@ -593,7 +718,7 @@ export type GenerateParams = Message<"mobilesam.v1.GenerateParams"> & {
  * Use `create(GenerateParamsSchema)` to create a new message.
  */
 export const GenerateParamsSchema: GenMessage<GenerateParams> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 15);
+  messageDesc(file_mobilesam_v1_mobilesam, 16);
 
 /**
  * Segment everything, on the Segment stream, in the stream's current image.
@@ -617,7 +742,7 @@ export type GenerateMasks = Message<"mobilesam.v1.GenerateMasks"> & {
  * Use `create(GenerateMasksSchema)` to create a new message.
  */
 export const GenerateMasksSchema: GenMessage<GenerateMasks> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 16);
+  messageDesc(file_mobilesam_v1_mobilesam, 17);
 
 /**
  * @generated from message mobilesam.v1.GenerateMasksRequest
@@ -648,7 +773,7 @@ export type GenerateMasksRequest = Message<"mobilesam.v1.GenerateMasksRequest"> 
  * Use `create(GenerateMasksRequestSchema)` to create a new message.
  */
 export const GenerateMasksRequestSchema: GenMessage<GenerateMasksRequest> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 17);
+  messageDesc(file_mobilesam_v1_mobilesam, 18);
 
 /**
  * @generated from message mobilesam.v1.GenerateMasksResponse
@@ -679,7 +804,7 @@ export type GenerateMasksResponse = Message<"mobilesam.v1.GenerateMasksResponse"
  * Use `create(GenerateMasksResponseSchema)` to create a new message.
  */
 export const GenerateMasksResponseSchema: GenMessage<GenerateMasksResponse> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 18);
+  messageDesc(file_mobilesam_v1_mobilesam, 19);
 
 /**
  * One generated mask, with the fields of the reference generator's records.
@@ -726,7 +851,7 @@ export type GeneratedMask = Message<"mobilesam.v1.GeneratedMask"> & {
  * Use `create(GeneratedMaskSchema)` to create a new message.
  */
 export const GeneratedMaskSchema: GenMessage<GeneratedMask> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 19);
+  messageDesc(file_mobilesam_v1_mobilesam, 20);
 
 /**
  * @generated from message mobilesam.v1.GenerateSummary
@@ -772,7 +897,7 @@ export type GenerateSummary = Message<"mobilesam.v1.GenerateSummary"> & {
  * Use `create(GenerateSummarySchema)` to create a new message.
  */
 export const GenerateSummarySchema: GenMessage<GenerateSummary> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 20);
+  messageDesc(file_mobilesam_v1_mobilesam, 21);
 
 /**
  * @generated from message mobilesam.v1.PredictRequest
@@ -794,7 +919,7 @@ export type PredictRequest = Message<"mobilesam.v1.PredictRequest"> & {
  * Use `create(PredictRequestSchema)` to create a new message.
  */
 export const PredictRequestSchema: GenMessage<PredictRequest> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 21);
+  messageDesc(file_mobilesam_v1_mobilesam, 22);
 
 /**
  * @generated from message mobilesam.v1.CloseSessionRequest
@@ -811,7 +936,7 @@ export type CloseSessionRequest = Message<"mobilesam.v1.CloseSessionRequest"> & 
  * Use `create(CloseSessionRequestSchema)` to create a new message.
  */
 export const CloseSessionRequestSchema: GenMessage<CloseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 22);
+  messageDesc(file_mobilesam_v1_mobilesam, 23);
 
 /**
  * @generated from message mobilesam.v1.CloseSessionResponse
@@ -830,7 +955,129 @@ export type CloseSessionResponse = Message<"mobilesam.v1.CloseSessionResponse"> 
  * Use `create(CloseSessionResponseSchema)` to create a new message.
  */
 export const CloseSessionResponseSchema: GenMessage<CloseSessionResponse> = /*@__PURE__*/
-  messageDesc(file_mobilesam_v1_mobilesam, 23);
+  messageDesc(file_mobilesam_v1_mobilesam, 24);
+
+/**
+ * @generated from message mobilesam.v1.Untrack
+ */
+export type Untrack = Message<"mobilesam.v1.Untrack"> & {
+  /**
+   * empty: every tracked object of the session
+   *
+   * @generated from field: repeated uint64 object_ids = 1;
+   */
+  objectIds: bigint[];
+};
+
+/**
+ * Describes the message mobilesam.v1.Untrack.
+ * Use `create(UntrackSchema)` to create a new message.
+ */
+export const UntrackSchema: GenMessage<Untrack> = /*@__PURE__*/
+  messageDesc(file_mobilesam_v1_mobilesam, 25);
+
+/**
+ * @generated from message mobilesam.v1.UntrackRequest
+ */
+export type UntrackRequest = Message<"mobilesam.v1.UntrackRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: mobilesam.v1.Untrack untrack = 2;
+   */
+  untrack?: Untrack | undefined;
+};
+
+/**
+ * Describes the message mobilesam.v1.UntrackRequest.
+ * Use `create(UntrackRequestSchema)` to create a new message.
+ */
+export const UntrackRequestSchema: GenMessage<UntrackRequest> = /*@__PURE__*/
+  messageDesc(file_mobilesam_v1_mobilesam, 26);
+
+/**
+ * @generated from message mobilesam.v1.UntrackResponse
+ */
+export type UntrackResponse = Message<"mobilesam.v1.UntrackResponse"> & {
+  /**
+   * the objects that were tracked and no longer are
+   *
+   * @generated from field: repeated uint64 object_ids = 1;
+   */
+  objectIds: bigint[];
+};
+
+/**
+ * Describes the message mobilesam.v1.UntrackResponse.
+ * Use `create(UntrackResponseSchema)` to create a new message.
+ */
+export const UntrackResponseSchema: GenMessage<UntrackResponse> = /*@__PURE__*/
+  messageDesc(file_mobilesam_v1_mobilesam, 27);
+
+/**
+ * @generated from enum mobilesam.v1.EmbeddingSource
+ */
+export enum EmbeddingSource {
+  /**
+   * encoded for this request
+   *
+   * @generated from enum value: EMBEDDING_SOURCE_ENCODED = 0;
+   */
+  ENCODED = 0,
+
+  /**
+   * this replica's memory (a resumed session, or the same bytes seen before)
+   *
+   * @generated from enum value: EMBEDDING_SOURCE_LOCAL_CACHE = 1;
+   */
+  LOCAL_CACHE = 1,
+
+  /**
+   * the shared embedding store (another replica, or precomputed)
+   *
+   * @generated from enum value: EMBEDDING_SOURCE_STORE = 2;
+   */
+  STORE = 2,
+}
+
+/**
+ * Describes the enum mobilesam.v1.EmbeddingSource.
+ */
+export const EmbeddingSourceSchema: GenEnum<EmbeddingSource> = /*@__PURE__*/
+  enumDesc(file_mobilesam_v1_mobilesam, 0);
+
+/**
+ * @generated from enum mobilesam.v1.TrackState
+ */
+export enum TrackState {
+  /**
+   * not a tracked object
+   *
+   * @generated from enum value: TRACK_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: TRACK_STATE_TRACKED = 1;
+   */
+  TRACKED = 1,
+
+  /**
+   * the recipe's mask came out empty: no mask; prompt it again to resume
+   *
+   * @generated from enum value: TRACK_STATE_LOST = 2;
+   */
+  LOST = 2,
+}
+
+/**
+ * Describes the enum mobilesam.v1.TrackState.
+ */
+export const TrackStateSchema: GenEnum<TrackState> = /*@__PURE__*/
+  enumDesc(file_mobilesam_v1_mobilesam, 1);
 
 /**
  * Interactive segmentation: one bidirectional stream per client session.
@@ -906,6 +1153,16 @@ export const SegmentAnything: GenService<{
     methodKind: "unary";
     input: typeof CloseSessionRequestSchema;
     output: typeof CloseSessionResponseSchema;
+  },
+  /**
+   * Stops following objects of a session (the unary form of SegmentRequest.untrack).
+   *
+   * @generated from rpc mobilesam.v1.SegmentAnything.Untrack
+   */
+  untrack: {
+    methodKind: "unary";
+    input: typeof UntrackRequestSchema;
+    output: typeof UntrackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mobilesam_v1_mobilesam, 0);

@@ -1,0 +1,678 @@
+//! The detector's CPU path: the same network as [`super::graph`], channels-last on plain
+//! `f32` buffers, with the crate's CPU kernels (`crate::cpu`): 1x1 convolutions as one
+//! matrix product per row block with bias and SiLU fused in, 3x3 convolutions through
+//! im2col blocks, depthwise 3x3 vectorized over channels. candle runs every operation as
+//! its own pass over a fresh NCHW tensor, which on the CPU costs more than the arithmetic.
+//!
+//! Built from the loaded (BatchNorm-folded) blocks; any convolution outside these shapes
+//! makes [`FastGraph::new`] refuse, and the detector keeps the candle path.
+
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::blocks::{
+    Attention, Block, Bottleneck, C2f, C2psa, ConvChain, ConvUnit, DetectHead, Inner, PsaBlock,
+    Sppf, C3,
+};
+use super::graph::Graph;
+use super::postprocess::LevelOutput;
+use crate::cpu::conv::Conv3x3;
+use crate::cpu::depthwise::DepthwiseConv3x3;
+use crate::cpu::linear::par_row_blocks;
+use crate::cpu::math::{exp, scaled_softmax};
+use crate::cpu::matmul::{matmul, MatRef};
+use crate::cpu::winograd::Winograd3x3;
+
+/// A channels-last feature map: `data[(y * w + x) * c + channel]`.
+#[derive(Debug, Clone)]
+pub struct Map {
+    /// The values.
+    pub data: Vec<f32>,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+}
+
+impl Map {
+    fn zeros(h: usize, w: usize, c: usize) -> Self {
+        Self {
+            data: vec![0.0; h * w * c],
+            h,
+            w,
+            c,
+        }
+    }
+
+    /// Channels `from..from + count` as a map of their own.
+    fn channels(&self, from: usize, count: usize) -> Map {
+        let mut out = Map::zeros(self.h, self.w, count);
+        for (dst, src) in out
+            .data
+            .chunks_exact_mut(count)
+            .zip(self.data.chunks_exact(self.c))
+        {
+            dst.copy_from_slice(&src[from..from + count]);
+        }
+        out
+    }
+
+    /// The maps side by side along channels.
+    fn concat(parts: &[&Map]) -> Map {
+        let (h, w) = (parts[0].h, parts[0].w);
+        let c: usize = parts.iter().map(|p| p.c).sum();
+        let mut out = Map::zeros(h, w, c);
+        for (p, dst) in out.data.chunks_exact_mut(c).enumerate() {
+            let mut at = 0;
+            for part in parts {
+                dst[at..at + part.c].copy_from_slice(&part.data[p * part.c..(p + 1) * part.c]);
+                at += part.c;
+            }
+        }
+        out
+    }
+
+    fn add(mut self, other: &Map) -> Map {
+        for (a, b) in self.data.iter_mut().zip(&other.data) {
+            *a += b;
+        }
+        self
+    }
+}
+
+/// `x / (1 + e^-x)`, in place, after adding a per-channel bias.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn bias_silu(rows: &mut [f32], bias: &[f32], silu: bool) {
+    let width = bias.len();
+    for row in rows.chunks_exact_mut(width) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let x = *v + b;
+            *v = if silu { x / (1.0 + exp(-x)) } else { x };
+        }
+    }
+}
+
+#[multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn silu_inplace(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v /= 1.0 + exp(-*v);
+    }
+}
+
+/// One convolution on the CPU kernels.
+#[derive(Debug, Clone)]
+enum Kernel {
+    /// 1x1, stride 1: weight `(in, out)` row-major.
+    Pointwise {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        ci: usize,
+    },
+    /// 3x3, padding 1, stride 1 or 2.
+    Dense3(Conv3x3),
+    /// 3x3, padding 1, stride 1, channels in multiples of 16: Winograd F(2x2, 3x3).
+    Winograd3(Winograd3x3),
+    /// Depthwise 3x3, padding 1, stride 1 or 2.
+    Depthwise3(DepthwiseConv3x3),
+}
+
+/// A convolution with its activation.
+#[derive(Debug, Clone)]
+struct Conv {
+    kernel: Kernel,
+    silu: bool,
+    co: usize,
+}
+
+fn host(t: &candle_core::Tensor) -> Result<Vec<f32>, String> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| e.to_string())
+}
+
+impl Conv {
+    fn new(u: &ConvUnit) -> Result<Self, String> {
+        let (co, cig, kh, _) = u.weight.dims4().map_err(|e| e.to_string())?;
+        let weight = host(&u.weight)?;
+        let bias = host(&u.bias)?;
+        let kernel = match (kh, u.groups, u.stride, u.padding) {
+            (1, 1, 1, 0) => {
+                let mut packed = vec![0.0; cig * co];
+                for o in 0..co {
+                    for i in 0..cig {
+                        packed[i * co + o] = weight[o * cig + i];
+                    }
+                }
+                Kernel::Pointwise {
+                    weight: packed,
+                    bias,
+                    ci: cig,
+                }
+            }
+            (3, 1, 1, 1) if Winograd3x3::supports(cig, co) => {
+                Kernel::Winograd3(Winograd3x3::from_torch(&weight, Some(bias), cig, co))
+            }
+            (3, 1, 1 | 2, 1) => {
+                Kernel::Dense3(Conv3x3::from_torch(&weight, Some(bias), cig, co, u.stride))
+            }
+            (3, g, 1 | 2, 1) if g == co && cig == 1 => {
+                Kernel::Depthwise3(DepthwiseConv3x3::from_torch(&weight, bias, u.stride))
+            }
+            _ => {
+                return Err(format!(
+                    "no CPU kernel for a {kh}x{kh} convolution, stride {}, padding {}, groups {}",
+                    u.stride, u.padding, u.groups
+                ))
+            }
+        };
+        Ok(Self {
+            kernel,
+            silu: u.silu,
+            co,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        match &self.kernel {
+            Kernel::Pointwise { weight, bias, ci } => {
+                let (ci, co) = (*ci, self.co);
+                let mut out = Map::zeros(x.h, x.w, co);
+                par_row_blocks(&mut out.data, co, |p0, rows| {
+                    let n = rows.len() / co;
+                    let a = MatRef::rows(&x.data[p0 * ci..(p0 + n) * ci], n, ci, ci);
+                    matmul(a, MatRef::rows(weight, ci, co, co), rows, co, false);
+                    bias_silu(rows, bias, self.silu);
+                });
+                out
+            }
+            Kernel::Dense3(conv) => {
+                let (ho, wo) = conv.out_size(x.h, x.w);
+                let mut out = Map::zeros(ho, wo, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
+                if self.silu {
+                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
+                }
+                out
+            }
+            Kernel::Winograd3(conv) => {
+                let mut out = Map::zeros(x.h, x.w, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
+                if self.silu {
+                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
+                }
+                out
+            }
+            Kernel::Depthwise3(conv) => {
+                let (ho, wo) = conv.out_size(x.h, x.w);
+                let mut out = Map::zeros(ho, wo, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
+                if self.silu {
+                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
+                }
+                out
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FastBottleneck {
+    cv1: Conv,
+    cv2: Conv,
+    add: bool,
+}
+
+impl FastBottleneck {
+    fn new(b: &Bottleneck) -> Result<Self, String> {
+        Ok(Self {
+            cv1: Conv::new(&b.cv1)?,
+            cv2: Conv::new(&b.cv2)?,
+            add: b.add,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let y = self.cv2.forward(&self.cv1.forward(x));
+        if self.add {
+            y.add(x)
+        } else {
+            y
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FastC3 {
+    cv1: Conv,
+    cv2: Conv,
+    cv3: Conv,
+    m: Vec<FastBottleneck>,
+}
+
+impl FastC3 {
+    fn new(c: &C3) -> Result<Self, String> {
+        Ok(Self {
+            cv1: Conv::new(&c.cv1)?,
+            cv2: Conv::new(&c.cv2)?,
+            cv3: Conv::new(&c.cv3)?,
+            m: c.m
+                .iter()
+                .map(FastBottleneck::new)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let mut a = self.cv1.forward(x);
+        for b in &self.m {
+            a = b.forward(&a);
+        }
+        let b = self.cv2.forward(x);
+        self.cv3.forward(&Map::concat(&[&a, &b]))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FastInner {
+    Bottleneck(FastBottleneck),
+    C3k(FastC3),
+}
+
+#[derive(Debug, Clone)]
+struct FastC2f {
+    cv1: Conv,
+    cv2: Conv,
+    m: Vec<FastInner>,
+}
+
+impl FastC2f {
+    fn new(c: &C2f) -> Result<Self, String> {
+        let m =
+            c.m.iter()
+                .map(|i| {
+                    Ok(match i {
+                        Inner::Bottleneck(b) => FastInner::Bottleneck(FastBottleneck::new(b)?),
+                        Inner::C3k(c) => FastInner::C3k(FastC3::new(c)?),
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+        Ok(Self {
+            cv1: Conv::new(&c.cv1)?,
+            cv2: Conv::new(&c.cv2)?,
+            m,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let y = self.cv1.forward(x);
+        let half = y.c / 2;
+        let mut outs = vec![y.channels(half, y.c - half)];
+        for block in &self.m {
+            let last = &outs[outs.len() - 1];
+            let next = match block {
+                FastInner::Bottleneck(b) => b.forward(last),
+                FastInner::C3k(c) => c.forward(last),
+            };
+            outs.push(next);
+        }
+        let mut parts: Vec<&Map> = vec![&y];
+        parts.extend(outs[1..].iter());
+        self.cv2.forward(&Map::concat(&parts))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FastSppf {
+    cv1: Conv,
+    cv2: Conv,
+    kernel: usize,
+    n: usize,
+    add: bool,
+}
+
+impl FastSppf {
+    fn forward(&self, x: &Map) -> Map {
+        let mut parts = vec![self.cv1.forward(x)];
+        for _ in 0..self.n {
+            let next = max_pool(&parts[parts.len() - 1], self.kernel);
+            parts.push(next);
+        }
+        let refs: Vec<&Map> = parts.iter().collect();
+        let y = self.cv2.forward(&Map::concat(&refs));
+        if self.add {
+            y.add(x)
+        } else {
+            y
+        }
+    }
+}
+
+/// Max pool, stride 1, padding `k / 2` (padding never wins), channels-last.
+fn max_pool(x: &Map, k: usize) -> Map {
+    let (h, w, c) = (x.h, x.w, x.c);
+    let r = k / 2;
+    let mut rows = Map::zeros(h, w, c);
+    rows.data
+        .par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(y, dst)| {
+            let src = &x.data[y * w * c..(y + 1) * w * c];
+            for xx in 0..w {
+                let d = &mut dst[xx * c..(xx + 1) * c];
+                d.copy_from_slice(&src[xx * c..(xx + 1) * c]);
+                for sx in xx.saturating_sub(r)..=(xx + r).min(w - 1) {
+                    for (a, b) in d.iter_mut().zip(&src[sx * c..(sx + 1) * c]) {
+                        *a = a.max(*b);
+                    }
+                }
+            }
+        });
+    let mut out = Map::zeros(h, w, c);
+    out.data
+        .par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(y, dst)| {
+            dst.copy_from_slice(&rows.data[y * w * c..(y + 1) * w * c]);
+            for sy in y.saturating_sub(r)..=(y + r).min(h - 1) {
+                for (a, b) in dst.iter_mut().zip(&rows.data[sy * w * c..(sy + 1) * w * c]) {
+                    *a = a.max(*b);
+                }
+            }
+        });
+    out
+}
+
+#[derive(Debug, Clone)]
+struct FastAttention {
+    qkv: Conv,
+    proj: Conv,
+    pe: Conv,
+    heads: usize,
+    key_dim: usize,
+    head_dim: usize,
+    scale: f32,
+}
+
+impl FastAttention {
+    fn new(a: &Attention) -> Result<Self, String> {
+        Ok(Self {
+            qkv: Conv::new(&a.qkv)?,
+            proj: Conv::new(&a.proj)?,
+            pe: Conv::new(&a.pe)?,
+            heads: a.heads,
+            key_dim: a.key_dim,
+            head_dim: a.head_dim,
+            scale: a.scale as f32,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let qkv = self.qkv.forward(x);
+        let n = x.h * x.w;
+        let (kd, hd) = (self.key_dim, self.head_dim);
+        let per_head = 2 * kd + hd;
+        let width = qkv.c;
+        let c = self.heads * hd;
+        // The values as a map of their own (channel head * hd + j), for `pe`.
+        let mut v = Map::zeros(x.h, x.w, c);
+        for (p, dst) in v.data.chunks_exact_mut(c).enumerate() {
+            for h in 0..self.heads {
+                let src = &qkv.data[p * width + h * per_head + 2 * kd..][..hd];
+                dst[h * hd..(h + 1) * hd].copy_from_slice(src);
+            }
+        }
+        let mut out = Map::zeros(x.h, x.w, c);
+        let mut scores = vec![0f32; n * n];
+        for h in 0..self.heads {
+            let base = h * per_head;
+            // (q * scale)^T k, as Ultralytics scales q first.
+            let mut q = vec![0f32; n * kd];
+            for (p, dst) in q.chunks_exact_mut(kd).enumerate() {
+                for (d, s) in dst.iter_mut().zip(&qkv.data[p * width + base..][..kd]) {
+                    *d = s * self.scale;
+                }
+            }
+            let k = MatRef::transposed(&qkv.data[base + kd..], kd, n, width);
+            par_row_blocks(&mut scores, n, |p0, rows| {
+                let m = rows.len() / n;
+                matmul(MatRef::rows(&q[p0 * kd..], m, kd, kd), k, rows, n, false);
+                for row in rows.chunks_exact_mut(n) {
+                    scaled_softmax(row, 1.0, None);
+                }
+            });
+            let vh = MatRef::rows(&v.data[h * hd..], n, hd, c);
+            matmul(
+                MatRef::rows(&scores, n, n, n),
+                vh,
+                &mut out.data[h * hd..],
+                c,
+                false,
+            );
+        }
+        let pe = self.pe.forward(&v);
+        self.proj.forward(&out.add(&pe))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FastPsa {
+    attn: FastAttention,
+    ffn: [Conv; 2],
+    add: bool,
+}
+
+impl FastPsa {
+    fn new(b: &PsaBlock) -> Result<Self, String> {
+        Ok(Self {
+            attn: FastAttention::new(&b.attn)?,
+            ffn: [Conv::new(&b.ffn[0])?, Conv::new(&b.ffn[1])?],
+            add: b.add,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let a = self.attn.forward(x);
+        let x = if self.add { a.add(x) } else { a };
+        let f = self.ffn[1].forward(&self.ffn[0].forward(&x));
+        if self.add {
+            f.add(&x)
+        } else {
+            f
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FastC2psa {
+    cv1: Conv,
+    cv2: Conv,
+    m: Vec<FastPsa>,
+}
+
+impl FastC2psa {
+    fn new(c: &C2psa) -> Result<Self, String> {
+        Ok(Self {
+            cv1: Conv::new(&c.cv1)?,
+            cv2: Conv::new(&c.cv2)?,
+            m: c.m.iter().map(FastPsa::new).collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let y = self.cv1.forward(x);
+        let half = y.c / 2;
+        let a = y.channels(0, half);
+        let mut b = y.channels(half, y.c - half);
+        for block in &self.m {
+            b = block.forward(&b);
+        }
+        self.cv2.forward(&Map::concat(&[&a, &b]))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FastBlock {
+    Conv(Conv),
+    C2f(FastC2f),
+    C3(FastC3),
+    Sppf(FastSppf),
+    C2psa(FastC2psa),
+    Upsample(usize),
+    Concat,
+}
+
+impl FastBlock {
+    fn new(b: &Block) -> Result<Self, String> {
+        Ok(match b {
+            Block::Conv(c) => FastBlock::Conv(Conv::new(c)?),
+            Block::C2f(c) => FastBlock::C2f(FastC2f::new(c)?),
+            Block::C3(c) => FastBlock::C3(FastC3::new(c)?),
+            Block::Sppf(s) => FastBlock::Sppf(sppf(s)?),
+            Block::C2psa(c) => FastBlock::C2psa(FastC2psa::new(c)?),
+            Block::Upsample(f) => FastBlock::Upsample(*f),
+            Block::Concat => FastBlock::Concat,
+            Block::Detect(_) => return Err("the head is not a layer".into()),
+        })
+    }
+
+    fn forward(&self, inputs: &[&Map]) -> Map {
+        match self {
+            FastBlock::Conv(c) => c.forward(inputs[0]),
+            FastBlock::C2f(c) => c.forward(inputs[0]),
+            FastBlock::C3(c) => c.forward(inputs[0]),
+            FastBlock::Sppf(s) => s.forward(inputs[0]),
+            FastBlock::C2psa(c) => c.forward(inputs[0]),
+            FastBlock::Upsample(f) => upsample(inputs[0], *f),
+            FastBlock::Concat => Map::concat(inputs),
+        }
+    }
+}
+
+fn sppf(s: &Sppf) -> Result<FastSppf, String> {
+    Ok(FastSppf {
+        cv1: Conv::new(&s.cv1)?,
+        cv2: Conv::new(&s.cv2)?,
+        kernel: s.kernel,
+        n: s.n,
+        add: s.add,
+    })
+}
+
+/// Nearest-neighbour upsampling by an integer factor.
+fn upsample(x: &Map, f: usize) -> Map {
+    let (h, w, c) = (x.h * f, x.w * f, x.c);
+    let mut out = Map::zeros(h, w, c);
+    out.data
+        .par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(y, dst)| {
+            let src = &x.data[(y / f) * x.w * c..][..x.w * c];
+            for (xx, d) in dst.chunks_exact_mut(c).enumerate() {
+                d.copy_from_slice(&src[(xx / f) * c..(xx / f + 1) * c]);
+            }
+        });
+    out
+}
+
+fn chain(c: &ConvChain) -> Result<Vec<Conv>, String> {
+    c.0.iter().map(Conv::new).collect()
+}
+
+/// The whole network on the CPU kernels.
+#[derive(Debug, Clone)]
+pub struct FastGraph {
+    layers: Vec<(FastBlock, Vec<usize>)>,
+    kept: Vec<bool>,
+    head_inputs: Vec<usize>,
+    boxes: Vec<Vec<Conv>>,
+    classes: Vec<Vec<Conv>>,
+}
+
+impl FastGraph {
+    /// The CPU form of `graph`, or why it has none.
+    pub fn new(graph: &Graph) -> Result<Self, String> {
+        let layers = graph
+            .layers
+            .iter()
+            .map(|l| Ok((FastBlock::new(&l.block)?, l.inputs.clone())))
+            .collect::<Result<_, String>>()?;
+        let head: &DetectHead = graph.head();
+        Ok(Self {
+            layers,
+            kept: graph.kept.clone(),
+            head_inputs: graph.head_inputs.clone(),
+            boxes: head.boxes.iter().map(chain).collect::<Result<_, _>>()?,
+            classes: head.classes.iter().map(chain).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Runs the network on a channels-last `(h, w, 3)` image and returns, per level, the
+    /// box distributions and class logits channel-major (`(channels, h * w)`), with the
+    /// level's size, as [`Graph::forward`] does.
+    pub fn forward(&self, image: Map) -> Vec<LevelOutput> {
+        let mut outputs: Vec<Option<Map>> = vec![None; self.layers.len()];
+        let mut previous = image;
+        for (i, (block, inputs)) in self.layers.iter().enumerate() {
+            let y = if inputs.is_empty() {
+                block.forward(&[&previous])
+            } else {
+                let maps: Vec<&Map> = inputs
+                    .iter()
+                    .map(|&j| {
+                        if j + 1 == i {
+                            &previous
+                        } else {
+                            outputs[j].as_ref().unwrap_or(&previous)
+                        }
+                    })
+                    .collect();
+                block.forward(&maps)
+            };
+            if self.kept[i] {
+                outputs[i] = Some(y.clone());
+            }
+            previous = y;
+        }
+        self.head_inputs
+            .iter()
+            .zip(self.boxes.iter().zip(&self.classes))
+            .map(|(&j, (b, c))| {
+                let x = outputs[j].as_ref().unwrap_or(&previous);
+                let run = |convs: &[Conv]| {
+                    let mut y = convs[0].forward(x);
+                    for conv in &convs[1..] {
+                        y = conv.forward(&y);
+                    }
+                    channel_major(&y)
+                };
+                LevelOutput {
+                    boxes: run(b),
+                    logits: run(c),
+                    h: x.h,
+                    w: x.w,
+                }
+            })
+            .collect()
+    }
+}
+
+fn channel_major(x: &Map) -> Vec<f32> {
+    let n = x.h * x.w;
+    let mut out = vec![0f32; n * x.c];
+    for (p, src) in x.data.chunks_exact(x.c).enumerate() {
+        for (ch, v) in src.iter().enumerate() {
+            out[ch * n + p] = *v;
+        }
+    }
+    out
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The CPU paths that machines without AVX-512 run, on emulated CPUs (QEMU user mode, Debian's
+# qemu-user): CI machines have AVX-512, so natively only the AVX-512 kernels are tested.
+#
+#   -cpu Haswell   AVX2 + FMA, no AVX-512: the `multiversion` AVX2 clones, the formula GELU,
+#                  the general attention path (AMD Zen 2/3, most laptops)
+#   -cpu Nehalem   SSE4.2, no AVX: the baseline x86-64 build of every clone
+#
+# On each: the model crate's kernel tests (`cpu::`, the mask upscale and resize clones in
+# `masks::` and `image::`), which check every kernel against a plain reference on small shapes,
+# and one end-to-end parity case against the reference MobileSAM (the 1024-pixel image, whose
+# embedding must match to 1e-4). `cpu::dispatch` fails if the emulated CPU does not select
+# the path named here. Run by tests/run.sh; prints the time of each run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v qemu-x86_64 >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
+fi
+qemu-x86_64 --version | head -n 1
+
+# The test binaries, built natively (the same binaries run natively in `cargo test`).
+executables=$(cargo test -p mobilesam-model --lib --test parity --no-run --message-format=json \
+  | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["kind"][0], m["target"]["name"], m["executable"])
+')
+lib=$(awk '$1 == "lib" {print $3}' <<<"$executables")
+parity=$(awk '$2 == "parity" {print $3}' <<<"$executables")
+if [ -z "$lib" ] || [ -z "$parity" ]; then
+  echo "test binaries not found in: $executables" >&2
+  exit 1
+fi
+
+for cpu in "Haswell avx2+fma" "Nehalem baseline"; do
+  read -r model expected <<<"$cpu"
+  export MOBILESAM_EXPECT_INSTRUCTION_SET=$expected
+  started=$SECONDS
+  qemu-x86_64 -cpu "$model" "$lib" --test-threads 2 -q cpu:: masks:: image::
+  kernels=$((SECONDS - started))
+  started=$SECONDS
+  qemu-x86_64 -cpu "$model" "$parity" --test-threads 1 -q rocket_landscape_long_side_1024
+  echo "emulated $model ($expected): kernel tests ${kernels} s, parity case $((SECONDS - started)) s"
+done
