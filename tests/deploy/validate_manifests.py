@@ -93,7 +93,7 @@ class Checker:
                     continue
                 self.server_container(where, spec, c)
 
-        pods = [d["spec"]["template"] for kind in ("Deployment", "Job") for d in by_kind.get(kind, [])]
+        pods = [d["spec"]["template"] for kind in ("Deployment", "Job", "StatefulSet") for d in by_kind.get(kind, [])]
         for svc in by_kind.get("Service", []):
             where = f"{name}: Service/{svc['metadata']['name']}"
             matched = [p for p in pods if labels_match(svc["spec"]["selector"], p["metadata"]["labels"])]

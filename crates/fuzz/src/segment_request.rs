@@ -36,6 +36,15 @@ fn set_image(message: v1::SetImage) {
         Ok(ImageRequest::Resume { session_id }) => {
             assert!(!session_id.is_empty() && session_id.len() <= MAX_SESSION_ID_LEN);
         }
+        Ok(ImageRequest::Digest {
+            image_sha256,
+            session_id,
+        }) => {
+            assert!(!image_sha256.is_empty());
+            if let Some(id) = session_id {
+                assert!(!id.is_empty() && id.len() <= MAX_SESSION_ID_LEN);
+            }
+        }
         Err(e) => assert_eq!(e.code(), Code::InvalidArgument, "{e}"),
     }
 }

@@ -1,11 +1,13 @@
-//! `mobilesam embed`: encode an image once and save the embedding as `.npy`.
+//! `mobilesam embed`: encode one image and save its embedding as `.npy`, or encode every
+//! image of a folder into the shared embedding store (see [`crate::embed_dataset`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
 use mobilesam_model::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
 
-use crate::image_args::ImageArgs;
+use crate::embed_dataset::DatasetArgs;
 use crate::model_args::ModelArgs;
 use crate::npy;
 
@@ -18,17 +20,35 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    #[command(flatten)]
-    pub image: ImageArgs,
+    /// Image file: JPEG, PNG, WebP, BMP, TIFF or GIF (the format is read from the bytes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "data",
+        requires = "output"
+    )]
+    pub image: Option<PathBuf>,
+
+    /// Refuse images with more pixels (width * height) than this (with --data: report
+    /// and skip them).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
 
     /// Where to write the embedding: float32, shape (1, 256, 64, 64), NumPy `.npy`.
-    #[arg(long, short, value_name = "FILE.npy")]
-    pub output: PathBuf,
+    #[arg(long, short, value_name = "FILE.npy", conflicts_with = "data")]
+    pub output: Option<PathBuf>,
+
+    /// Precompute a dataset: every image of this folder into `--store`.
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
 }
 
-/// Encodes the image and writes the embedding.
+/// Encodes the image and writes the embedding, or precomputes a folder.
 pub fn run(args: EmbedArgs) -> Result<()> {
-    let image = args.image.read()?;
+    let (Some(image), Some(output)) = (&args.image, &args.output) else {
+        return crate::embed_dataset::run(&args.model, &args.dataset, args.max_image_pixels);
+    };
+    let image = read_image(image, args.max_image_pixels)?;
     let sam = args.model.load()?;
     let embedding = sam.embed(&image).context("cannot encode the image")?;
     let values = embedding
@@ -36,12 +56,12 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         .flatten_all()
         .and_then(|t| t.to_vec1::<f32>())
         .context("cannot copy the embedding to the host")?;
-    npy::write_f32(&args.output, &EMBEDDING_SHAPE, &values)?;
+    npy::write_f32(output, &EMBEDDING_SHAPE, &values)?;
     eprintln!(
         "wrote the {}x{} image's embedding, float32 {EMBEDDING_SHAPE:?}, to {}",
         image.width(),
         image.height(),
-        args.output.display()
+        output.display()
     );
     Ok(())
 }

@@ -5,6 +5,7 @@ mod bench;
 mod checkpoint_source;
 mod detect;
 mod embed;
+mod embed_dataset;
 mod error_message;
 mod generate;
 mod image_args;
@@ -30,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant (`serve`'s many flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC server.
@@ -39,7 +42,8 @@ enum Command {
     /// Segment everything: automatic mask generation over a grid of points; prints masks
     /// as JSON (COCO RLE), as the reference SamAutomaticMaskGenerator.
     Generate(generate::GenerateArgs),
-    /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file.
+    /// Encode an image and save its (1, 256, 64, 64) embedding as a NumPy .npy file, or
+    /// encode a folder of images into the shared embedding store (--data DIR --store URL).
     Embed(embed::EmbedArgs),
     /// Show a checkpoint's parameter counts per part and its file size.
     Info(info::InfoArgs),

@@ -25,6 +25,12 @@ pub const PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 /// Per-channel (R, G, B) standard deviation divided by before the encoder.
 pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
+/// Version of the preprocessing above (resize, normalize, pad). It is part of an
+/// embedding's content address (with the image's and the checkpoint's SHA-256): raise it
+/// whenever a change makes the same image bytes give different encoder inputs, so that
+/// embeddings kept outside the process are not reused across the change.
+pub const PREPROCESS_VERSION: u32 = 1;
+
 /// Default largest accepted image, in pixels (width * height): 100 megapixels, a little
 /// above Pillow's decompression-bomb threshold (~89 MP) and above today's 50 MP phone
 /// cameras. Such an image takes 300 MB as RGB8 and 400 MB per full-resolution mask of

@@ -16,6 +16,7 @@ pub mod contours;
 pub mod cpu;
 pub mod detector;
 pub mod device;
+pub mod digest;
 pub mod error;
 pub mod image;
 pub mod image_truncation;

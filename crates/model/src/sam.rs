@@ -33,9 +33,41 @@ pub struct Embedding {
 }
 
 impl Embedding {
+    /// Number of values in the feature tensor (256 * 64 * 64).
+    pub const VALUES: usize = EMBED_CHANNELS * EMBED_SIDE * EMBED_SIDE;
+
     /// Bytes held by the feature tensor.
     pub fn size_bytes(&self) -> usize {
-        EMBED_CHANNELS * EMBED_SIDE * EMBED_SIDE * std::mem::size_of::<f32>()
+        Self::VALUES * std::mem::size_of::<f32>()
+    }
+
+    /// The features copied to the host, row-major (channel, row, column).
+    pub fn to_host_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.features.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// An embedding rebuilt from [`Self::to_host_f32`]'s values on `device` (an embedding
+    /// kept outside the process); `values` must hold exactly [`Self::VALUES`] numbers.
+    pub fn from_host_f32(
+        values: Vec<f32>,
+        original_size: (usize, usize),
+        input_size: (usize, usize),
+        device: &Device,
+    ) -> Result<Self> {
+        if values.len() != Self::VALUES {
+            return Err(ModelError::ShapeMismatch {
+                name: "embedding".into(),
+                expected: vec![1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE],
+                found: vec![values.len()],
+            });
+        }
+        let features =
+            Tensor::from_vec(values, (1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE), device)?;
+        Ok(Self {
+            features,
+            original_size,
+            input_size,
+        })
     }
 }
 

@@ -103,6 +103,9 @@ pub struct ServerConfig {
     /// Following objects from frame to frame.
     #[command(flatten)]
     pub tracking: crate::tracking::TrackingConfig,
+    /// The shared embedding store (Redis or Valkey).
+    #[command(flatten)]
+    pub store: crate::store::StoreConfig,
 
     /// The scheduler lanes: decode and generate workers, priorities.
     #[command(flatten)]
@@ -129,6 +132,7 @@ impl Default for ServerConfig {
             web: crate::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
             tracking: crate::tracking::TrackingConfig::default(),
+            store: crate::store::StoreConfig::default(),
             lanes: crate::lanes::LaneConfig::default(),
         }
     }
@@ -159,6 +163,7 @@ impl ServerConfig {
             ));
         }
         self.tracking.validate()?;
+        self.store.validate()?;
         self.lanes.validate()
     }
 }

@@ -3,8 +3,9 @@
 //! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
 //! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (one bounded
 //! queue per lane: decode, encode, generate) -> [`worker`] (one model per worker thread,
-//! lane priorities from [`priority`]) ->
-//! [`convert`] (results to messages). [`unary`] answers the same work as single calls
+//! lane priorities from [`priority`]) -> [`convert`] (results to messages). [`sessions`]
+//! opens and resumes sessions for both transports, from [`session`] (this replica's cache)
+//! or [`store`] (shared, on Redis). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
 //! [`tracking`] follows objects from frame to frame, [`metrics`] names every Prometheus metric, [`server`] starts and stops it all.
 
@@ -25,9 +26,11 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod shutdown;
 pub mod size_limit;
 pub mod state;
+pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod tracking;

@@ -19,6 +19,11 @@
 //! | `mobilesam_queue_depth` | gauge | `queue` |
 //! | `mobilesam_active_streams` | gauge | |
 //! | `mobilesam_workers_ready` | gauge | |
+//! | `mobilesam_embedding_lookups_total` | counter | `source` (`local`, `store`, `miss`) |
+//! | `mobilesam_embedding_store_duration_seconds` | histogram | `op` (`get`, `put`, `exists`) |
+//! | `mobilesam_embedding_store_errors_total` | counter | `op` (`get`, `put`, `exists`, `ping`) |
+//! | `mobilesam_embedding_store_writes_dropped_total` | counter | |
+//! | `mobilesam_embedding_store_up` | gauge | |
 //!
 //! `kind` is one of `set_image`, `resume`, `prompt`, `model_info`, `generate`, `empty`;
 //! `code` is the gRPC code name of the answer (`OK`, `INVALID_ARGUMENT`, ...); `lane` is the
@@ -66,6 +71,22 @@ pub const QUEUE_DEPTH: &str = "mobilesam_queue_depth";
 pub const ACTIVE_STREAMS: &str = "mobilesam_active_streams";
 /// Workers with a loaded model.
 pub const WORKERS_READY: &str = "mobilesam_workers_ready";
+
+/// Embedding lookups by where the embedding was found (`local`, `store`) or `miss`.
+pub const EMBEDDING_LOOKUPS: &str = "mobilesam_embedding_lookups_total";
+/// Time of one embedding-store call, by `op`.
+pub const EMBEDDING_STORE_DURATION: &str = "mobilesam_embedding_store_duration_seconds";
+/// Embedding-store calls that failed or timed out, by `op`.
+pub const EMBEDDING_STORE_ERRORS: &str = "mobilesam_embedding_store_errors_total";
+/// Embedding-store writes dropped because too many were in flight.
+pub const EMBEDDING_STORE_WRITES_DROPPED: &str = "mobilesam_embedding_store_writes_dropped_total";
+/// 1 while the embedding store answers, else 0 (also 0 with no store configured).
+pub const EMBEDDING_STORE_UP: &str = "mobilesam_embedding_store_up";
+
+/// Buckets of store calls: from 0.1 ms (loopback) to the 250 ms default timeout and past it.
+pub const STORE_BUCKETS_SECONDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// Histogram buckets in seconds, from a millisecond (a decode on a GPU) to a minute (a
 /// large image encoded on a slow CPU under load).
@@ -174,6 +195,11 @@ pub fn install() -> Result<PrometheusHandle, ServerError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_SECONDS)
         .map_err(|e| ServerError::Metrics(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(EMBEDDING_STORE_DURATION.into()),
+            &STORE_BUCKETS_SECONDS,
+        )
+        .map_err(|e| ServerError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| ServerError::Metrics(e.to_string()))?;
     describe();
@@ -189,6 +215,11 @@ fn zero_gauges() {
     set_queue_depth(Queue::Generate, 0);
     gauge!(ACTIVE_STREAMS).set(0.0);
     set_workers_ready(0);
+    set_store_up(false);
+    counter!(EMBEDDING_STORE_WRITES_DROPPED).absolute(0);
+    for source in ["local", "store", "miss"] {
+        counter!(EMBEDDING_LOOKUPS, "source" => source).absolute(0);
+    }
 }
 
 fn describe() {
@@ -241,6 +272,56 @@ fn describe() {
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting, per queue.");
     describe_gauge!(ACTIVE_STREAMS, "Open Segment streams.");
     describe_gauge!(WORKERS_READY, "Workers with a loaded model.");
+    describe_store();
+}
+
+fn describe_store() {
+    describe_counter!(
+        EMBEDDING_LOOKUPS,
+        "Embedding lookups by where the embedding was found (local, store) or miss."
+    );
+    describe_histogram!(
+        EMBEDDING_STORE_DURATION,
+        metrics::Unit::Seconds,
+        "Time of one embedding-store call, by op."
+    );
+    describe_counter!(
+        EMBEDDING_STORE_ERRORS,
+        "Embedding-store calls that failed or timed out, by op."
+    );
+    describe_counter!(
+        EMBEDDING_STORE_WRITES_DROPPED,
+        "Embedding-store writes dropped because too many were in flight."
+    );
+    describe_gauge!(
+        EMBEDDING_STORE_UP,
+        "1 while the embedding store answers, else 0."
+    );
+}
+
+/// Counts an embedding lookup; `source` is `local`, `store` or `miss`.
+pub fn record_embedding_lookup(source: &'static str) {
+    counter!(EMBEDDING_LOOKUPS, "source" => source).increment(1);
+}
+
+/// Records one successful store call.
+pub fn record_store_duration(op: &'static str, elapsed: Duration) {
+    histogram!(EMBEDDING_STORE_DURATION, "op" => op).record(elapsed.as_secs_f64());
+}
+
+/// Counts a failed or timed-out store call.
+pub fn record_store_error(op: &'static str) {
+    counter!(EMBEDDING_STORE_ERRORS, "op" => op).increment(1);
+}
+
+/// Counts a store write dropped at the in-flight bound.
+pub fn record_store_write_dropped() {
+    counter!(EMBEDDING_STORE_WRITES_DROPPED).increment(1);
+}
+
+/// Publishes whether the store answers.
+pub fn set_store_up(up: bool) {
+    gauge!(EMBEDDING_STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Records one image encode.

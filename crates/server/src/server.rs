@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::error::ServerError;
 use crate::jobs::JobScheduler;
 use crate::service::SegmentService;
 use crate::state::AppState;
+use crate::store::{EmbeddingStore, ModelId, StoreClient};
 use crate::worker::{LaneSpec, ModelSummary, WorkerPool};
 use crate::{metrics, metrics_http, shutdown};
 
@@ -71,6 +72,7 @@ pub async fn serve(
         .device
         .open()
         .map_err(|e| ServerError::Device(e.to_string()))?;
+    let store_client = EmbeddingStore::client(&config.store)?;
     let prometheus = metrics::install()?;
     let grpc_listener = bind(config.addr).await?;
     let metrics_listener = bind(config.metrics_addr).await?;
@@ -124,12 +126,28 @@ pub async fn serve(
         metrics_stop.clone(),
     ));
     tokio::spawn(sweep_sessions(Arc::clone(&state)));
+    if let Some(client) = &store_client {
+        info!(store = %client.display_url(), dtype = config.store.embedding_store_dtype.label(), "embedding store configured");
+        let client = Arc::clone(client);
+        let stop = state.shutdown.clone();
+        tokio::spawn(async move { client.watch(stop).await });
+    }
 
     tokio::pin!(stop);
     let loading = {
         let scheduler = Arc::clone(&state.scheduler);
         let config = config.clone();
-        tokio::task::spawn_blocking(move || load(&checkpoint, &config, device, scheduler))
+        let store_client = store_client.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            info!(checkpoint = %checkpoint.display(), "loading the model");
+            let weights = Arc::new(Checkpoint::load(&checkpoint)?);
+            let store = match store_client {
+                Some(client) => Some(open_store(client, &weights, &config, device.clone())?),
+                None => None,
+            };
+            load(weights, started, &config, device, scheduler).map(|loaded| (loaded, store))
+        })
     };
     let loaded = tokio::select! {
         loaded = loading => loaded,
@@ -142,8 +160,11 @@ pub async fn serve(
         }
     };
     let pool = match loaded {
-        Ok(Ok((pool, summary))) => {
+        Ok(Ok(((pool, summary), store))) => {
             let _ = state.model_info.set(model_info(summary, &config));
+            if let Some(store) = store {
+                let _ = state.store.set(Arc::new(store));
+            }
             pool
         }
         Ok(Err(e)) => {
@@ -217,16 +238,34 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
         .await;
 }
 
-/// Reads the checkpoint and starts the workers, each with its own model.
+/// The store of this model's embeddings: the checkpoint file's SHA-256 (taken while
+/// loading it) names the model.
+fn open_store(
+    client: Arc<StoreClient>,
+    weights: &Checkpoint,
+    config: &ServerConfig,
+    device: candle_core::Device,
+) -> Result<EmbeddingStore, ServerError> {
+    let digest = weights.sha256().map(ToString::to_string).ok_or_else(|| {
+        ServerError::Config("the checkpoint has no file digest to name its embeddings".into())
+    })?;
+    info!(checkpoint_sha256 = %digest, "embeddings are stored under this checkpoint digest");
+    Ok(EmbeddingStore::new(
+        client,
+        &config.store,
+        ModelId::new(digest),
+        device,
+    ))
+}
+
+/// Starts the workers, each with its own model built from `weights` (read since `started`).
 fn load(
-    checkpoint: &Path,
+    weights: Arc<Checkpoint>,
+    started: Instant,
     config: &ServerConfig,
     device: candle_core::Device,
     scheduler: Arc<JobScheduler>,
 ) -> Result<(WorkerPool, ModelSummary), ServerError> {
-    let started = Instant::now();
-    info!(checkpoint = %checkpoint.display(), "loading the model");
-    let weights = Arc::new(Checkpoint::load(checkpoint)?);
     let loaded = WorkerPool::start(
         &LaneSpec::all(config),
         weights,
@@ -263,6 +302,7 @@ async fn sweep_sessions(state: Arc<AppState>) {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let removed = state.sessions.remove_expired();
+                state.content.remove_dead();
                 if removed > 0 {
                     info!(removed, "expired sessions dropped");
                 }

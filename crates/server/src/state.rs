@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 use tokio_util::sync::CancellationToken;
 
@@ -10,6 +9,9 @@ use crate::config::ServerConfig;
 use crate::jobs::JobScheduler;
 use crate::scheduler::LaneCapacities;
 use crate::session::{SessionLimits, SessionStore};
+use crate::sessions::content::ContentIndex;
+use crate::sessions::SessionImage;
+use crate::store::EmbeddingStore;
 use crate::tracking::Tracker;
 use crate::validate::PromptLimits;
 
@@ -18,7 +20,11 @@ pub struct AppState {
     /// The job queues in front of the workers.
     pub scheduler: Arc<JobScheduler>,
     /// Cached embeddings by session id.
-    pub sessions: SessionStore<Embedding>,
+    pub sessions: SessionStore<SessionImage>,
+    /// The cached sessions' embeddings by image SHA-256.
+    pub content: ContentIndex,
+    /// The shared embedding store, once the model is loaded (when one is configured).
+    pub store: OnceLock<Arc<EmbeddingStore>>,
     /// Size limits of prompts.
     pub limits: PromptLimits,
     /// Set once the model is loaded.
@@ -43,6 +49,8 @@ impl AppState {
                 max_bytes: config.session_cache_bytes,
                 ttl: config.session_ttl,
             }),
+            content: ContentIndex::new(),
+            store: OnceLock::new(),
             limits: PromptLimits {
                 max_objects: config.max_objects,
                 max_points: config.max_points,

@@ -24,11 +24,12 @@ use tracing::{debug, warn};
 use crate::convert;
 use crate::error::RequestError;
 use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
-use crate::jobs::{self, DecodeJob, Decoded, EncodeJob, Owner, Pending};
+use crate::jobs::{self, DecodeJob, Decoded, Owner, Pending};
 use crate::metrics::{self, RequestKind};
+use crate::sessions;
 use crate::state::AppState;
 use crate::tracking;
-use crate::validate::{self, ImageRequest};
+use crate::validate;
 
 /// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
 const ANSWER_BACKLOG: usize = 64;
@@ -197,81 +198,45 @@ impl Reader {
         }
     }
 
-    /// `SetImage`: encode (waiting for it) or resume. `None` when the client went away
-    /// while the image was being encoded.
+    /// `SetImage`: open the image (from memory, the store, or an encode this waits for),
+    /// resume a session, or open an image by digest; see [`crate::sessions`]. `None` when
+    /// the client went away meanwhile.
     async fn set_image(&mut self, message: v1::SetImage, started: Instant) -> Option<Answer> {
-        match validate::set_image(message) {
-            Err(e) => Some(Answer::failed(0, RequestKind::SetImage, &e, started)),
-            Ok(ImageRequest::Resume { session_id }) => Some(self.resume(session_id, started)),
-            Ok(ImageRequest::Encode { image, session_id }) => {
-                self.encode(image, session_id, started).await
-            }
-        }
-    }
-
-    fn resume(&mut self, session_id: String, started: Instant) -> Answer {
-        let Some(embedding) = self.state.sessions.get(&session_id) else {
-            let error = RequestError::NotFound(format!(
-                "session {session_id} is unknown or has expired; send the image again"
-            ));
-            return Answer::failed(0, RequestKind::Resume, &error, started);
+        let request = match validate::set_image(message) {
+            Ok(request) => request,
+            Err(e) => return Some(Answer::failed(0, RequestKind::SetImage, &e, started)),
         };
-        let response = convert::image_ready(&session_id, &embedding, 0.0);
-        self.current = Some(Current {
-            session_id,
-            embedding,
-        });
-        Answer::ok(response, RequestKind::Resume, started)
-    }
-
-    async fn encode(
-        &mut self,
-        image: Vec<u8>,
-        session_id: Option<String>,
-        started: Instant,
-    ) -> Option<Answer> {
-        let kind = RequestKind::SetImage;
-        let (job, pending) = EncodeJob::new(image);
-        if let Err(e) = self.state.scheduler.submit_encode(job) {
-            return Some(Answer::failed(0, kind, &e, started));
-        }
+        let kind = sessions::request_kind(&request);
+        let current = self.current.as_ref().map(|c| c.session_id.clone());
+        let opening = sessions::open(&self.state, request, current);
+        // Dropping the future when the client goes away cancels a queued encode.
         let result = tokio::select! {
-            result = pending => result,
+            result = opening => result,
             _ = self.out.closed() => return None,
         };
-        let encoded = match result {
-            Ok(Ok(encoded)) => encoded,
-            Ok(Err(e)) => return Some(Answer::failed(0, kind, &e, started)),
-            Err(_) => {
-                let e = RequestError::Unavailable("the server stopped before encoding".into());
-                return Some(Answer::failed(0, kind, &e, started));
-            }
+        let opened = match result {
+            Ok(opened) => opened,
+            Err(e) => return Some(Answer::failed(0, kind, &e, started)),
         };
-        // A new image on a stream replaces the image of its session (the next frame).
-        let session_id = session_id
-            .or_else(|| self.current.as_ref().map(|c| c.session_id.clone()))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let embedding = encoded.embedding;
-        let size = u64::try_from(embedding.size_bytes()).unwrap_or(u64::MAX);
-        if !self
-            .state
-            .sessions
-            .insert(session_id.clone(), Arc::clone(&embedding), size)
-        {
+        if !opened.cached {
             warn!(
-                size,
+                size = opened.embedding.size_bytes(),
                 "an embedding is larger than the session cache; sessions cannot be resumed"
             );
         }
-        let encode_ms = encoded.elapsed.as_secs_f64() * 1e3;
-        let tracked = tokio::select! {
-            tracked = tracking::follow(&self.state, &session_id, &embedding) => tracked,
-            _ = self.out.closed() => return None,
+        // A new frame (an image) of a session moves the objects it follows onto it.
+        let tracked = if kind == RequestKind::SetImage {
+            tokio::select! {
+                tracked = tracking::follow(&self.state, &opened.session_id, &opened.embedding) => tracked,
+                _ = self.out.closed() => return None,
+            }
+        } else {
+            Ok(None)
         };
-        let mut response = convert::image_ready(&session_id, &embedding, encode_ms);
+        let mut response = opened.response();
         self.current = Some(Current {
-            session_id,
-            embedding,
+            session_id: opened.session_id,
+            embedding: opened.embedding,
         });
         Some(match tracked {
             Ok(tracked) => {

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 use tonic::Code;
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::{self, DecodeJob, EncodeJob, Owner};
+use crate::jobs::{self, DecodeJob, Owner};
 use crate::metrics::{self, RequestKind};
+use crate::sessions;
 use crate::state::AppState;
 use crate::tracking;
 use crate::validate::{self, ImageRequest};
@@ -33,11 +33,7 @@ pub async fn set_image(
     let started = Instant::now();
     let (kind, result) = match validate::set_image(message) {
         Err(e) => (RequestKind::SetImage, Err(e)),
-        Ok(ImageRequest::Resume { session_id }) => (RequestKind::Resume, resume(state, session_id)),
-        Ok(ImageRequest::Encode { image, session_id }) => (
-            RequestKind::SetImage,
-            encode(state, image, session_id).await,
-        ),
+        Ok(request) => (sessions::request_kind(&request), open(state, request).await),
     };
     record(kind, &result, started);
     result
@@ -61,7 +57,7 @@ pub fn close_session(
 ) -> Result<v1::CloseSessionResponse, RequestError> {
     let started = Instant::now();
     let result = validate::check_session_id(&request.session_id).map(|()| {
-        let closed = !request.session_id.is_empty() && state.sessions.close(&request.session_id);
+        let closed = !request.session_id.is_empty() && sessions::close(state, &request.session_id);
         let closed = state.tracking.close(&request.session_id) || closed;
         v1::CloseSessionResponse { closed }
     });
@@ -76,49 +72,23 @@ fn record<T>(kind: RequestKind, result: &Result<T, RequestError>, started: Insta
     metrics::record_request(kind, code, started.elapsed());
 }
 
-fn not_found(session_id: &str) -> RequestError {
-    RequestError::NotFound(format!(
-        "session {session_id} is unknown or has expired; send the image again with SetImage"
-    ))
-}
-
-fn resume(state: &AppState, session_id: String) -> Result<v1::ImageReady, RequestError> {
-    let embedding = state
-        .sessions
-        .get(&session_id)
-        .ok_or_else(|| not_found(&session_id))?;
-    Ok(image_ready(&session_id, &embedding, 0.0))
-}
-
-async fn encode(
-    state: &AppState,
-    image: Vec<u8>,
-    session_id: Option<String>,
-) -> Result<v1::ImageReady, RequestError> {
-    let (job, pending) = EncodeJob::new(image);
-    state.scheduler.submit_encode(job)?;
-    let encoded = pending.await.unwrap_or_else(|_| {
-        Err(RequestError::Unavailable(
-            "the server stopped before encoding".into(),
-        ))
-    })?;
-    let session_id = session_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let embedding = encoded.embedding;
-    let size = u64::try_from(embedding.size_bytes()).unwrap_or(u64::MAX);
-    // Without a stream the cache is the only place the embedding lives.
-    if !state
-        .sessions
-        .insert(session_id.clone(), Arc::clone(&embedding), size)
-    {
+/// Opens a session as the stream does; without a stream the session cache is the only
+/// place the embedding lives, so an embedding the cache cannot keep is an error here.
+async fn open(state: &AppState, request: ImageRequest) -> Result<v1::ImageReady, RequestError> {
+    let kind = sessions::request_kind(&request);
+    let opened = sessions::open(state, request, None).await?;
+    if !opened.cached {
         return Err(RequestError::ResourceExhausted(
             "the image's embedding is larger than the whole session cache \
              (--session-cache-bytes); the unary API cannot keep it"
                 .into(),
         ));
     }
-    let encode_ms = encoded.elapsed.as_secs_f64() * 1e3;
-    let mut ready = image_ready(&session_id, &embedding, encode_ms);
-    ready.tracked = tracking::follow(state, &session_id, &embedding).await?;
+    let mut ready = opened.image_ready();
+    if kind == RequestKind::SetImage {
+        // A new frame (an image) of a session moves the objects it follows onto it.
+        ready.tracked = tracking::follow(state, &opened.session_id, &opened.embedding).await?;
+    }
     Ok(ready)
 }
 
@@ -136,10 +106,15 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
         return tracking::predict(state, &request.session_id, &prompt).await;
     }
     let (objects, options) = validate::prompt(&prompt, state.limits)?;
-    let embedding = state
-        .sessions
-        .get(&request.session_id)
-        .ok_or_else(|| not_found(&request.session_id))?;
+    let embedding = match state.sessions.get(&request.session_id) {
+        Some(session) => Arc::clone(&session.embedding),
+        // Another replica opened it: its record and embedding may be in the store.
+        None => {
+            sessions::resume(state, request.session_id.clone())
+                .await?
+                .embedding
+        }
+    };
     let owner = Owner::Session(request.session_id.clone());
     if prompt.supersede_pending {
         let superseded = state.scheduler.supersede(|job| job.owner == owner);
@@ -155,15 +130,5 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
     match convert::masks(prompt.request_id, decoded).response {
         Some(v1::segment_response::Response::Masks(masks)) => Ok(masks),
         _ => Err(RequestError::Internal("masks were not converted".into())),
-    }
-}
-
-fn image_ready(session_id: &str, embedding: &Embedding, encode_ms: f64) -> v1::ImageReady {
-    match convert::image_ready(session_id, embedding, encode_ms).response {
-        Some(v1::segment_response::Response::ImageReady(ready)) => ready,
-        _ => v1::ImageReady {
-            session_id: session_id.to_string(),
-            ..Default::default()
-        },
     }
 }

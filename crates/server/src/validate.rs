@@ -37,6 +37,13 @@ pub enum ImageRequest {
         /// The session to resume.
         session_id: String,
     },
+    /// Open a session on the embedding of already-seen image bytes, named by their SHA-256.
+    Digest {
+        /// SHA-256 of the image bytes, as the client sent it.
+        image_sha256: String,
+        /// The session to open it under, if the client chose one.
+        session_id: Option<String>,
+    },
 }
 
 /// Checks a `SetImage` message.
@@ -47,6 +54,17 @@ pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
         check_session_id(&message.session_id)?;
         Some(message.session_id)
     };
+    if !message.image_sha256.is_empty() {
+        if !message.image.is_empty() {
+            return Err(RequestError::InvalidArgument(
+                "SetImage takes image bytes or an image_sha256, not both".into(),
+            ));
+        }
+        return Ok(ImageRequest::Digest {
+            image_sha256: message.image_sha256,
+            session_id,
+        });
+    }
     match (message.image.is_empty(), session_id) {
         (false, session_id) => Ok(ImageRequest::Encode {
             image: message.image,
@@ -54,7 +72,7 @@ pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
         }),
         (true, Some(session_id)) => Ok(ImageRequest::Resume { session_id }),
         (true, None) => Err(RequestError::InvalidArgument(
-            "SetImage needs an image, or a session_id to resume".into(),
+            "SetImage needs an image, a session_id to resume, or an image_sha256".into(),
         )),
     }
 }
@@ -290,5 +308,30 @@ mod tests {
             ..Default::default()
         });
         assert!(long_id.is_err());
+    }
+
+    #[test]
+    fn set_image_by_digest() {
+        let digest = |image: Vec<u8>, session_id: &str| v1::SetImage {
+            image,
+            session_id: session_id.into(),
+            image_sha256: "ab".repeat(32),
+        };
+        assert_eq!(
+            set_image(digest(Vec::new(), "")),
+            Ok(ImageRequest::Digest {
+                image_sha256: "ab".repeat(32),
+                session_id: None
+            })
+        );
+        assert_eq!(
+            set_image(digest(Vec::new(), "s-1")),
+            Ok(ImageRequest::Digest {
+                image_sha256: "ab".repeat(32),
+                session_id: Some("s-1".into())
+            })
+        );
+        let both = set_image(digest(vec![1], "")).unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
     }
 }

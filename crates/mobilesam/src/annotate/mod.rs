@@ -126,7 +126,8 @@ pub struct AnnotateArgs {
 }
 
 /// Image file extensions looked at in `--data`.
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
+pub(crate) const IMAGE_EXTENSIONS: [&str; 8] =
+    ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
 
 /// Boxes decoded per model call.
 const DECODE_CHUNK: usize = 32;
@@ -492,7 +493,7 @@ fn mask_regions(mask: &BinaryMask, epsilon: f64) -> Option<(Vec<Vec<Vertex>>, Ve
 }
 
 /// The image files of `dir`, sorted by name.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         bail!("--data {} is not a directory", dir.display());
     }
@@ -519,7 +520,7 @@ fn default_output_dir(data: &Path) -> Result<PathBuf> {
     Ok(data.parent().unwrap_or(&data).join("labels"))
 }
 
-fn progress_bar(len: u64) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
     ProgressBar::new(len).with_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} images [{elapsed_precise} < {eta}] {per_sec}",

@@ -66,12 +66,12 @@ fn queue(
         (false, true) => GenerateInput::Image(image),
         (true, false) => {
             validate::check_session_id(&session_id)?;
-            let embedding = state.sessions.get(&session_id).ok_or_else(|| {
+            let session = state.sessions.get(&session_id).ok_or_else(|| {
                 RequestError::NotFound(format!(
                     "session {session_id} is unknown or has expired; send the image again"
                 ))
             })?;
-            GenerateInput::Embedding(embedding)
+            GenerateInput::Embedding(Arc::clone(&session.embedding))
         }
         (false, false) => {
             return Err(RequestError::InvalidArgument(

@@ -169,8 +169,8 @@ pub async fn untrack(state: &AppState, session_id: &str, object_ids: &[u64]) -> 
         removed.sort_unstable();
         removed
     };
-    if let Some(embedding) = state.sessions.get(session_id) {
-        resize_session(state, session_id, &embedding, &tracks);
+    if let Some(session) = state.sessions.get(session_id) {
+        resize_session(state, session_id, &session.embedding, &tracks);
     }
     removed
 }
@@ -182,11 +182,10 @@ pub async fn predict(
     session_id: &str,
     message: &v1::Prompt,
 ) -> Result<v1::Masks, RequestError> {
-    let embedding = state.sessions.get(session_id).ok_or_else(|| {
-        RequestError::NotFound(format!(
-            "session {session_id} is unknown or has expired; send the image again with SetImage"
-        ))
-    })?;
+    // A session this replica does not hold may be in the shared store.
+    let embedding = crate::sessions::resume(state, session_id.to_string())
+        .await?
+        .embedding;
     prompt(state, session_id, embedding, message).await
 }
 
