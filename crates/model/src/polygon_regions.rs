@@ -83,7 +83,7 @@ pub fn mask_regions(data: &[u8], height: usize, width: usize, epsilon: f64) -> V
         }
     }
     // Largest first; the sort is stable, so equal areas stay in raster order.
-    regions.sort_by(|a, b| b.area.cmp(&a.area));
+    regions.sort_by_key(|r| std::cmp::Reverse(r.area));
     regions
 }
 
