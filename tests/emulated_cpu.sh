@@ -7,10 +7,10 @@
 #   -cpu Nehalem   SSE4.2, no AVX: the baseline x86-64 build of every clone
 #
 # On each: the model crate's kernel tests (`cpu::`, the mask upscale and resize clones in
-# `masks::` and `image::`), which check every kernel against a plain reference on small shapes,
-# and one end-to-end parity case against the reference MobileSAM (the 1024-pixel image, whose
-# embedding must match to 1e-4). `cpu::dispatch` fails if the emulated CPU does not select
-# the path named here. Run by tests/run.sh; prints the time of each run.
+# `masks::` and `image::`), which check every kernel against a plain reference on small shapes
+# (about 2-3 min per CPU on a 2-core machine). An end-to-end parity case does not fit: one
+# encode under emulation took over 5 min. `cpu::dispatch` fails if the emulated CPU does not
+# select the path named here. Run by tests/run.sh; prints the time of each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ fi
 qemu-x86_64 --version | head -n 1
 
 # The test binaries, built natively (the same binaries run natively in `cargo test`).
-executables=$(cargo test -p mobilesam-model --lib --test parity --no-run --message-format=json \
+executables=$(cargo test -p mobilesam-model --lib --no-run --message-format=json \
   | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -30,8 +30,7 @@ for line in sys.stdin:
         print(m["target"]["kind"][0], m["target"]["name"], m["executable"])
 ')
 lib=$(awk '$1 == "lib" {print $3}' <<<"$executables")
-parity=$(awk '$2 == "parity" {print $3}' <<<"$executables")
-if [ -z "$lib" ] || [ -z "$parity" ]; then
+if [ -z "$lib" ]; then
   echo "test binaries not found in: $executables" >&2
   exit 1
 fi
@@ -41,8 +40,5 @@ for cpu in "Haswell avx2+fma" "Nehalem baseline"; do
   export MOBILESAM_EXPECT_INSTRUCTION_SET=$expected
   started=$SECONDS
   qemu-x86_64 -cpu "$model" "$lib" --test-threads 2 -q cpu:: masks:: image::
-  kernels=$((SECONDS - started))
-  started=$SECONDS
-  qemu-x86_64 -cpu "$model" "$parity" --test-threads 1 -q rocket_landscape_long_side_1024
-  echo "emulated $model ($expected): kernel tests ${kernels} s, parity case $((SECONDS - started)) s"
+  echo "emulated $model ($expected): kernel tests $((SECONDS - started)) s"
 done

@@ -65,7 +65,7 @@ if [ "$rust_passed" -eq 0 ]; then
   exit 1
 fi
 
-step "emulated CPUs without AVX-512 (QEMU Haswell: AVX2+FMA; Nehalem: baseline): kernels, one parity case"
+step "emulated CPUs without AVX-512 (QEMU Haswell: AVX2+FMA; Nehalem: baseline): kernel tests"
 bash tests/emulated_cpu.sh
 
 step "Python grpcio client against the real server"
