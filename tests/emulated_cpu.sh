@@ -20,8 +20,10 @@ if ! command -v qemu-x86_64 >/dev/null 2>&1; then
 fi
 qemu-x86_64 --version | head -n 1
 
-# The test binaries, built natively (the same binaries run natively in `cargo test`).
-executables=$(cargo test -p mobilesam-model --lib --no-run --message-format=json \
+# The test binaries, built natively: the same binaries `cargo test --workspace` ran natively
+# (asking for the workspace, not `-p mobilesam-model` alone, keeps the dependencies' features
+# and so reuses that build instead of compiling candle and the rest again).
+executables=$(cargo test --workspace --no-run --message-format=json \
   | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -29,7 +31,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["kind"][0], m["target"]["name"], m["executable"])
 ')
-lib=$(awk '$1 == "lib" {print $3}' <<<"$executables")
+lib=$(awk '$1 == "lib" && $2 == "mobilesam_model" {print $3}' <<<"$executables")
 if [ -z "$lib" ]; then
   echo "test binaries not found in: $executables" >&2
   exit 1
