@@ -244,23 +244,38 @@ async fn reflection_code(channel: Channel) -> Code {
     }
 }
 
-/// A gRPC-web call (HTTP/1.1) to `GetModelInfo` without a token: the grpc-status header.
-fn grpc_web_status_without_token(server: &Server) -> Option<String> {
+/// A gRPC-web call (HTTP/1.1) to `method` without a token, whose message carries
+/// `payload_bytes` bytes: the grpc-status header of the answer. The whole body is sent
+/// before the answer is read, as a browser's `fetch` does.
+fn grpc_web_status_without_token(
+    server: &Server,
+    method: &str,
+    payload_bytes: usize,
+) -> Option<String> {
     let mut stream = TcpStream::connect(server.grpc).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let frame = [0u8, 0, 0, 0, 0];
+    let length = u32::try_from(payload_bytes).expect("payload fits a frame");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.resize(5 + payload_bytes, 0x5a);
     let head = format!(
-        "POST /mobilesam.v1.SegmentAnything/GetModelInfo HTTP/1.1\r\nHost: localhost\r\n\
+        "POST /mobilesam.v1.SegmentAnything/{method} HTTP/1.1\r\nHost: localhost\r\n\
          Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         frame.len()
     );
     stream.write_all(head.as_bytes()).expect("send head");
-    stream.write_all(&frame).expect("send body");
+    // A refused upload must be read by the server: answering early and closing with
+    // unread bytes resets the connection, and the client never sees the status.
+    stream
+        .write_all(&frame)
+        .expect("send body: the server reset the upload");
     let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
+    stream
+        .read_to_end(&mut response)
+        .expect("read the answer: the server reset the connection");
     let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
     text.lines()
         .find_map(|l| l.strip_prefix("grpc-status:").map(|v| v.trim().to_string()))
@@ -288,9 +303,17 @@ async fn bearer_token_guards_every_rpc_but_health() {
         }
     }
     assert_eq!(
-        grpc_web_status_without_token(&server).as_deref(),
+        grpc_web_status_without_token(&server, "GetModelInfo", 0).as_deref(),
         Some("16"),
         "gRPC-web without a token"
+    );
+    refused += 1.0;
+    // A browser uploading an image without the token (8 MiB: more than the socket buffers
+    // hold) gets UNAUTHENTICATED too, not a reset ("Failed to fetch").
+    assert_eq!(
+        grpc_web_status_without_token(&server, "SetImage", 8 << 20).as_deref(),
+        Some("16"),
+        "gRPC-web upload without a token"
     );
     refused += 1.0;
 
