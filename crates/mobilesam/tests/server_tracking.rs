@@ -1,7 +1,8 @@
 //! End to end: the server follows objects from frame to frame (issue 16), on the real
 //! `mobilesam serve` with seeded weights, checked against the reference fixture of
 //! `tests/fixtures/make_tracking_fixture.py` (the recipe run with the reference
-//! `SamPredictor`): mask IoU >= 0.99 and score within 5e-3 per object per frame, on the
+//! `SamPredictor`): mask IoU >= 0.99, score and stability score within 5e-3 per object per
+//! frame, on the
 //! `Segment` stream and over the unary RPCs. Also: a correction on frame 3, a new object,
 //! untracking, an object lost (by `--track-min-score`), frames of another size, a session
 //! resumed on another stream, the tracked-object cap, memory accounting, bad requests.
@@ -116,6 +117,7 @@ fn prompt_of(objects: &Value, request_id: u64, track: bool) -> v1::Prompt {
 struct Parity {
     min_iou: f64,
     max_score_diff: f32,
+    max_stability_diff: f32,
     masks: usize,
 }
 
@@ -124,6 +126,7 @@ impl Parity {
         Self {
             min_iou: 1.0,
             max_score_diff: 0.0,
+            max_stability_diff: 0.0,
             masks: 0,
         }
     }
@@ -154,9 +157,17 @@ impl Parity {
             got.score,
             want["score"]
         );
+        let want_stability = want["stability_score"].as_f64().expect("stability") as f32;
+        let stability_diff = (got.stability_score - want_stability).abs();
+        assert!(
+            stability_diff <= MAX_SCORE_DIFF,
+            "{what}: stability score {} vs reference {want_stability}",
+            got.stability_score
+        );
         assert!(got.low_res_logits.is_empty(), "{what}: no logits unasked");
         self.min_iou = self.min_iou.min(iou);
         self.max_score_diff = self.max_score_diff.max(score_diff);
+        self.max_stability_diff = self.max_stability_diff.max(stability_diff);
         self.masks += 1;
     }
 
@@ -368,8 +379,9 @@ async fn edit_clip(mut driver: Driver) -> Parity {
 
 fn report(what: &str, parity: &Parity) {
     eprintln!(
-        "{what}: {} masks, min IoU {:.5}, max |score diff| {:.2e}",
-        parity.masks, parity.min_iou, parity.max_score_diff
+        "{what}: {} masks, min IoU {:.5}, max |score diff| {:.2e}, \
+         max |stability score diff| {:.2e}",
+        parity.masks, parity.min_iou, parity.max_score_diff, parity.max_stability_diff
     );
 }
 

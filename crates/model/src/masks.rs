@@ -73,12 +73,24 @@ pub fn upscale_to_mask(
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Result<BinaryMask> {
+    upscale_to_scored_mask(low_res, input_size, original_size).map(|(mask, _)| mask)
+}
+
+/// [`upscale_to_mask`], plus the mask's stability score: the reference's
+/// `calculate_stability_score` with offset [`STABILITY_SCORE_OFFSET`], counted on the
+/// same full-resolution logits in the same pass.
+pub fn upscale_to_scored_mask(
+    low_res: &[f32],
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Result<(BinaryMask, f32)> {
     check_upscale(low_res, input_size, original_size)?;
     let (in_h, in_w) = input_size;
     let (out_h, out_w) = original_size;
     if out_h + out_w <= SMALL_OUTPUT {
         let logits = upscale_logits(low_res, input_size, original_size)?;
-        return Ok(BinaryMask::from_logits(&logits, out_h, out_w));
+        let stability = StabilityCounts::of(&logits).score();
+        return Ok((BinaryMask::from_logits(&logits, out_h, out_w), stability));
     }
     const LOW: usize = LOW_RES_MASK_SIZE;
     let steps = UpscaleSteps {
@@ -94,14 +106,72 @@ pub fn upscale_to_mask(
         .div_ceil(rayon::current_num_threads().max(1) * 4)
         .max(1);
     use rayon::prelude::*;
-    data.par_chunks_mut(band * out_w)
+    let counts = data
+        .par_chunks_mut(band * out_w)
         .enumerate()
-        .for_each(|(b, rows)| mask_band(&steps, b * band, rows, out_w));
-    Ok(BinaryMask {
+        .map(|(b, rows)| mask_band(&steps, b * band, rows, out_w))
+        .reduce(StabilityCounts::default, StabilityCounts::add);
+    let mask = BinaryMask {
         height: out_h,
         width: out_w,
         data,
-    })
+    };
+    Ok((mask, counts.score()))
+}
+
+/// The logit offset of the stability score reported with every mask (the reference
+/// `SamAutomaticMaskGenerator`'s default `stability_score_offset`).
+pub const STABILITY_SCORE_OFFSET: f32 = 1.0;
+
+/// Pixels above `MASK_THRESHOLD + offset` (`high`) and above `MASK_THRESHOLD - offset`
+/// (`low`): the stability score is their ratio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct StabilityCounts {
+    high: u64,
+    low: u64,
+}
+
+impl StabilityCounts {
+    /// The counts of full-resolution `logits`.
+    fn of(logits: &[f32]) -> Self {
+        let mut counts = Self::default();
+        counts.count_row(logits);
+        counts
+    }
+
+    /// Adds one row of full-resolution logits.
+    #[inline(always)]
+    fn count_row(&mut self, logits: &[f32]) {
+        let (hi, lo) = (
+            MASK_THRESHOLD + STABILITY_SCORE_OFFSET,
+            MASK_THRESHOLD - STABILITY_SCORE_OFFSET,
+        );
+        let (mut high, mut low) = (0u32, 0u32);
+        for &v in logits {
+            high += u32::from(v > hi);
+            low += u32::from(v > lo);
+        }
+        self.high += u64::from(high);
+        self.low += u64::from(low);
+    }
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            high: self.high + other.high,
+            low: self.low + other.low,
+        }
+    }
+
+    /// `high / low`, the IoU of the two thresholded masks (the high one lies inside the
+    /// low one). 0 when no pixel is above the low threshold, where the reference divides
+    /// 0 by 0 (NaN).
+    fn score(self) -> f32 {
+        if self.low == 0 {
+            0.0
+        } else {
+            self.high as f32 / self.low as f32
+        }
+    }
 }
 
 /// What [`mask_band`] needs: both passes' weights and the first pass's horizontal rows.
@@ -137,13 +207,16 @@ fn horizontal_into(src: &[f32], in_w: usize, cols: &AxisWeights, out: &mut [f32]
 
 /// Output rows `y0..` of the mask: for each, the two second-pass rows it blends, each made
 /// from one first-pass row (two horizontal rows blended, then interpolated along x).
+/// Returns the band's stability counts.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) {
+fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) -> StabilityCounts {
     let in_w = steps.in_w;
+    let mut counts = StabilityCounts::default();
+    let mut values = vec![0.0f32; out_w];
     let mut padded = vec![0.0f32; in_w];
     // Second-pass rows kept from the previous output row: (index, values).
     let mut slots: [(usize, Vec<f32>); 2] = [
@@ -166,10 +239,15 @@ fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) {
         let top = &slots[0].1;
         let bottom = if r1 == r0 { &slots[0].1 } else { &slots[1].1 };
         let (l0, l1) = (steps.rows_b.l0[y], steps.rows_b.l1[y]);
-        for ((o, &t), &b) in out_row.iter_mut().zip(top).zip(bottom) {
-            *o = u8::from(t.mul_add(l0, b * l1) > MASK_THRESHOLD);
+        for ((v, &t), &b) in values.iter_mut().zip(top).zip(bottom) {
+            *v = t.mul_add(l0, b * l1);
         }
+        for (o, &v) in out_row.iter_mut().zip(&values) {
+            *o = u8::from(v > MASK_THRESHOLD);
+        }
+        counts.count_row(&values);
     }
+    counts
 }
 
 /// Row `r` of the second pass's horizontal half: first-pass row `r` (two horizontal rows
@@ -600,7 +678,35 @@ mod fast_runs_tests {
             let want = BinaryMask::from_logits(&logits, original.0, original.1);
             let got = upscale_to_mask(&low, input, original).expect("upscales");
             assert!(got == want, "{input:?} -> {original:?}: masks differ");
+            // The stability score counted in the same pass is the reference formula's
+            // (`amg::stability_score`, as SamAutomaticMaskGenerator) on the full logits.
+            let (scored, stability) =
+                upscale_to_scored_mask(&low, input, original).expect("upscales");
+            assert!(
+                scored == want,
+                "{input:?} -> {original:?}: scored mask differs"
+            );
+            let reference = crate::amg::stability_score(&logits, MASK_THRESHOLD, 1.0);
+            assert!(
+                stability > 0.0 && stability < 1.0,
+                "{input:?} -> {original:?}: {stability} is a real ratio"
+            );
+            assert_eq!(stability, reference, "{input:?} -> {original:?}");
         }
+    }
+
+    #[test]
+    fn stability_score_of_an_empty_map_is_zero() {
+        let low = vec![-5.0f32; LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE];
+        for original in [(720, 1280), (50, 31)] {
+            let (mask, stability) =
+                upscale_to_scored_mask(&low, (576, 1024), original).expect("upscales");
+            assert_eq!((mask.area(), stability), (0, 0.0), "{original:?}");
+        }
+        let certain = vec![5.0f32; LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE];
+        let (_, stability) =
+            upscale_to_scored_mask(&certain, (576, 1024), (720, 1280)).expect("up");
+        assert_eq!(stability, 1.0);
     }
 
     #[test]

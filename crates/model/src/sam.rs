@@ -13,7 +13,7 @@ use crate::image::{preprocess, scale_coords, Preprocessed};
 use crate::layers::{host_values, Weights};
 use crate::mask_decoder::cpu::{Dense, MaskDecoderCpu};
 use crate::mask_decoder::{DecoderOutput, MaskDecoder};
-use crate::masks::{low_res_extent, upscale_to_mask, Rle};
+use crate::masks::{low_res_extent, upscale_to_scored_mask, Rle};
 use crate::polygon::DEFAULT_EPSILON;
 use crate::polygon_regions::{mask_regions, Region};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
@@ -94,6 +94,9 @@ pub struct MaskOutput {
     pub bbox: [f32; 4],
     /// COCO compressed RLE of the mask.
     pub rle: Rle,
+    /// The reference's stability score (`calculate_stability_score`, offset 1.0) on the
+    /// full-resolution logits; 0 when no logit is above -1.
+    pub stability_score: f32,
     /// 256x256 logits, row-major, when asked for.
     pub low_res_logits: Option<Vec<f32>>,
     /// Every region with its holes, outlines on pixel corners, when asked for.
@@ -374,14 +377,15 @@ fn postprocess(
     options: DecodeOptions,
 ) -> Result<MaskOutput> {
     debug_assert_eq!(logits.len(), LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE);
-    let mask = step("postprocess upscale", || {
-        upscale_to_mask(logits, embedding.input_size, embedding.original_size)
+    let (mask, stability_score) = step("postprocess upscale", || {
+        upscale_to_scored_mask(logits, embedding.input_size, embedding.original_size)
     })?;
     let mut out = step("postprocess mask, RLE", || MaskOutput {
         score,
         area: mask.area(),
         bbox: mask.bbox(),
         rle: mask.to_rle(),
+        stability_score,
         low_res_logits: None,
         polygons: None,
     });

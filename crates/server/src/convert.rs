@@ -45,8 +45,8 @@ fn mask(m: MaskOutput) -> v1::Mask {
             .low_res_logits
             .map(|logits| logits_to_bytes(&logits))
             .unwrap_or_default(),
+        stability_score: m.stability_score,
         polygons: m.polygons.map(polygons).unwrap_or_default(),
-        ..Default::default()
     }
 }
 
@@ -119,6 +119,7 @@ mod tests {
                         size: [4, 5],
                         counts: "abc".into(),
                     },
+                    stability_score: 0.75,
                     low_res_logits: Some(vec![1.0, -2.0]),
                     polygons: Some(vec![Region {
                         area: 5,
@@ -136,6 +137,7 @@ mod tests {
         assert!((m.decode_ms - 12.0).abs() < 1e-9);
         let mask = &m.objects[0].masks[0];
         assert_eq!(mask.area, 6);
+        assert_eq!(mask.stability_score, 0.75);
         assert_eq!(
             mask.bbox,
             Some(v1::Box {

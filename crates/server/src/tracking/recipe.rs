@@ -122,6 +122,7 @@ mod tests {
                 size: [10, 20],
                 counts: String::new(),
             },
+            stability_score: 0.9,
             low_res_logits: Some(vec![0.5; 4]),
             polygons: None,
         }
