@@ -15,7 +15,8 @@ pub struct TrackingConfig {
 
     /// Marks a followed object LOST when its mask's score (predicted IoU) is below this
     /// (off by default: only an empty mask loses an object).
-    #[arg(long, env = "MOBILESAM_TRACK_MIN_SCORE")]
+    /// Negative scores are accepted as written (`--track-min-score -0.5`).
+    #[arg(long, env = "MOBILESAM_TRACK_MIN_SCORE", allow_negative_numbers = true)]
     pub track_min_score: Option<f32>,
 
     /// Marks a followed object LOST when its mask's area grows or shrinks by more than
@@ -70,6 +71,18 @@ mod tests {
         assert!(config.validate().is_ok());
         assert_eq!(config.track_min_score, None);
         assert_eq!(config.track_max_area_change, None);
+    }
+
+    #[test]
+    fn a_negative_min_score_parses_without_an_equals_sign() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            tracking: TrackingConfig,
+        }
+        let cli = Cli::try_parse_from(["serve", "--track-min-score", "-0.5"]).expect("parses");
+        assert_eq!(cli.tracking.track_min_score, Some(-0.5));
     }
 
     #[test]
