@@ -44,15 +44,7 @@ else
 fi
 
 step "redis-server (the embedding-store tests start their own on loopback ports)"
-if [ ! -x /usr/bin/redis-server ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "redis-server is missing and this is not root: apt-get install redis-server first" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+bash tests/debian_package.sh /usr/bin/redis-server redis-server
 /usr/bin/redis-server --version
 
 step "cargo test (unit, parity, CLI, server on loopback)"

@@ -11,14 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "nginx"
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "nginx is missing and this is not root: install nginx-light (or nginx) first" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
-    || apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  bash tests/debian_package.sh nginx nginx-light nginx
   # The package may start a system nginx on port 80; the test runs its own.
   if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
 fi
@@ -26,15 +19,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 "$nginx_bin" -v
 
 step "redis-server (the embedding-store test runs its own on loopback)"
-if [ ! -x /usr/bin/redis-server ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "redis-server is missing and this is not root: apt-get install redis-server first" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+bash tests/debian_package.sh /usr/bin/redis-server redis-server
 
 step "Python venv"
 venv=target/test-venv

@@ -8,10 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 started=$SECONDS
 
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+bash tests/debian_package.sh /usr/bin/chromium chromium
 /usr/bin/chromium --version
 
 npm ci --prefix crates/server/web --no-audit --no-fund --loglevel=error
