@@ -196,6 +196,46 @@ fn past_capacity_the_server_refuses_quickly_and_stays_bounded() {
     assert!(idle > 0.0 && after < RSS_CEILING_BYTES, "{report}");
 }
 
+/// `--click-interval` paces each stream like a user (here one click per 500 ms over 2 s:
+/// at most 5 clicks, where back to back gives dozens), in the plain run and in the mixed
+/// scenario, whose report covers every phase.
+#[test]
+fn clicks_are_paced_and_the_mixed_scenario_reports_every_phase() {
+    let server = Server::start(&[]);
+    let paced = ["--click-interval", "500ms", "--duration", "2s"];
+    let plain = load(
+        &server,
+        &[&["--streams", "1", "--round-trips", "1"][..], &paced[..]].concat(),
+    );
+    eprintln!("paced load report: {plain}");
+    let clicks = number(&plain, "/ok");
+    assert!(
+        (2.0..=5.0).contains(&clicks),
+        "{clicks} clicks in 2 s: {plain}"
+    );
+
+    let mixed = load(
+        &server,
+        &[&["--uploaders", "1", "--clickers", "1"][..], &paced[..]].concat(),
+    );
+    eprintln!("mixed report: {mixed}");
+    assert_eq!(number(&mixed, "/click_interval_ms"), 500.0, "{mixed}");
+    for phase in ["/idle_click_ms/count", "/mixed_click_ms/count"] {
+        let clicks = number(&mixed, phase);
+        assert!((1.0..=5.0).contains(&clicks), "{phase} {clicks}: {mixed}");
+    }
+    assert!(number(&mixed, "/encodes_per_s_alone") > 0.0, "{mixed}");
+    assert!(number(&mixed, "/encodes_per_s_mixed") > 0.0, "{mixed}");
+    // Bursts of 20 superseding prompts: all but the last of each are superseded or
+    // decoded, and at least some were superseded.
+    assert!(number(&mixed, "/superseded") > 0.0, "{mixed}");
+    assert!(number(&mixed, "/supersede_burst_ms/p50") > 0.0, "{mixed}");
+    assert!(
+        mixed["errors"].as_object().expect("errors").is_empty(),
+        "{mixed}"
+    );
+}
+
 #[test]
 fn an_unreachable_server_is_a_one_line_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_mobilesam"))

@@ -30,6 +30,9 @@ pub struct Plan {
     pub prompts: usize,
     /// Longest wait for any one answer.
     pub answer_timeout: Duration,
+    /// Least time from one prompt's send to the next one's on a stream (a user's pace);
+    /// zero sends the next prompt as soon as the answer is in.
+    pub prompt_interval: Duration,
 }
 
 /// Answers to one group of prompts.
@@ -182,13 +185,16 @@ async fn load_stream(plan: &Plan, stream: usize, session_id: &str, deadline: Ins
     };
     let base = (stream as u64 + 1) << 32;
     for i in 0..plan.prompts {
-        if Instant::now() >= deadline {
+        let sent = Instant::now();
+        if sent >= deadline {
             break;
         }
         if let Err(status) = prompt(&mut conversation, plan, base + i as u64, &mut tally).await {
             tally.count_error(status.code());
             break;
         }
+        let next = (sent + plan.prompt_interval).min(deadline);
+        tokio::time::sleep_until(next.into()).await;
     }
     tally
 }

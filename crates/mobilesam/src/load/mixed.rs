@@ -47,6 +47,8 @@ pub struct MixedReport {
     pub clickers: usize,
     /// Length of the idle, uploads-alone and mixed phases, seconds.
     pub phase_s: f64,
+    /// Least time between one clicker's clicks, ms (0: back to back).
+    pub click_interval_ms: f64,
     /// Click round trips with nobody uploading.
     pub idle_click_ms: Option<Percentiles>,
     /// Click round trips while the uploaders upload.
@@ -99,8 +101,15 @@ impl MixedReport {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
         let mut lines = vec![
             format!(
-                "mixed scenario: {} uploaders, {} clickers, {:.0} s per phase",
-                self.uploaders, self.clickers, self.phase_s
+                "mixed scenario: {} uploaders, {} clickers ({}), {:.0} s per phase",
+                self.uploaders,
+                self.clickers,
+                if self.click_interval_ms > 0.0 {
+                    format!("one click per {:.0} ms at most", self.click_interval_ms)
+                } else {
+                    "clicks back to back".to_string()
+                },
+                self.phase_s
             ),
             format!("clicks idle:   {}", p(&self.idle_click_ms)),
             format!("clicks mixed:  {}", p(&self.mixed_click_ms)),
@@ -168,6 +177,7 @@ pub async fn run(
         uploaders,
         clickers,
         phase_s: phase.as_secs_f64(),
+        click_interval_ms: plan.prompt_interval.as_secs_f64() * 1e3,
         idle_click_ms: idle_ms,
         mixed_click_ms: mixed_ms,
         click_ratio: idle_ms.zip(mixed_ms).map(|(i, m)| Ratios {

@@ -85,6 +85,12 @@ pub struct LoadArgs {
     #[arg(long, value_name = "M", default_value_t = 1)]
     pub clickers: usize,
 
+    /// Least time between the starts of one stream's prompts: a user's pace (e.g. 500ms
+    /// for two clicks a second). 0: each prompt is sent as soon as the previous answer is
+    /// in. Applies to the load run and to the mixed scenario's clickers.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub click_interval: Duration,
+
     /// Print the report as JSON; the last line is one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -123,6 +129,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         streams: args.streams,
         prompts: args.prompts,
         answer_timeout: args.answer_timeout,
+        prompt_interval: args.click_interval,
     };
     let in_process = match &args.checkpoint {
         Some(path) => {
