@@ -13,10 +13,9 @@ use crate::checkpoint_source;
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// MobileSAM weights: the official `mobile_sam.pt` or a `.safetensors` file with the
-    /// same tensor names. Default: $MOBILESAM_CHECKPOINT, else `mobile_sam.pt` in the cache
-    /// directory ($MOBILESAM_CACHE_DIR, else ~/.cache/mobilesam), downloaded there on first
-    /// use.
-    #[arg(long, value_name = "FILE")]
+    /// same tensor names. Default: `mobile_sam.pt` in the cache directory
+    /// ($MOBILESAM_CACHE_DIR, else ~/.cache/mobilesam), downloaded there on first use.
+    #[arg(long, value_name = "FILE", env = "MOBILESAM_CHECKPOINT")]
     pub checkpoint: Option<PathBuf>,
 
     /// The SHA-256 the checkpoint file must have (64 hex digits, as `sha256sum` prints):
