@@ -247,11 +247,7 @@ async fn reflection_code(channel: Channel) -> Code {
 /// A gRPC-web call (HTTP/1.1) to `method` without a token, whose message carries
 /// `payload_bytes` bytes: the grpc-status header of the answer. The whole body is sent
 /// before the answer is read, as a browser's `fetch` does.
-fn grpc_web_status_without_token(
-    server: &Server,
-    method: &str,
-    payload_bytes: usize,
-) -> Option<String> {
+fn grpc_web_status(server: &Server, method: &str, payload_bytes: usize) -> Option<String> {
     let mut stream = TcpStream::connect(server.grpc).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -303,7 +299,7 @@ async fn bearer_token_guards_every_rpc_but_health() {
         }
     }
     assert_eq!(
-        grpc_web_status_without_token(&server, "GetModelInfo", 0).as_deref(),
+        grpc_web_status(&server, "GetModelInfo", 0).as_deref(),
         Some("16"),
         "gRPC-web without a token"
     );
@@ -311,7 +307,7 @@ async fn bearer_token_guards_every_rpc_but_health() {
     // A browser uploading an image without the token (8 MiB: more than the socket buffers
     // hold) gets UNAUTHENTICATED too, not a reset ("Failed to fetch").
     assert_eq!(
-        grpc_web_status_without_token(&server, "SetImage", 8 << 20).as_deref(),
+        grpc_web_status(&server, "SetImage", 8 << 20).as_deref(),
         Some("16"),
         "gRPC-web upload without a token"
     );
@@ -462,6 +458,14 @@ async fn oversized_messages_are_refused_with_resource_exhausted() {
         .expect_err("unary refused");
     assert_eq!(unary.code(), Code::ResourceExhausted, "{unary:?}");
     assert!(unary.message().contains("65536"), "{unary:?}");
+
+    // A browser's upload over the limit (gRPC-web on HTTP/1.1, 8 MiB: more than the socket
+    // buffers hold) gets the status too, not a reset ("Failed to fetch").
+    assert_eq!(
+        grpc_web_status(&server, "SetImage", 8 << 20).as_deref(),
+        Some("8"),
+        "gRPC-web upload over the limit"
+    );
 
     // A small image on a new stream is still served.
     let mut stream = Stream::open(&mut client).await;

@@ -11,22 +11,17 @@
 //! describes the API only to clients that may call it. gRPC-web requests use the same
 //! paths and headers, so they are checked the same way.
 //!
-//! A refused request's body is read and dropped before the answer goes out (up to
-//! [`DRAIN_LIMIT_BYTES`] within [`DRAIN_TIMEOUT`]). Answering while an upload is still
-//! arriving makes the HTTP/1.1 connection close with unread bytes, which the kernel turns
-//! into a reset: a browser then reports "Failed to fetch" instead of UNAUTHENTICATED.
+//! A refused upload is answered before its body is read; on HTTP/1.1 the rest of the body
+//! is read by [`crate::drain_body`] so that the answer arrives.
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Method, Request, Response};
-use http_body::Body;
-use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
 use tonic::Code;
 use tower_layer::Layer;
@@ -38,12 +33,6 @@ use crate::metrics;
 
 /// Path prefixes served without a token.
 pub const EXEMPT_PATH_PREFIXES: [&str; 1] = ["/grpc.health.v1.Health/"];
-
-/// The most bytes of a refused request's body read (and dropped) before answering.
-pub const DRAIN_LIMIT_BYTES: usize = 64 << 20;
-
-/// The longest a refused request's body is read before answering anyway.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shared secret clients must present.
 #[derive(Clone)]
@@ -156,8 +145,6 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     R: Default + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -176,33 +163,11 @@ where
                     Code::Unauthenticated,
                     "missing or wrong bearer token: send `authorization: Bearer <token>`",
                 );
-                let body = request.into_body();
-                return Box::pin(async move {
-                    drain(body).await;
-                    Ok(status.into_http())
-                });
+                return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         }
         Box::pin(self.inner.call(request))
     }
-}
-
-/// Reads `body` to its end and drops it, stopping early past [`DRAIN_LIMIT_BYTES`], at
-/// [`DRAIN_TIMEOUT`] or at a read error (the connection then closes, as it would have).
-async fn drain<B: Body>(body: B) {
-    let read_all = async {
-        let mut body = std::pin::pin!(body);
-        let mut read = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                read = read.saturating_add(bytes::Buf::remaining(data));
-            }
-            if read > DRAIN_LIMIT_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, read_all).await;
 }
 
 #[cfg(test)]

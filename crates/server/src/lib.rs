@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod convert;
+pub mod drain_body;
 pub mod error;
 pub mod fault_injection;
 pub mod generate;

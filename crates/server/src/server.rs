@@ -101,7 +101,8 @@ pub async fn serve(
         .into_axum_router()
         .layer(auth)
         .layer(crate::size_limit::SizeLimitStatusLayer)
-        .layer(GrpcWebLayer::new());
+        .layer(GrpcWebLayer::new())
+        .layer(crate::drain_body::DrainUnreadBodyLayer);
     let routes = Routes::from(config.web.add_page(grpc_routes));
     let mut grpc = tokio::spawn(
         grpc_server
