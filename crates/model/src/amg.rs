@@ -406,13 +406,7 @@ fn process_mask(
 /// `calculate_stability_score`: the IoU of the masks thresholded at `threshold + offset`
 /// and `threshold - offset` (NaN when both are empty, which no threshold keeps).
 pub fn stability_score(logits: &[f32], threshold: f32, offset: f32) -> f32 {
-    let (hi, lo) = (threshold + offset, threshold - offset);
-    let (mut inter, mut union) = (0i64, 0i64);
-    for &v in logits {
-        inter += i64::from(v > hi);
-        union += i64::from(v > lo);
-    }
-    inter as f32 / union as f32
+    crate::masks::StabilityCounts::of(logits, threshold, offset).ratio()
 }
 
 /// `batched_mask_to_box` for one mask: `[x_min, y_min, x_max, y_max]` (inclusive), all

@@ -89,7 +89,8 @@ pub fn upscale_to_scored_mask(
     let (out_h, out_w) = original_size;
     if out_h + out_w <= SMALL_OUTPUT {
         let logits = upscale_logits(low_res, input_size, original_size)?;
-        let stability = StabilityCounts::of(&logits).score();
+        let stability =
+            StabilityCounts::of(&logits, MASK_THRESHOLD, STABILITY_SCORE_OFFSET).score();
         return Ok((BinaryMask::from_logits(&logits, out_h, out_w), stability));
     }
     const LOW: usize = LOW_RES_MASK_SIZE;
@@ -123,29 +124,30 @@ pub fn upscale_to_scored_mask(
 /// `SamAutomaticMaskGenerator`'s default `stability_score_offset`).
 pub const STABILITY_SCORE_OFFSET: f32 = 1.0;
 
-/// Pixels above `MASK_THRESHOLD + offset` (`high`) and above `MASK_THRESHOLD - offset`
-/// (`low`): the stability score is their ratio.
+/// Pixels above `threshold + offset` (`high`) and above `threshold - offset` (`low`): the
+/// stability score is their ratio. Shared by every mask's score and AMG's filter
+/// ([`crate::amg::stability_score`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct StabilityCounts {
+pub(crate) struct StabilityCounts {
     high: u64,
     low: u64,
 }
 
 impl StabilityCounts {
     /// The counts of full-resolution `logits`.
-    fn of(logits: &[f32]) -> Self {
+    pub(crate) fn of(logits: &[f32], threshold: f32, offset: f32) -> Self {
         let mut counts = Self::default();
-        counts.count_row(logits);
+        // Chunks keep each row count within its u32.
+        for chunk in logits.chunks(1 << 24) {
+            counts.count_row(chunk, threshold, offset);
+        }
         counts
     }
 
     /// Adds one row of full-resolution logits.
     #[inline(always)]
-    fn count_row(&mut self, logits: &[f32]) {
-        let (hi, lo) = (
-            MASK_THRESHOLD + STABILITY_SCORE_OFFSET,
-            MASK_THRESHOLD - STABILITY_SCORE_OFFSET,
-        );
+    fn count_row(&mut self, logits: &[f32], threshold: f32, offset: f32) {
+        let (hi, lo) = (threshold + offset, threshold - offset);
         let (mut high, mut low) = (0u32, 0u32);
         for &v in logits {
             high += u32::from(v > hi);
@@ -163,13 +165,17 @@ impl StabilityCounts {
     }
 
     /// `high / low`, the IoU of the two thresholded masks (the high one lies inside the
-    /// low one). 0 when no pixel is above the low threshold, where the reference divides
-    /// 0 by 0 (NaN).
+    /// low one), as the reference divides: NaN when no pixel is above the low threshold.
+    pub(crate) fn ratio(self) -> f32 {
+        self.high as f32 / self.low as f32
+    }
+
+    /// [`Self::ratio`], with 0 for the reference's NaN (no pixel above the low threshold).
     fn score(self) -> f32 {
         if self.low == 0 {
             0.0
         } else {
-            self.high as f32 / self.low as f32
+            self.ratio()
         }
     }
 }
@@ -245,7 +251,7 @@ fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) -> S
         for (o, &v) in out_row.iter_mut().zip(&values) {
             *o = u8::from(v > MASK_THRESHOLD);
         }
-        counts.count_row(&values);
+        counts.count_row(&values, MASK_THRESHOLD, STABILITY_SCORE_OFFSET);
     }
     counts
 }

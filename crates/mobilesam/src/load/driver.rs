@@ -193,8 +193,10 @@ async fn load_stream(plan: &Plan, stream: usize, session_id: &str, deadline: Ins
             tally.count_error(status.code());
             break;
         }
-        let next = (sent + plan.prompt_interval).min(deadline);
-        tokio::time::sleep_until(next.into()).await;
+        if !plan.prompt_interval.is_zero() {
+            let next = (sent + plan.prompt_interval).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
+        }
     }
     tally
 }
