@@ -20,18 +20,18 @@ import importlib
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+from png_encode import encode_rgb_png  # noqa: E402
 
 
 def free_port():
@@ -54,14 +54,7 @@ def stubs(out):
 def make_png(width, height, seed):
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return encode_rgb_png(rgb)
 
 
 class Server:

@@ -52,23 +52,21 @@ kustomize() { "$venv/bin/kubectl" kustomize "$1" >"$out/rendered/$2.yaml"; echo 
 kustomize deploy/k8s/overlays/cpu cpu
 kustomize deploy/k8s/overlays/gpu gpu
 kustomize deploy/envoy envoy
-# The cpu overlay with the checkpoint-pvc component switched on.
-rel=$(realpath --relative-to="$out/pvc" deploy/k8s)
-cat >"$out/pvc/kustomization.yaml" <<YAML
+# The cpu overlay with one component switched on: DIR (under $out), COMPONENT, rendered NAME.
+cpu_with_component() {
+  local rel
+  rel=$(realpath --relative-to="$out/$1" deploy/k8s)
+  cat >"$out/$1/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [$rel/overlays/cpu]
-components: [$rel/components/checkpoint-pvc]
+components: [$rel/components/$2]
 YAML
-kustomize "$out/pvc" cpu-checkpoint-pvc
-# The cpu overlay with the shared embedding store (Valkey) switched on.
-cat >"$out/store/kustomization.yaml" <<YAML
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [$rel/overlays/cpu]
-components: [$rel/components/embedding-store]
-YAML
-kustomize "$out/store" cpu-embedding-store
+  kustomize "$out/$1" "$3"
+}
+cpu_with_component pvc checkpoint-pvc cpu-checkpoint-pvc
+# The shared embedding store (Valkey).
+cpu_with_component store embedding-store cpu-embedding-store
 grep -q "name: MOBILESAM_EMBEDDING_STORE" "$out/rendered/cpu-embedding-store.yaml" \
   || { echo "the embedding-store component did not set MOBILESAM_EMBEDDING_STORE" >&2; exit 1; }
 grep -q "allkeys-lru" "$out/rendered/cpu-embedding-store.yaml" \

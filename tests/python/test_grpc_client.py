@@ -16,17 +16,18 @@ import json
 import math
 import os
 import queue
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_util
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from png_encode import encode_rgb_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "proto"
@@ -166,14 +167,7 @@ def make_png(width, height):
     y, x = np.mgrid[0:height, 0:width]
     rgb = np.stack([(x * 4) % 256, (y * 5) % 256, np.full_like(x, 90)], axis=-1).astype(np.uint8)
     rgb[height // 4: height // 4 + height // 2, width // 4: width // 4 + width // 2] = (240, 220, 40)
-    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(height))
-
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return encode_rgb_png(rgb)
 
 
 class Session:
