@@ -232,6 +232,7 @@ pub fn preprocess(image: &RgbImage) -> Result<Preprocessed> {
         out.par_chunks_exact_mut(IMAGE_SIZE)
             .zip(src.par_chunks_exact(w * 3))
             .for_each(|(out_row, row)| {
+                crate::yield_point::reached();
                 for (o, px) in out_row.iter_mut().zip(row.chunks_exact(3)) {
                     *o = (f32::from(px[c]) - PIXEL_MEAN[c]) / PIXEL_STD[c];
                 }
@@ -355,6 +356,7 @@ fn resample_horizontal(src: &[u8], in_w: usize, coeffs: &Coefficients) -> Vec<u8
     out.par_chunks_exact_mut(out_w * 3)
         .zip(src.par_chunks_exact(in_w * 3))
         .for_each(|(out_row, src_row)| {
+            crate::yield_point::reached();
             for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
                 let (start, weights) = coeffs.taps(xx);
                 let window = &src_row[start * 3..(start + weights.len()) * 3];
@@ -381,6 +383,7 @@ fn resample_vertical(src: &[u8], width: usize, coeffs: &Coefficients, first_row:
     out.par_chunks_exact_mut(stride).enumerate().for_each_init(
         || vec![0i32; stride],
         |acc, (yy, out_row)| {
+            crate::yield_point::reached();
             let (start, weights) = coeffs.taps(yy);
             acc.fill(HALF);
             // Integer sums: accumulating row by row gives Pillow's exact result.

@@ -34,6 +34,7 @@ pub mod seeded;
 pub mod threads;
 pub mod tiny_vit;
 pub mod transformer;
+pub mod yield_point;
 
 pub use error::{ModelError, Result};
 pub use prompt::{BoxPrompt, ObjectPrompt, Point};

@@ -214,3 +214,47 @@ fn cropped_decoding_gives_the_same_masks() {
         }
     }
 }
+
+/// Background work can pause between the fused paths' steps: an encode reaches a yield
+/// point before every step (tens per image), a decode before each of its steps, and only
+/// on the thread that installed the hook.
+#[test]
+fn the_fused_paths_reach_yield_points_between_steps() {
+    use mobilesam_model::yield_point;
+    use mobilesam_model::{ObjectPrompt, Point, Sam};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let checkpoint = common::seeded_checkpoint();
+    let sam = Sam::from_checkpoint(&checkpoint, &Device::Cpu).expect("model");
+    let image = image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    yield_point::install_on_this_thread(Some(Arc::new(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+    })));
+    let embedding = sam.embed(&image).expect("embeds");
+    let encode_points = calls.swap(0, Ordering::Relaxed);
+    let object = ObjectPrompt {
+        points: vec![Point {
+            x: 100.0,
+            y: 100.0,
+            label: 1,
+        }],
+        ..ObjectPrompt::default()
+    };
+    sam.decode(&embedding, &[object], Default::default())
+        .expect("decodes");
+    let decode_points = calls.swap(0, Ordering::Relaxed);
+    yield_point::install_on_this_thread(None);
+    eprintln!("yield points: encode {encode_points}, decode {decode_points}");
+    // TinyViT: 2 MBConv blocks, 10 attention blocks of 5 steps, 3 downsamplings, the neck.
+    assert!(
+        encode_points >= 55,
+        "encode reached {encode_points} yield points"
+    );
+    assert!(
+        decode_points >= 3,
+        "decode reached {decode_points} yield points"
+    );
+}

@@ -74,6 +74,7 @@ impl WindowAttention {
             .par_chunks_mut(n * d)
             .enumerate()
             .for_each(|(task, o)| {
+                crate::yield_point::reached();
                 let (window, head) = (task / self.heads, task % self.heads);
                 let (wy, wx) = (window / nw, window % nw);
                 // Only queries inside the image: the others' outputs are dropped.

@@ -59,6 +59,7 @@ impl DepthwiseConv3x3 {
         out.par_chunks_mut(wo * c)
             .enumerate()
             .for_each(|(oy, row)| {
+                crate::yield_point::reached();
                 let inputs = std::array::from_fn(|ky| {
                     (oy * self.stride + ky)
                         .checked_sub(1)

@@ -70,7 +70,10 @@ impl InvertedResidual {
         let band = out_side.div_ceil(threads * 4).max(4);
         out.par_chunks_mut(band * out_row)
             .enumerate()
-            .for_each(|(b, rows)| self.band(x, side, b * band, rows, finish));
+            .for_each(|(b, rows)| {
+                crate::yield_point::reached();
+                self.band(x, side, b * band, rows, finish)
+            });
     }
 
     /// Output rows `oy0..` (as many as `out` holds).

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::math::{apply_epilogue, Epilogue};
+use super::epilogue::{apply_epilogue, Epilogue};
 use super::matmul::{matmul, MatRef};
 use super::norm::LayerNormParams;
 
@@ -38,7 +38,10 @@ pub fn par_row_blocks(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32
     }
     out.par_chunks_mut(block * width)
         .enumerate()
-        .for_each(|(i, rows)| f(i * block, rows));
+        .for_each(|(i, rows)| {
+            crate::yield_point::reached();
+            f(i * block, rows)
+        });
 }
 
 /// `y = x W + b`: weight stored `(in, out)` row-major.

@@ -1,6 +1,6 @@
 //! Opt-in wall-time accounting per named step of the CPU paths (for performance work and
 //! the README's per-stage table): off unless [`enable`] was called, and then one mutex
-//! lock per step.
+//! lock per step. Every step is also a cooperative yield point ([`crate::yield_point`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -23,8 +23,9 @@ pub fn take() -> Vec<(&'static str, Duration, u64)> {
         .unwrap_or_default()
 }
 
-/// Times `f` as step `name` when recording is on.
+/// Times `f` as step `name` when recording is on; first gives way at a yield point.
 pub fn step<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
+    crate::yield_point::reached();
     if !ENABLED.load(Ordering::Relaxed) {
         return f();
     }

@@ -10,7 +10,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::math::{apply_epilogue, Epilogue};
+use super::epilogue::{apply_epilogue, Epilogue};
 use super::matmul::{matmul, MatRef};
 
 /// Rows of output tiles per task: large bands share each packing of the transformed
@@ -106,6 +106,7 @@ impl Winograd3x3 {
         out.par_chunks_mut(band_rows * w * co)
             .enumerate()
             .for_each(|(band, rows)| {
+                crate::yield_point::reached();
                 let ty0 = band * per_task;
                 let tile_rows = (rows.len() / (w * co)).div_ceil(2);
                 let tiles = tile_rows * tiles_across;
