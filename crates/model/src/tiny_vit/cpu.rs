@@ -19,9 +19,8 @@ use crate::cpu::norm::LayerNormParams;
 use crate::cpu::profile::step;
 use crate::cpu::winograd::Winograd3x3;
 use crate::error::{ModelError, Result};
+use crate::image::IMAGE_SIZE as INPUT_SIDE;
 use crate::layers::{host_values, Conv2d};
-
-const INPUT_SIDE: usize = 1024;
 
 /// Receives intermediate results as tensors (see [`super::TinyVit::forward_stages`]).
 pub type TensorObserver<'a> = &'a mut dyn FnMut(&str, &Tensor);
@@ -29,9 +28,9 @@ pub type TensorObserver<'a> = &'a mut dyn FnMut(&str, &Tensor);
 /// Receives intermediate results: name, channels-last values, (height, width, channels).
 pub type Observer<'a> = &'a mut dyn FnMut(&str, &[f32], (usize, usize, usize));
 
-/// An internal inconsistency (layer shapes, input size) as a tensor-operation error.
+/// An internal inconsistency (layer shapes, input size).
 fn invalid(message: impl Into<String>) -> ModelError {
-    ModelError::Tensor(candle_core::Error::Msg(message.into()))
+    ModelError::Shape(message.into())
 }
 
 /// A 1x1 convolution as a linear layer over channels.
@@ -533,6 +532,7 @@ fn planar_to_interleaved(src: &[f32], dst: &mut [f32], channels: usize) {
     dst.par_chunks_mut(block * channels)
         .enumerate()
         .for_each(|(b, pixels)| {
+            crate::yield_point::reached();
             for (i, px) in pixels.chunks_exact_mut(channels).enumerate() {
                 let p = b * block + i;
                 for (c, v) in px.iter_mut().enumerate() {
@@ -550,6 +550,7 @@ fn interleaved_to_planar(src: &[f32], dst: &mut [f32], channels: usize) {
     dst.par_chunks_mut(group * plane)
         .enumerate()
         .for_each(|(g, planes)| {
+            crate::yield_point::reached();
             let c0 = g * group;
             for (p, px) in src.chunks_exact(channels).enumerate() {
                 for (c, v) in px[c0..].iter().take(planes.len() / plane).enumerate() {
