@@ -1,6 +1,7 @@
 //! The scheduler's lanes through the real `mobilesam serve` on loopback (issue 13): a
 //! prompt never waits in a queue behind an encode or a generation (lane selection), a
-//! flood of prompts does not starve encodes nor generations, and the lane metrics.
+//! flood of prompts does not starve encodes nor generations (though they pause for the
+//! prompts at the model's yield points), and the lane metrics.
 //!
 //! Slow encodes come from `MOBILESAM_TEST_ENCODE_DELAY_MS` (debug builds): the single
 //! encode worker sleeps before each encode, which holds the encode lane busy without
@@ -137,4 +138,13 @@ async fn a_flood_of_prompts_starves_neither_encodes_nor_generations() {
             "mobilesam_request_duration_seconds_count{kind=\"generate\",lane=\"generate\"}"
         ) >= 1.0
     );
+    // The encode and the generation paused for the decodes at the model's yield points,
+    // within the pause bound, and still finished.
+    for lane in ["encode", "generate"] {
+        let pauses = metric(
+            &scraped,
+            &format!("mobilesam_yield_pause_seconds_count{{lane=\"{lane}\"}}"),
+        );
+        assert!(pauses >= 1.0, "{lane} lane: {pauses} pauses");
+    }
 }

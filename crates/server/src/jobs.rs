@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mobilesam_model::{DecodeOptions, Embedding, ObjectMasks, ObjectPrompt};
 use tokio::sync::oneshot;
@@ -77,6 +77,8 @@ pub struct DecodeJob {
     pub options: DecodeOptions,
     /// Where the result goes.
     pub reply: Reply<Decoded>,
+    /// When the job was made (just before it was queued).
+    pub created: Instant,
 }
 
 /// The masks of one prompt.
@@ -112,6 +114,7 @@ impl DecodeJob {
                 objects,
                 options,
                 reply,
+                created: Instant::now(),
             },
             pending,
         )

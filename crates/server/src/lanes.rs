@@ -1,9 +1,13 @@
 //! The settings of the scheduler lanes beyond the encode workers (`--workers`): how many
 //! workers decode prompts and generate masks, the generation queue's bound, the threads
-//! of each lane's pool and the lanes' OS priorities (see [`crate::priority`]).
+//! of each lane's pool, the lanes' OS priorities (see [`crate::priority`]) and how long
+//! background work pauses for interactive work (see [`crate::yield_gate`]).
+
+use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::priority::Priority;
+use crate::yield_gate::DEFAULT_MAX_PAUSE;
 
 /// Default number of workers that only decode prompts.
 pub const DEFAULT_DECODE_WORKERS: usize = 1;
@@ -49,6 +53,11 @@ pub struct LaneConfig {
     /// OS priority of the generate lane: normal, nice:N, batch:N or idle.
     #[arg(long, env = "MOBILESAM_GENERATE_PRIORITY", default_value_t = DEFAULT_GENERATE_PRIORITY)]
     pub generate_priority: Priority,
+
+    /// Longest pause of an encode (generation) between two model steps while prompts
+    /// (prompts or encodes) run; 0 turns the pauses off.
+    #[arg(long, env = "MOBILESAM_YIELD_MAX_PAUSE", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub yield_max_pause: Duration,
 }
 
 impl Default for LaneConfig {
@@ -61,6 +70,7 @@ impl Default for LaneConfig {
             decode_priority: DEFAULT_DECODE_PRIORITY,
             encode_priority: DEFAULT_ENCODE_PRIORITY,
             generate_priority: DEFAULT_GENERATE_PRIORITY,
+            yield_max_pause: DEFAULT_MAX_PAUSE,
         }
     }
 }
@@ -117,11 +127,14 @@ mod tests {
             "idle",
             "--lane-threads",
             "3",
+            "--yield-max-pause",
+            "0",
         ])
         .expect("flags parse");
         assert_eq!(cli.lanes.decode_workers, 2);
         assert_eq!(cli.lanes.encode_priority, Priority::Idle);
         assert_eq!(cli.lanes.threads(), 3);
+        assert_eq!(cli.lanes.yield_max_pause, Duration::ZERO);
         assert!(Cli::try_parse_from(["serve", "--generate-priority", "fast"]).is_err());
         let zero = LaneConfig {
             generate_queue_capacity: 0,

@@ -3,7 +3,8 @@
 //! A request flows: [`service`] (one function per RPC) -> [`stream`] (one interactive
 //! session stream) -> [`validate`] (every rule for bad input) -> [`scheduler`] (one bounded
 //! queue per lane: decode, encode, generate) -> [`worker`] (one model per worker thread,
-//! lane priorities from [`priority`]) -> [`convert`] (results to messages). [`sessions`]
+//! lane priorities from [`priority`], background work pausing for prompts at
+//! [`yield_gate`]) -> [`convert`] (results to messages). [`sessions`]
 //! opens and resumes sessions for both transports, from [`session`] (this replica's cache)
 //! or [`store`] (shared, on Redis). [`unary`] answers the same work as single calls
 //! (browsers over gRPC-web, see [`web`]). [`session`] caches embeddings for resuming,
@@ -16,6 +17,7 @@ pub mod drain_body;
 pub mod error;
 pub mod fault_injection;
 pub mod generate;
+pub mod job_guard;
 pub mod jobs;
 pub mod lanes;
 pub mod logging;
@@ -39,6 +41,7 @@ pub mod unary;
 pub mod validate;
 pub mod web;
 pub mod worker;
+pub mod yield_gate;
 
 pub use config::{DeviceSpec, LogFormat, ServerConfig};
 pub use error::{RequestError, ServerError};

@@ -47,6 +47,9 @@ pub const DECODE_DURATION: &str = "mobilesam_decode_duration_seconds";
 pub const QUEUE_WAIT: &str = "mobilesam_queue_wait_seconds";
 /// Time from reading a request to having its answer, by request kind.
 pub const REQUEST_DURATION: &str = "mobilesam_request_duration_seconds";
+/// Pauses of background work (encodes, generations) at the model's yield points while work
+/// of a higher lane ran, by the lane that paused.
+pub const YIELD_PAUSE: &str = "mobilesam_yield_pause_seconds";
 /// Answered requests, by kind and gRPC code.
 pub const REQUESTS_TOTAL: &str = "mobilesam_requests_total";
 /// Queued prompts answered ABORTED because a newer prompt asked for `supersede_pending`.
@@ -244,6 +247,11 @@ fn describe() {
         Unit::Seconds,
         "Time from reading a request to having its answer."
     );
+    describe_histogram!(
+        YIELD_PAUSE,
+        Unit::Seconds,
+        "Pauses of encodes and generations at yield points while higher-lane work ran."
+    );
     describe_counter!(REQUESTS_TOTAL, "Answered requests by kind and gRPC code.");
     describe_counter!(
         PROMPTS_SUPERSEDED,
@@ -322,6 +330,11 @@ pub fn record_store_write_dropped() {
 /// Publishes whether the store answers.
 pub fn set_store_up(up: bool) {
     gauge!(EMBEDDING_STORE_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Records one pause of `lane`'s work at a yield point.
+pub fn record_yield_pause(lane: Queue, paused: Duration) {
+    histogram!(YIELD_PAUSE, "lane" => lane.label()).record(paused.as_secs_f64());
 }
 
 /// Records one image encode.

@@ -27,6 +27,7 @@ use crate::service::SegmentService;
 use crate::state::AppState;
 use crate::store::{EmbeddingStore, ModelId, StoreClient};
 use crate::worker::{LaneSpec, ModelSummary, WorkerPool};
+use crate::yield_gate::YieldGate;
 use crate::{metrics, metrics_http, shutdown};
 
 /// Name reported by `GetModelInfo`.
@@ -273,6 +274,7 @@ fn load(
         device,
         scheduler,
         config.max_image_pixels,
+        Arc::new(YieldGate::new(config.lanes.yield_max_pause)),
     )?;
     info!(
         workers = config.workers,

@@ -5,9 +5,9 @@
 //! Each lane (decode, encode, generate) has its own workers and its own rayon pool for the
 //! model's kernels, all at the lane's OS priority ([`crate::priority`]): a prompt never
 //! waits in a queue behind an encode, and when both compute the operating system gives the
-//! CPU to the decode first.
+//! CPU to the decode first. The encode and generate lanes' kernel threads also pause at
+//! the model's yield points while a decode runs ([`crate::yield_gate`]).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,11 +20,13 @@ use mobilesam_model::Sam;
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
-use crate::error::{RequestError, ServerError};
+use crate::error::ServerError;
 use crate::generate;
+use crate::job_guard::{guarded, in_pool};
 use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
 use crate::metrics::Queue;
 use crate::priority::Priority;
+use crate::yield_gate::YieldGate;
 use crate::{fault_injection, metrics};
 
 /// Facts about the loaded model, for `GetModelInfo`.
@@ -84,6 +86,7 @@ struct Shared {
     device: Device,
     scheduler: Arc<JobScheduler>,
     max_image_pixels: u64,
+    gate: Arc<YieldGate>,
 }
 
 /// Running worker threads.
@@ -94,26 +97,29 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts the workers of every lane; each builds its own model from `checkpoint` on
     /// `device`. Returns once every worker has its model, or the first load error (the
-    /// started workers are then stopped).
+    /// started workers are then stopped). Running decodes and encodes are counted at
+    /// `gate`, where the lanes below them give way.
     pub fn start(
         lanes: &[LaneSpec],
         checkpoint: Arc<Checkpoint>,
         device: Device,
         scheduler: Arc<JobScheduler>,
         max_image_pixels: u64,
+        gate: Arc<YieldGate>,
     ) -> Result<(Self, ModelSummary), ServerError> {
         let shared = Arc::new(Shared {
             checkpoint,
             device,
             scheduler: Arc::clone(&scheduler),
             max_image_pixels,
+            gate,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut pool = Self {
             threads: Vec::new(),
         };
         for spec in lanes {
-            let started = build_kernel_pool(spec).and_then(|kernels| {
+            let started = build_kernel_pool(spec, &shared.gate).and_then(|kernels| {
                 let kernels = Arc::new(kernels);
                 for index in 0..spec.workers {
                     let thread = spawn_worker(*spec, index, &shared, &kernels, ready_tx.clone())?;
@@ -162,13 +168,20 @@ impl WorkerPool {
 }
 
 /// The rayon pool in which a lane's model kernels run, its threads at the lane's
-/// priority.
-fn build_kernel_pool(spec: &LaneSpec) -> Result<rayon::ThreadPool, ServerError> {
+/// priority and with the lane's yield hook (jobs run on these threads, see [`in_pool`]).
+fn build_kernel_pool(
+    spec: &LaneSpec,
+    gate: &Arc<YieldGate>,
+) -> Result<rayon::ThreadPool, ServerError> {
     let (lane, priority) = (spec.lane.label(), spec.priority);
+    let hook = gate.hook_for(spec.lane);
     rayon::ThreadPoolBuilder::new()
         .num_threads(spec.threads.max(1))
         .thread_name(move |i| format!("mobilesam-{lane}-kernel-{i}"))
-        .start_handler(move |_| apply_priority(lane, priority))
+        .start_handler(move |_| {
+            apply_priority(lane, priority);
+            mobilesam_model::yield_point::install_on_this_thread(hook.clone());
+        })
         .build()
         .map_err(|e| ServerError::Worker(format!("cannot start the {lane} lane's threads: {e}")))
 }
@@ -228,11 +241,6 @@ enum RunEnd {
     Panicked,
 }
 
-std::thread_local! {
-    /// Set by [`guarded`] on the kernel-pool thread whose job panicked; read by [`in_pool`].
-    static JOB_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// A fresh model for a worker whose job panicked; the old one when the rebuild fails.
 fn replace_model(index: usize, old: Sam, checkpoint: &Checkpoint, device: &Device) -> Sam {
     match Sam::from_checkpoint(checkpoint, device) {
@@ -265,11 +273,11 @@ fn run(
             Queue::Decode => scheduler
                 .decode
                 .next()
-                .map(|job| in_pool(kernels, || decode(sam, job))),
+                .map(|job| in_pool(kernels, || decode(sam, job, &shared.gate))),
             Queue::Encode => scheduler
                 .encode
                 .next()
-                .map(|job| in_pool(kernels, || encode(sam, job, max_image_pixels))),
+                .map(|job| in_pool(kernels, || encode(sam, job, max_image_pixels, &shared.gate))),
             Queue::Generate => scheduler
                 .generate
                 .next()
@@ -286,17 +294,8 @@ fn run(
     }
 }
 
-/// Runs one job in the lane's kernel pool; true when it panicked. The job runs on a pool
-/// thread, not on the worker's own, so the flag that [`guarded`] set is read (and cleared)
-/// there, before the pool hands the thread back.
-fn in_pool(kernels: &rayon::ThreadPool, job: impl FnOnce() + Send) -> bool {
-    kernels.install(|| {
-        job();
-        JOB_PANICKED.with(|flag| flag.replace(false))
-    })
-}
-
-fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
+fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64, gate: &YieldGate) {
+    let _running = gate.encoding();
     let start = Instant::now();
     let result = guarded("encode", || {
         let image = decode_image(&job.image, max_image_pixels)?;
@@ -322,7 +321,8 @@ fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
     let _ = job.reply.send(result);
 }
 
-fn decode(sam: &Sam, job: DecodeJob) {
+fn decode(sam: &Sam, job: DecodeJob, gate: &YieldGate) {
+    let _running = gate.decoding(job.created);
     let start = Instant::now();
     let result = guarded("decode", || {
         fault_injection::decode();
@@ -334,48 +334,4 @@ fn decode(sam: &Sam, job: DecodeJob) {
         Decoded { objects, elapsed }
     });
     let _ = job.reply.send(result);
-}
-
-/// Runs model code, turning a panic into an internal error so one bad job cannot take a
-/// worker down (the worker then replaces its model before its next job).
-pub(crate) fn guarded<T>(
-    what: &'static str,
-    f: impl FnOnce() -> Result<T, RequestError>,
-) -> Result<T, RequestError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        metrics::record_worker_panic(what);
-        JOB_PANICKED.with(|flag| flag.set(true));
-        warn!("{what} panicked; the request is answered INTERNAL");
-        Err(RequestError::Internal(format!(
-            "{what} failed inside the server"
-        )))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A job that panics inside a kernel pool is reported to the worker (which then
-    /// replaces its model); the next, healthy job is not.
-    #[test]
-    fn a_panic_inside_the_kernel_pool_reaches_the_worker() {
-        let kernels = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .expect("pool");
-        let panicked = in_pool(&kernels, || {
-            let answer: Result<(), RequestError> = guarded("test", || panic!("injected"));
-            assert!(matches!(answer, Err(RequestError::Internal(_))));
-        });
-        assert!(panicked);
-        let healthy = in_pool(&kernels, || {
-            guarded("test", || Ok(())).expect("no panic");
-        });
-        assert!(!healthy);
-        assert!(
-            !JOB_PANICKED.with(|flag| flag.get()),
-            "the worker's own flag"
-        );
-    }
 }

@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::error::RequestError;
+use crate::job_guard::guarded;
 use crate::metrics::{self, Queue};
 use crate::scheduler::Cancellable;
-use crate::worker::guarded;
 
 /// The image a generation works on.
 #[derive(Debug)]
