@@ -70,7 +70,7 @@ impl Default for AmgParams {
 impl AmgParams {
     /// Checks the parameters the reference would reject or divide by.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(ModelError::InvalidPrompt(m));
+        let bad = |m: String| Err(ModelError::InvalidParams(m));
         if self.points_per_side == 0 {
             return bad("points_per_side must be at least 1".into());
         }
@@ -186,7 +186,7 @@ pub fn generate_with(
         AmgSource::Image(image) => (image.height() as usize, image.width() as usize),
         AmgSource::Embedding(embedding) => {
             if params.crop_n_layers > 0 {
-                return Err(ModelError::InvalidPrompt(
+                return Err(ModelError::InvalidParams(
                     "crop_n_layers > 0 encodes crops of the image, so it needs the image \
                      itself, not only its embedding"
                         .into(),
@@ -196,7 +196,7 @@ pub fn generate_with(
         }
     };
     if w == 0 || h == 0 {
-        return Err(ModelError::InvalidPrompt("the image is empty".into()));
+        return Err(ModelError::ImageDecode("the image is empty".into()));
     }
     let mut encode_time = Duration::ZERO;
     let (crop_boxes, layer_idxs) =
@@ -594,10 +594,14 @@ pub fn remove_small_regions(
     holes: bool,
 ) -> (BinaryMask, bool) {
     let (h, w) = (mask.height, mask.width);
-    let working: Vec<bool> = mask.data.iter().map(|&v| (v != 0) != holes).collect();
-    let (labels, sizes) = connected_components_8(&working, h, w);
+    let working: Vec<u8> = mask
+        .data
+        .iter()
+        .map(|&v| u8::from((v != 0) != holes))
+        .collect();
+    let (labels, sizes) = crate::polygon::components(&working, h, w);
     // sizes[k] is the size of label k + 1.
-    let small: Vec<bool> = sizes.iter().map(|&s| s < area_thresh).collect();
+    let small: Vec<bool> = sizes.iter().map(|&s| s < area_thresh as u64).collect();
     if !small.iter().any(|&s| s) {
         return (mask, false);
     }
@@ -632,42 +636,6 @@ pub fn remove_small_regions(
         },
         true,
     )
-}
-
-/// 8-connected components of the `true` pixels, labelled 1.. in raster order of each
-/// component's first pixel (0 is background). Returns the labels and each label's size.
-fn connected_components_8(pixels: &[bool], h: usize, w: usize) -> (Vec<u32>, Vec<usize>) {
-    let mut labels = vec![0u32; h * w];
-    let mut sizes = Vec::new();
-    let mut stack = Vec::new();
-    for start in 0..h * w {
-        if !pixels[start] || labels[start] != 0 {
-            continue;
-        }
-        let label = sizes.len() as u32 + 1;
-        labels[start] = label;
-        stack.push(start);
-        let mut size = 0usize;
-        while let Some(p) = stack.pop() {
-            size += 1;
-            let (y, x) = ((p / w) as i64, (p % w) as i64);
-            for dy in -1..=1i64 {
-                for dx in -1..=1i64 {
-                    let (ny, nx) = (y + dy, x + dx);
-                    if ny < 0 || nx < 0 || ny >= h as i64 || nx >= w as i64 {
-                        continue;
-                    }
-                    let q = ny as usize * w + nx as usize;
-                    if pixels[q] && labels[q] == 0 {
-                        labels[q] = label;
-                        stack.push(q);
-                    }
-                }
-            }
-        }
-        sizes.push(size);
-    }
-    (labels, sizes)
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub enum ModelError {
     /// A prompt is malformed (label, coordinates, box, mask input).
     #[error("invalid prompt: {0}")]
     InvalidPrompt(String),
+    /// Parameters of a whole run (mask generation, detection) are out of range.
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
     /// A mask is malformed: an RLE that does not decode to its size, or logits of the wrong
     /// shape.
     #[error("invalid mask: {0}")]
@@ -66,6 +69,10 @@ pub enum ModelError {
     /// The device cannot be opened, or this build does not support it.
     #[error("{0}")]
     Device(String),
+    /// Shapes inside the model disagree (layer weights, an input's size): a bug or a
+    /// checkpoint the loaders did not catch, not the caller's input.
+    #[error("inconsistent shapes inside the model: {0}")]
+    Shape(String),
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -9,7 +9,8 @@ use crate::layers::{gelu, Conv2d, LayerNorm2d, Weights};
 use crate::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
 
 /// Side of the model input in pixels.
-const INPUT_SIDE: f32 = 1024.0;
+/// The encoder's input side, as the coordinate scale of the positional encoding.
+const INPUT_SIDE: f32 = crate::image::IMAGE_SIZE as f32;
 const NUM_FREQS: usize = EMBED_CHANNELS / 2;
 
 /// One object's prompt in model-input pixel coordinates (after resizing).

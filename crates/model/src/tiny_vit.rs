@@ -10,6 +10,7 @@
 use candle_core::{Module, Tensor};
 
 use crate::error::Result;
+use crate::image::IMAGE_SIZE;
 use crate::layers::{gelu, softmax_last, Conv2d, LayerNorm, LayerNorm2d, Linear, Weights};
 
 mod cpu;
@@ -330,7 +331,7 @@ impl TensorTinyVit {
     fn load(w: &Weights) -> Result<Self> {
         let patch_embed = PatchEmbed::load(&w.pp("patch_embed"), EMBED_DIMS[0])?;
         let mut stages = Vec::with_capacity(4);
-        let patches = 1024 / 4;
+        let patches = crate::image::IMAGE_SIZE / 4;
         for i in 0..4 {
             let lw = w.pp("layers").pp(i);
             let dim = EMBED_DIMS[i];
@@ -485,7 +486,7 @@ impl TinyVit {
                 )?)
             }
             Backend::Tensors(_) => {
-                let x = Tensor::from_slice(pixels, (1, 3, 1024, 1024), device)?;
+                let x = Tensor::from_slice(pixels, (1, 3, IMAGE_SIZE, IMAGE_SIZE), device)?;
                 self.forward(&x)
             }
         }

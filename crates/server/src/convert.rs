@@ -1,4 +1,5 @@
-//! Results to wire messages: masks, image-ready notices and errors.
+//! Results to wire messages: masks, image-ready notices and errors. The unary RPCs answer
+//! the messages themselves; the `Segment` stream wraps them with [`in_stream`].
 
 use mobilesam_model::polygon_regions::Region;
 use mobilesam_model::{Embedding, MaskOutput};
@@ -7,8 +8,8 @@ use mobilesam_proto::v1;
 use crate::error::RequestError;
 use crate::jobs::Decoded;
 
-/// A `SegmentResponse` carrying masks.
-pub fn masks(request_id: u64, decoded: Decoded) -> v1::SegmentResponse {
+/// The masks of one decoded prompt.
+pub fn masks(request_id: u64, decoded: Decoded) -> v1::Masks {
     let objects = decoded
         .objects
         .into_iter()
@@ -17,11 +18,11 @@ pub fn masks(request_id: u64, decoded: Decoded) -> v1::SegmentResponse {
             ..Default::default()
         })
         .collect();
-    response(v1::segment_response::Response::Masks(v1::Masks {
+    v1::Masks {
         request_id,
         objects,
         decode_ms: decoded.elapsed.as_secs_f64() * 1e3,
-    }))
+    }
 }
 
 /// One mask. The box is the mask's tight `[x, y, w, h]` (pycocotools' `toBbox`) written
@@ -73,28 +74,29 @@ pub fn logits_to_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// A `SegmentResponse` saying the session's image is ready.
-pub fn image_ready(session_id: &str, embedding: &Embedding, encode_ms: f64) -> v1::SegmentResponse {
+/// The notice that the session's image is ready (its size and encode time).
+pub fn image_ready(session_id: &str, embedding: &Embedding, encode_ms: f64) -> v1::ImageReady {
     let (height, width) = embedding.original_size;
-    response(v1::segment_response::Response::ImageReady(v1::ImageReady {
+    v1::ImageReady {
         session_id: session_id.to_string(),
         width: u32::try_from(width).unwrap_or(u32::MAX),
         height: u32::try_from(height).unwrap_or(u32::MAX),
         encode_ms,
         ..Default::default()
-    }))
+    }
 }
 
 /// A `SegmentResponse` carrying an error for `request_id` (0 for `SetImage`).
 pub fn error(request_id: u64, error: &RequestError) -> v1::SegmentResponse {
-    response(v1::segment_response::Response::Error(v1::Error {
+    in_stream(v1::segment_response::Response::Error(v1::Error {
         request_id,
         code: error.code() as i32,
         message: error.to_string(),
     }))
 }
 
-fn response(response: v1::segment_response::Response) -> v1::SegmentResponse {
+/// One answer as a `Segment` stream message.
+pub fn in_stream(response: v1::segment_response::Response) -> v1::SegmentResponse {
     v1::SegmentResponse {
         response: Some(response),
     }
@@ -130,9 +132,7 @@ mod tests {
             }],
             elapsed: Duration::from_millis(12),
         };
-        let Some(v1::segment_response::Response::Masks(m)) = masks(9, decoded).response else {
-            panic!("not masks");
-        };
+        let m = masks(9, decoded);
         assert_eq!(m.request_id, 9);
         assert!((m.decode_ms - 12.0).abs() < 1e-9);
         let mask = &m.objects[0].masks[0];

@@ -61,12 +61,14 @@ impl From<ModelError> for RequestError {
             ModelError::ImageDecode(_)
             | ModelError::ImageTooLarge { .. }
             | ModelError::InvalidPrompt(_)
+            | ModelError::InvalidParams(_)
             | ModelError::InvalidMask(_) => Self::InvalidArgument(error.to_string()),
             ModelError::Io { .. }
             | ModelError::Checkpoint { .. }
             | ModelError::MissingTensor { .. }
             | ModelError::ShapeMismatch { .. }
             | ModelError::Device(_)
+            | ModelError::Shape(_)
             | ModelError::Tensor(_) => Self::Internal(error.to_string()),
         }
     }

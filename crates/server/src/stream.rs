@@ -343,9 +343,7 @@ impl Reader {
         };
         Some(match result {
             Ok(masks) => {
-                let response = v1::SegmentResponse {
-                    response: Some(v1::segment_response::Response::Masks(masks)),
-                };
+                let response = convert::in_stream(v1::segment_response::Response::Masks(masks));
                 Answer::ok(response, kind, started)
             }
             Err(e) => Answer::failed(request_id, kind, &e, started),
@@ -383,9 +381,7 @@ async fn send_generated(
         let result = match event {
             Some(GenerateEvent::Mask(mask)) => {
                 let mask = generate::convert::generated_mask(request_id, *mask);
-                let response = v1::SegmentResponse {
-                    response: Some(R::GeneratedMask(mask)),
-                };
+                let response = convert::in_stream(R::GeneratedMask(mask));
                 if out.send(Ok(response)).await.is_err() {
                     return None;
                 }
@@ -399,9 +395,7 @@ async fn send_generated(
         return Some(match result {
             Ok(generated) => {
                 let summary = generate::convert::summary(request_id, &generated);
-                let response = v1::SegmentResponse {
-                    response: Some(R::GenerateSummary(summary)),
-                };
+                let response = convert::in_stream(R::GenerateSummary(summary));
                 (response, Code::Ok)
             }
             Err(e) => (convert::error(request_id, &e), e.code()),
@@ -436,7 +430,9 @@ async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
                 });
                 match result {
                     Ok(decoded) => (
-                        convert::masks(request_id, decoded),
+                        convert::in_stream(v1::segment_response::Response::Masks(convert::masks(
+                            request_id, decoded,
+                        ))),
                         RequestKind::Prompt,
                         Code::Ok,
                         started,

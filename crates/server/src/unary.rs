@@ -127,8 +127,5 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
             "the server stopped before decoding".into(),
         ))
     })?;
-    match convert::masks(prompt.request_id, decoded).response {
-        Some(v1::segment_response::Response::Masks(masks)) => Ok(masks),
-        _ => Err(RequestError::Internal("masks were not converted".into())),
-    }
+    Ok(convert::masks(prompt.request_id, decoded))
 }

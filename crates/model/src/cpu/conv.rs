@@ -3,8 +3,8 @@
 //! by the weight; bias and GELU are applied in the same pass.
 
 use super::buffers::with_scratch;
+use super::epilogue::{apply_epilogue, Epilogue};
 use super::linear::par_row_blocks;
-use super::math::{apply_epilogue, Epilogue};
 use super::matmul::{matmul, MatRef};
 
 /// A 3x3 convolution with zero padding 1.

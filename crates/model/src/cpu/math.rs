@@ -1,5 +1,5 @@
-//! Element-wise math for the CPU kernels: exponential, GELU (erf form), softmax, and the
-//! epilogues applied to matrix-product rows. Branch-free, so that each loop vectorizes
+//! Element-wise math for the CPU kernels: exponential, GELU (erf form) and softmax (the
+//! epilogues of matrix-product rows are in [`super::epilogue`]). Branch-free, so that each loop vectorizes
 //! (AVX2+FMA or NEON, picked at run time).
 //!
 //! GELU follows PyTorch's vectorized CPU kernel: `x * 0.5 * (1 + erf(x / sqrt(2)))` with
@@ -7,8 +7,6 @@
 //! approximation as ATen's `Vectorized<float>::erf`.
 
 use multiversion::multiversion;
-
-use super::gelu::{fused_add_gelu, gelu_slice};
 
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two for an exact range reduction (Cephes).
@@ -113,48 +111,6 @@ pub fn gelu(x: f32) -> f32 {
 pub fn gelu_inplace(values: &mut [f32]) {
     for v in values.iter_mut() {
         *v = gelu(*v);
-    }
-}
-
-/// What follows a matrix product, per output row: `y = x + bias`, then `y += residual`,
-/// then GELU.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Epilogue<'a> {
-    /// Added to every row (length = row length).
-    pub bias: Option<&'a [f32]>,
-    /// GELU after bias and residual.
-    pub gelu: bool,
-}
-
-/// Applies `epilogue` to the rows of `out` (rows of `bias.len()` values), adding
-/// `residual` (same shape as `out`) when given.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn apply_epilogue(out: &mut [f32], width: usize, epilogue: Epilogue, residual: Option<&[f32]>) {
-    if width == 0 {
-        return;
-    }
-    for (i, row) in out.chunks_exact_mut(width).enumerate() {
-        let residual_row = residual.map(|r| &r[i * width..(i + 1) * width]);
-        if epilogue.gelu && fused_add_gelu(row, epilogue.bias, residual_row) {
-            continue;
-        }
-        if let Some(bias) = epilogue.bias {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-        }
-        if let Some(res) = residual_row {
-            for (v, r) in row.iter_mut().zip(res) {
-                *v += r;
-            }
-        }
-        if epilogue.gelu {
-            gelu_slice(row);
-        }
     }
 }
 
@@ -462,22 +418,5 @@ mod tests {
         for (a, b) in grouped.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-6);
         }
-    }
-
-    #[test]
-    fn epilogue_order() {
-        let mut out = vec![1.0, -2.0, 3.0, 0.5];
-        let residual = vec![0.5, 0.5, -1.0, -1.0];
-        let bias = [1.0, 2.0];
-        apply_epilogue(
-            &mut out,
-            2,
-            Epilogue {
-                bias: Some(&bias),
-                gelu: false,
-            },
-            Some(&residual),
-        );
-        assert_eq!(out, vec![2.5, 0.5, 3.0, 1.5]);
     }
 }

@@ -15,6 +15,7 @@ pub mod buffers;
 pub mod conv;
 pub mod depthwise;
 pub mod dispatch;
+pub mod epilogue;
 pub mod gelu;
 pub mod inverted_residual;
 pub mod linear;

@@ -166,13 +166,13 @@ impl Detector {
             return Err(ModelError::ImageDecode("the image is empty".into()));
         }
         if !(0.0..=1.0).contains(&options.conf) || !(0.0..=1.0).contains(&options.iou) {
-            return Err(ModelError::InvalidPrompt(
+            return Err(ModelError::InvalidParams(
                 "conf and iou must be in [0, 1]".into(),
             ));
         }
         let stride = self.graph.max_stride();
         if options.imgsz < stride || options.imgsz > 8192 {
-            return Err(ModelError::InvalidPrompt(format!(
+            return Err(ModelError::InvalidParams(format!(
                 "imgsz must be in [{stride}, 8192], got {}",
                 options.imgsz
             )));

@@ -339,9 +339,9 @@ impl ConvTranspose2d {
     pub(crate) fn to_cpu_linear(&self) -> Result<crate::cpu::linear::Linear> {
         let (in_ch, out_ch, k, k2) = self.weight.dims4()?;
         if k != k2 || k != self.stride {
-            return Err(crate::error::ModelError::Tensor(candle_core::Error::Msg(
+            return Err(crate::error::ModelError::Shape(
                 "transposed convolution with kernel != stride".into(),
-            )));
+            ));
         }
         let w = host_values(&self.weight)?;
         let b = host_values(&self.bias)?;

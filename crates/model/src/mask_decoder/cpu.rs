@@ -139,10 +139,10 @@ impl MaskDecoderCpu {
     ) -> Result<DecodedMasks> {
         let (_, channels, h, w) = image.dims4()?;
         if channels != self.up_norm.dim() * 4 || h * 4 != 256 || w * 4 != 256 {
-            return Err(ModelError::Tensor(candle_core::Error::Msg(format!(
+            return Err(ModelError::Shape(format!(
                 "mask decoder: image embedding {:?}",
                 image.dims()
-            ))));
+            )));
         }
         let pe = match self.pe_tokens.get() {
             Some(pe) => pe,

@@ -66,11 +66,10 @@ fn queue(
         (false, true) => GenerateInput::Image(image),
         (true, false) => {
             validate::check_session_id(&session_id)?;
-            let session = state.sessions.get(&session_id).ok_or_else(|| {
-                RequestError::NotFound(format!(
-                    "session {session_id} is unknown or has expired; send the image again"
-                ))
-            })?;
+            let session = state
+                .sessions
+                .get(&session_id)
+                .ok_or_else(|| crate::sessions::session_not_found(&session_id))?;
             GenerateInput::Embedding(Arc::clone(&session.embedding))
         }
         (false, false) => {

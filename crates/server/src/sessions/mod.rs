@@ -57,17 +57,7 @@ pub struct Opened {
 impl Opened {
     /// The `ImageReady` answer.
     pub fn image_ready(&self) -> v1::ImageReady {
-        let mut ready = match convert::image_ready(
-            &self.session_id,
-            &self.embedding,
-            self.encode_ms,
-        )
-        .response
-        {
-            Some(v1::segment_response::Response::ImageReady(ready)) => ready,
-            _ => v1::ImageReady::default(),
-        };
-        ready.session_id.clone_from(&self.session_id);
+        let mut ready = convert::image_ready(&self.session_id, &self.embedding, self.encode_ms);
         ready.source = self.source as i32;
         ready.image_sha256.clone_from(&self.image_sha256);
         ready
@@ -75,11 +65,9 @@ impl Opened {
 
     /// The `ImageReady` answer as a stream response.
     pub fn response(&self) -> v1::SegmentResponse {
-        v1::SegmentResponse {
-            response: Some(v1::segment_response::Response::ImageReady(
-                self.image_ready(),
-            )),
-        }
+        convert::in_stream(v1::segment_response::Response::ImageReady(
+            self.image_ready(),
+        ))
     }
 }
 

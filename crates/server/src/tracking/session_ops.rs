@@ -210,10 +210,7 @@ pub async fn untrack_rpc(
     if state.tracking.existing(&request.session_id).is_none()
         && !state.sessions.contains(&request.session_id)
     {
-        return Err(RequestError::NotFound(format!(
-            "session {} is unknown or has expired",
-            request.session_id
-        )));
+        return Err(crate::sessions::session_not_found(&request.session_id));
     }
     let ids = request.untrack.map(|u| u.object_ids).unwrap_or_default();
     Ok(v1::UntrackResponse {
@@ -305,7 +302,7 @@ fn masks(
     ids: &[u64],
     states: &[Option<v1::TrackState>],
 ) -> v1::Masks {
-    let mut masks = wire_masks(request_id, decoded);
+    let mut masks = convert::masks(request_id, decoded);
     for ((object, &id), state) in masks.objects.iter_mut().zip(ids).zip(states) {
         object.object_id = id;
         if let Some(state) = state {
@@ -336,7 +333,7 @@ fn tracked_masks(
                         objects: vec![mobilesam_model::ObjectMasks { masks: vec![mask] }],
                         elapsed: std::time::Duration::ZERO,
                     };
-                    wire_masks(0, decoded)
+                    convert::masks(0, decoded)
                         .objects
                         .into_iter()
                         .flat_map(|o| o.masks)
@@ -357,13 +354,6 @@ fn tracked_masks(
         request_id: 0,
         objects,
         decode_ms,
-    }
-}
-
-fn wire_masks(request_id: u64, decoded: Decoded) -> v1::Masks {
-    match convert::masks(request_id, decoded).response {
-        Some(v1::segment_response::Response::Masks(masks)) => masks,
-        _ => v1::Masks::default(),
     }
 }
 
