@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use mobilesam_model::architecture::{EMBED_CHANNELS, EMBED_SIDE};
 use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
-use mobilesam_model::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
 
 use crate::embed_dataset::DatasetArgs;
 use crate::model_args::ModelArgs;
@@ -52,9 +52,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let sam = args.model.load()?;
     let embedding = sam.embed(&image).context("cannot encode the image")?;
     let values = embedding
-        .features
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
+        .to_host_f32()
         .context("cannot copy the embedding to the host")?;
     npy::write_f32(output, &EMBEDDING_SHAPE, &values)?;
     eprintln!(

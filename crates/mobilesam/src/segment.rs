@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use candle_core::Tensor;
 use mobilesam_model::image::{preprocess_shape, IMAGE_SIZE};
 use mobilesam_model::{DecodeOptions, Embedding, Sam};
 
@@ -96,10 +95,11 @@ fn load_embedding(path: &Path, sam: &Sam, height: usize, width: usize) -> Result
         "embedding {} has shape {shape:?}, expected {EMBEDDING_SHAPE:?}",
         path.display()
     );
-    let features = Tensor::from_vec(values, EMBEDDING_SHAPE.as_slice(), sam.device())?;
-    Ok(Embedding {
-        features,
-        original_size: (height, width),
-        input_size: preprocess_shape(height, width, IMAGE_SIZE),
-    })
+    let input_size = preprocess_shape(height, width, IMAGE_SIZE);
+    Ok(Embedding::from_host_f32(
+        values,
+        (height, width),
+        input_size,
+        sam.device(),
+    )?)
 }

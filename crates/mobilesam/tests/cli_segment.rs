@@ -11,7 +11,7 @@ mod cli_support;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use cli_support::{arg, checkpoint, image, run, scratch, success, HEIGHT, WIDTH};
 use mobilesam_model::masks::{BinaryMask, Rle};
 use serde_json::Value;
@@ -210,11 +210,13 @@ fn cli_masks_match_the_library_in_model_order() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let embedding = mobilesam_model::Embedding {
-        features: Tensor::from_vec(values, (1, 256, 64, 64), &Device::Cpu).expect("tensor"),
-        original_size: (HEIGHT as usize, WIDTH as usize),
-        input_size: mobilesam_model::image::preprocess_shape(HEIGHT as usize, WIDTH as usize, 1024),
-    };
+    let embedding = mobilesam_model::Embedding::from_host_f32(
+        values,
+        (HEIGHT as usize, WIDTH as usize),
+        mobilesam_model::image::preprocess_shape(HEIGHT as usize, WIDTH as usize, 1024),
+        &Device::Cpu,
+    )
+    .expect("embedding");
     let objects = [[5.0, 5.0, 40.0, 30.0], [20.0, 10.0, 60.0, 45.0]].map(|[x1, y1, x2, y2]| {
         mobilesam_model::ObjectPrompt {
             bbox: Some(mobilesam_model::BoxPrompt { x1, y1, x2, y2 }),

@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
-use mobilesam_model::cpu::attention::WindowAttention;
-use mobilesam_model::cpu::depthwise::DepthwiseConv3x3;
-use mobilesam_model::cpu::inverted_residual::{Finish, InvertedResidual};
-use mobilesam_model::cpu::linear::{Fused, Linear};
+use mobilesam_model::kernels::attention::WindowAttention;
+use mobilesam_model::kernels::depthwise::DepthwiseConv3x3;
+use mobilesam_model::kernels::inverted_residual::{Finish, InvertedResidual};
+use mobilesam_model::kernels::linear::{Fused, Linear};
 
 fn cpu_ns() -> u64 {
     let mut total = 0;
@@ -137,9 +137,9 @@ fn main() {
                     dst[..65536].copy_from_slice(&src[..65536]);
                     dst[i] += 1e-3;
                     if name == "gelu" {
-                        mobilesam_model::cpu::gelu::gelu_slice(&mut dst[..65536]);
+                        mobilesam_model::kernels::gelu::gelu_slice(&mut dst[..65536]);
                     } else {
-                        mobilesam_model::cpu::math::gelu_inplace(&mut dst[..65536]);
+                        mobilesam_model::kernels::math::gelu_inplace(&mut dst[..65536]);
                     }
                 }
             }

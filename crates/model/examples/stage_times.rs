@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use mobilesam_model::image::{preprocess, read_image, IMAGE_SIZE};
+use candle_core::Device;
+use mobilesam_model::image::{preprocess, read_image};
 use mobilesam_model::sam::postprocess_mask;
 use mobilesam_model::{ObjectPrompt, Point, Sam};
 
@@ -50,8 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let input = preprocess(&image)?;
         let mut marks = vec![("preprocess".to_string(), start.elapsed().as_secs_f64())];
-        let x = Tensor::from_slice(&input.pixels, (1, 3, IMAGE_SIZE, IMAGE_SIZE), &Device::Cpu)?;
-        let features = sam.image_encoder().forward_stages(&x, &mut |name, _| {
+        let encoded = sam.embed_observed(&input, &mut |name, _, _| {
             marks.push((name.to_string(), start.elapsed().as_secs_f64()));
         })?;
         marks.push(("neck".to_string(), start.elapsed().as_secs_f64()));
@@ -63,10 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             stats.record(marks.len(), "encoder total", last * 1e3);
         }
-        embedding = Some(sam.embed_preprocessed(&input).map(|mut e| {
-            e.features = features;
-            e
-        })?);
+        embedding = Some(encoded);
     }
     let embedding = embedding.ok_or("no runs")?;
     let (h, w) = embedding.original_size;
@@ -100,17 +96,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{name:>14}: {:8.2} ms", median(t));
     }
     // A second pass with the CPU kernels' step accounting on: mean per image.
-    mobilesam_model::cpu::profile::enable(true);
+    mobilesam_model::kernels::profile::enable(true);
     for _ in 0..runs {
         let input = preprocess(&image)?;
         std::hint::black_box(sam.embed_preprocessed(&input)?);
     }
-    let encoder_steps = mobilesam_model::cpu::profile::take();
+    let encoder_steps = mobilesam_model::kernels::profile::take();
     for _ in 0..decoder_runs {
         std::hint::black_box(sam.decode(&embedding, &prompt, Default::default())?);
     }
-    mobilesam_model::cpu::profile::enable(false);
-    let decoder_steps = mobilesam_model::cpu::profile::take();
+    mobilesam_model::kernels::profile::enable(false);
+    let decoder_steps = mobilesam_model::kernels::profile::take();
     println!("steps, mean per image:");
     for (steps, n) in [(encoder_steps, runs), (decoder_steps, decoder_runs)] {
         for (name, total, _) in steps {

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
 use crate::masks::{upscale_logits, BinaryMask, Rle, MASK_THRESHOLD};
 use crate::prompt::{ObjectPrompt, Point};
-use crate::sam::{Embedding, Sam};
+use crate::sam::Sam;
 
 /// The generator's parameters; [`Default`] gives the reference defaults.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,27 +1,36 @@
-//! MobileSAM inference on candle.
+//! MobileSAM inference: preprocessing, encoder, prompt encoder, mask decoder,
+//! postprocessing.
 //!
-//! The data path, top to bottom: [`image`] (decode, resize, normalize, pad) ->
-//! [`tiny_vit`] (image encoder) -> [`prompt_encoder`] -> [`mask_decoder`] (with the
-//! two-way [`transformer`]) -> [`masks`] (upscale, threshold, RLE). [`sam::Sam`] ties the
-//! steps together: `embed(image) -> Embedding`, `decode(&Embedding, prompts) -> masks`.
-//! Weights come from the official `mobile_sam.pt` or a `.safetensors` file with the same
-//! names ([`checkpoint`]).
+//! The data path, top to bottom: [`image`] (decode, resize, normalize, pad) -> image
+//! encoder -> [`prompt_encoder`] -> mask decoder -> [`masks`] (upscale, threshold, RLE).
+//! [`sam::Sam`] ties the steps together: `embed(image) -> Embedding`,
+//! `decode(&Embedding, prompts) -> masks`. The encoder and decoder exist twice, side by
+//! side: [`candle`] (tensor operations, any device) and [`fused`] (hand-written CPU
+//! kernels from [`kernels`]); [`Backend`] picks one when the model is built. Weights come
+//! from the official `mobile_sam.pt` or a `.safetensors` file with the same names
+//! ([`checkpoint`], viewed through [`weights`]). `ARCHITECTURE.md` has the map.
+
+#[macro_use]
+mod simd_targets;
 
 pub mod amg;
+pub mod architecture;
+pub mod backend;
+pub mod candle;
 pub mod checkpoint;
 pub mod checkpoint_digest;
 mod checkpoint_pickle;
 mod checkpoint_torch;
 pub mod contours;
-pub mod cpu;
 pub mod detector;
 pub mod device;
 pub mod digest;
+pub mod embedding;
 pub mod error;
+pub mod fused;
 pub mod image;
 pub mod image_truncation;
-pub mod layers;
-pub mod mask_decoder;
+pub mod kernels;
 pub mod mask_runs;
 pub mod masks;
 pub mod polygon;
@@ -32,10 +41,11 @@ pub mod prompt_json;
 pub mod sam;
 pub mod seeded;
 pub mod threads;
-pub mod tiny_vit;
-pub mod transformer;
+pub mod weights;
 pub mod yield_point;
 
+pub use backend::Backend;
+pub use embedding::Embedding;
 pub use error::{ModelError, Result};
 pub use prompt::{BoxPrompt, ObjectPrompt, Point};
-pub use sam::{DecodeOptions, Embedding, MaskOutput, ObjectMasks, Sam};
+pub use sam::{DecodeOptions, MaskOutput, ObjectMasks, Sam};

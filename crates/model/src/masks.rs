@@ -197,63 +197,57 @@ fn horizontal_rows(src: &[f32], in_w: usize, cols: &AxisWeights) -> Vec<f32> {
     out
 }
 
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn horizontal_into(src: &[f32], in_w: usize, cols: &AxisWeights, out: &mut [f32]) {
-    let out_w = cols.i0.len();
-    for (src_row, h_row) in src.chunks_exact(in_w).zip(out.chunks_exact_mut(out_w)) {
-        for (x, h) in h_row.iter_mut().enumerate() {
-            *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+multiversioned! {
+    fn horizontal_into(src: &[f32], in_w: usize, cols: &AxisWeights, out: &mut [f32]) {
+        let out_w = cols.i0.len();
+        for (src_row, h_row) in src.chunks_exact(in_w).zip(out.chunks_exact_mut(out_w)) {
+            for (x, h) in h_row.iter_mut().enumerate() {
+                *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+            }
         }
     }
 }
 
-/// Output rows `y0..` of the mask: for each, the two second-pass rows it blends, each made
-/// from one first-pass row (two horizontal rows blended, then interpolated along x).
-/// Returns the band's stability counts.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) -> StabilityCounts {
-    let in_w = steps.in_w;
-    let mut counts = StabilityCounts::default();
-    let mut values = vec![0.0f32; out_w];
-    let mut padded = vec![0.0f32; in_w];
-    // Second-pass rows kept from the previous output row: (index, values).
-    let mut slots: [(usize, Vec<f32>); 2] = [
-        (usize::MAX, vec![0.0; out_w]),
-        (usize::MAX, vec![0.0; out_w]),
-    ];
-    for (i, out_row) in out.chunks_exact_mut(out_w).enumerate() {
-        let y = y0 + i;
-        let (r0, r1) = (steps.rows_b.i0[y], steps.rows_b.i1[y]);
-        if slots[0].0 != r0 {
-            if slots[1].0 == r0 {
-                slots.swap(0, 1);
-            } else {
-                second_pass_row(steps, r0, &mut padded, &mut slots[0]);
+multiversioned! {
+    /// Output rows `y0..` of the mask: for each, the two second-pass rows it blends, each made
+    /// from one first-pass row (two horizontal rows blended, then interpolated along x).
+    /// Returns the band's stability counts.
+    fn mask_band(steps: &UpscaleSteps, y0: usize, out: &mut [u8], out_w: usize) -> StabilityCounts {
+        let in_w = steps.in_w;
+        let mut counts = StabilityCounts::default();
+        let mut values = vec![0.0f32; out_w];
+        let mut padded = vec![0.0f32; in_w];
+        // Second-pass rows kept from the previous output row: (index, values).
+        let mut slots: [(usize, Vec<f32>); 2] = [
+            (usize::MAX, vec![0.0; out_w]),
+            (usize::MAX, vec![0.0; out_w]),
+        ];
+        for (i, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+            let y = y0 + i;
+            let (r0, r1) = (steps.rows_b.i0[y], steps.rows_b.i1[y]);
+            if slots[0].0 != r0 {
+                if slots[1].0 == r0 {
+                    slots.swap(0, 1);
+                } else {
+                    second_pass_row(steps, r0, &mut padded, &mut slots[0]);
+                }
             }
+            if r1 != r0 && slots[1].0 != r1 {
+                second_pass_row(steps, r1, &mut padded, &mut slots[1]);
+            }
+            let top = &slots[0].1;
+            let bottom = if r1 == r0 { &slots[0].1 } else { &slots[1].1 };
+            let (l0, l1) = (steps.rows_b.l0[y], steps.rows_b.l1[y]);
+            for ((v, &t), &b) in values.iter_mut().zip(top).zip(bottom) {
+                *v = t.mul_add(l0, b * l1);
+            }
+            for (o, &v) in out_row.iter_mut().zip(&values) {
+                *o = u8::from(v > MASK_THRESHOLD);
+            }
+            counts.count_row(&values, MASK_THRESHOLD, STABILITY_SCORE_OFFSET);
         }
-        if r1 != r0 && slots[1].0 != r1 {
-            second_pass_row(steps, r1, &mut padded, &mut slots[1]);
-        }
-        let top = &slots[0].1;
-        let bottom = if r1 == r0 { &slots[0].1 } else { &slots[1].1 };
-        let (l0, l1) = (steps.rows_b.l0[y], steps.rows_b.l1[y]);
-        for ((v, &t), &b) in values.iter_mut().zip(top).zip(bottom) {
-            *v = t.mul_add(l0, b * l1);
-        }
-        for (o, &v) in out_row.iter_mut().zip(&values) {
-            *o = u8::from(v > MASK_THRESHOLD);
-        }
-        counts.count_row(&values, MASK_THRESHOLD, STABILITY_SCORE_OFFSET);
+        counts
     }
-    counts
 }
 
 /// Row `r` of the second pass's horizontal half: first-pass row `r` (two horizontal rows
@@ -368,68 +362,62 @@ impl AxisWeights {
     }
 }
 
-/// Separable bilinear resize of a row-major map with rows of `in_w` values: each needed
-/// input row is interpolated along x once, then output rows blend two of those rows. The
-/// operations, their order and their fusing are PyTorch's, so the results are identical.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn resize_bilinear(src: &[f32], in_w: usize, rows: &AxisWeights, cols: &AxisWeights) -> Vec<f32> {
-    let out_w = cols.i0.len();
-    let needed_rows = rows.i1.iter().copied().max().map_or(0, |m| m + 1);
-    let mut horizontal = vec![0.0f32; needed_rows * out_w];
-    for (src_row, h_row) in src
-        .chunks_exact(in_w)
-        .zip(horizontal.chunks_exact_mut(out_w))
-    {
-        for (x, h) in h_row.iter_mut().enumerate() {
-            *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+multiversioned! {
+    /// Separable bilinear resize of a row-major map with rows of `in_w` values: each needed
+    /// input row is interpolated along x once, then output rows blend two of those rows. The
+    /// operations, their order and their fusing are PyTorch's, so the results are identical.
+    fn resize_bilinear(src: &[f32], in_w: usize, rows: &AxisWeights, cols: &AxisWeights) -> Vec<f32> {
+        let out_w = cols.i0.len();
+        let needed_rows = rows.i1.iter().copied().max().map_or(0, |m| m + 1);
+        let mut horizontal = vec![0.0f32; needed_rows * out_w];
+        for (src_row, h_row) in src
+            .chunks_exact(in_w)
+            .zip(horizontal.chunks_exact_mut(out_w))
+        {
+            for (x, h) in h_row.iter_mut().enumerate() {
+                *h = src_row[cols.i0[x]].mul_add(cols.l0[x], src_row[cols.i1[x]] * cols.l1[x]);
+            }
         }
-    }
-    let mut out = vec![0.0f32; rows.i0.len() * out_w];
-    for (y, out_row) in out.chunks_exact_mut(out_w).enumerate() {
-        let top = &horizontal[rows.i0[y] * out_w..][..out_w];
-        let bottom = &horizontal[rows.i1[y] * out_w..][..out_w];
-        let (l0, l1) = (rows.l0[y], rows.l1[y]);
-        for ((o, &t), &b) in out_row.iter_mut().zip(top).zip(bottom) {
-            *o = t.mul_add(l0, b * l1);
+        let mut out = vec![0.0f32; rows.i0.len() * out_w];
+        for (y, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+            let top = &horizontal[rows.i0[y] * out_w..][..out_w];
+            let bottom = &horizontal[rows.i1[y] * out_w..][..out_w];
+            let (l0, l1) = (rows.l0[y], rows.l1[y]);
+            for ((o, &t), &b) in out_row.iter_mut().zip(top).zip(bottom) {
+                *o = t.mul_add(l0, b * l1);
+            }
         }
+        out
     }
-    out
 }
 
-/// Bilinear resize as PyTorch's `cpu_upsample_linear_channels_last` computes one channel:
-/// four corner weights `w_hw = l_h * l_w`, then
-/// `fma(d, w11, fma(c, w10, fma(a, w00, b * w01)))`.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn resize_bilinear_small(
-    src: &[f32],
-    in_w: usize,
-    rows: &AxisWeights,
-    cols: &AxisWeights,
-) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.i0.len() * cols.i0.len());
-    for y in 0..rows.i0.len() {
-        let top = &src[rows.i0[y] * in_w..][..in_w];
-        let bottom = &src[rows.i1[y] * in_w..][..in_w];
-        for x in 0..cols.i0.len() {
-            let (x0, x1) = (cols.i0[x], cols.i1[x]);
-            let w00 = rows.l0[y] * cols.l0[x];
-            let w01 = rows.l0[y] * cols.l1[x];
-            let w10 = rows.l1[y] * cols.l0[x];
-            let w11 = rows.l1[y] * cols.l1[x];
-            let acc = top[x0].mul_add(w00, top[x1] * w01);
-            let acc = bottom[x0].mul_add(w10, acc);
-            out.push(bottom[x1].mul_add(w11, acc));
+multiversioned! {
+    /// Bilinear resize as PyTorch's `cpu_upsample_linear_channels_last` computes one channel:
+    /// four corner weights `w_hw = l_h * l_w`, then
+    /// `fma(d, w11, fma(c, w10, fma(a, w00, b * w01)))`.
+    fn resize_bilinear_small(
+        src: &[f32],
+        in_w: usize,
+        rows: &AxisWeights,
+        cols: &AxisWeights,
+    ) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows.i0.len() * cols.i0.len());
+        for y in 0..rows.i0.len() {
+            let top = &src[rows.i0[y] * in_w..][..in_w];
+            let bottom = &src[rows.i1[y] * in_w..][..in_w];
+            for x in 0..cols.i0.len() {
+                let (x0, x1) = (cols.i0[x], cols.i1[x]);
+                let w00 = rows.l0[y] * cols.l0[x];
+                let w01 = rows.l0[y] * cols.l1[x];
+                let w10 = rows.l1[y] * cols.l0[x];
+                let w11 = rows.l1[y] * cols.l1[x];
+                let acc = top[x0].mul_add(w00, top[x1] * w01);
+                let acc = bottom[x0].mul_add(w10, acc);
+                out.push(bottom[x1].mul_add(w11, acc));
+            }
         }
+        out
     }
-    out
 }
 
 /// A binary mask, row-major, `height x width`; any non-zero value is foreground.

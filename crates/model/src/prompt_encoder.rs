@@ -4,9 +4,10 @@
 
 use candle_core::{Device, Module, Tensor};
 
+use crate::architecture::{EMBED_CHANNELS, EMBED_SIDE};
+use crate::candle::layers::{gelu, Conv2d, LayerNorm2d};
 use crate::error::Result;
-use crate::layers::{gelu, Conv2d, LayerNorm2d, Weights};
-use crate::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
+use crate::weights::Weights;
 
 /// Side of the model input in pixels.
 /// The encoder's input side, as the coordinate scale of the positional encoding.
@@ -79,11 +80,11 @@ impl PromptEncoder {
         ];
         let md = w.pp("mask_downscaling");
         let mask_down = MaskDownscaling {
-            conv0: Conv2d::load(&md.pp(0), 1, 4, 2, 2, 0, true)?,
+            conv0: Conv2d::load(&md.pp(0), (1, 4, 2), 2, 0, true)?,
             norm0: LayerNorm2d::load(&md.pp(1), 4)?,
-            conv1: Conv2d::load(&md.pp(3), 4, 16, 2, 2, 0, true)?,
+            conv1: Conv2d::load(&md.pp(3), (4, 16, 2), 2, 0, true)?,
             norm1: LayerNorm2d::load(&md.pp(4), 16)?,
-            conv2: Conv2d::load(&md.pp(6), 16, EMBED_CHANNELS, 1, 1, 0, true)?,
+            conv2: Conv2d::load(&md.pp(6), (16, EMBED_CHANNELS, 1), 1, 0, true)?,
         };
         let mut encoder = Self {
             gaussian,
@@ -102,7 +103,7 @@ impl PromptEncoder {
 
     /// The learned "no mask" dense embedding, one value per channel, on the host.
     pub(crate) fn no_mask_host(&self) -> Result<Vec<f32>> {
-        crate::layers::host_values(&self.no_mask)
+        crate::weights::host_values(&self.no_mask)
     }
 
     /// The positional encoding of every embedding cell, (1, 256, 64, 64).

@@ -6,70 +6,24 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, ParameterCounts};
-use crate::cpu::profile::step;
+use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
-use crate::image::{preprocess, scale_coords, Preprocessed};
-use crate::layers::{host_values, Weights};
-use crate::mask_decoder::cpu::{Dense, MaskDecoderCpu};
-use crate::mask_decoder::{DecoderOutput, MaskDecoder};
+use crate::fused::mask_decoder::Dense;
+use crate::image::{preprocess, scale_coords, Preprocessed, IMAGE_SIZE};
+use crate::kernels::profile::step;
 use crate::masks::{low_res_extent, upscale_to_scored_mask, Rle};
 use crate::polygon::DEFAULT_EPSILON;
 use crate::polygon_regions::{mask_regions, Region};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
 use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
-use crate::tiny_vit::{TinyVit, EMBED_CHANNELS, EMBED_SIDE};
+use crate::weights::{host_values, Weights};
+use crate::{candle, fused};
 
-/// An encoded image: the (1, 256, 64, 64) embedding and the sizes needed to map prompts
-/// in and masks out.
-#[derive(Debug, Clone)]
-pub struct Embedding {
-    /// (1, 256, 64, 64) float32 on the model's device.
-    pub features: Tensor,
-    /// (height, width) of the original image.
-    pub original_size: (usize, usize),
-    /// (height, width) of the resized image inside the 1024x1024 input.
-    pub input_size: (usize, usize),
-}
-
-impl Embedding {
-    /// Number of values in the feature tensor (256 * 64 * 64).
-    pub const VALUES: usize = EMBED_CHANNELS * EMBED_SIDE * EMBED_SIDE;
-
-    /// Bytes held by the feature tensor.
-    pub fn size_bytes(&self) -> usize {
-        Self::VALUES * std::mem::size_of::<f32>()
-    }
-
-    /// The features copied to the host, row-major (channel, row, column).
-    pub fn to_host_f32(&self) -> Result<Vec<f32>> {
-        Ok(self.features.flatten_all()?.to_vec1::<f32>()?)
-    }
-
-    /// An embedding rebuilt from [`Self::to_host_f32`]'s values on `device` (an embedding
-    /// kept outside the process); `values` must hold exactly [`Self::VALUES`] numbers.
-    pub fn from_host_f32(
-        values: Vec<f32>,
-        original_size: (usize, usize),
-        input_size: (usize, usize),
-        device: &Device,
-    ) -> Result<Self> {
-        if values.len() != Self::VALUES {
-            return Err(ModelError::ShapeMismatch {
-                name: "embedding".into(),
-                expected: vec![1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE],
-                found: vec![values.len()],
-            });
-        }
-        let features =
-            Tensor::from_vec(values, (1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE), device)?;
-        Ok(Self {
-            features,
-            original_size,
-            input_size,
-        })
-    }
-}
+/// Receives the encoder's intermediate results: name ("patch_embed", "layers.0" ...
+/// "layers.3"), channels-last values, (height, width, channels).
+pub type StageObserver<'a> = &'a mut dyn FnMut(&str, &[f32], (usize, usize, usize));
 
 /// What to return for each object.
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,11 +73,24 @@ pub struct RawObjectMasks {
     pub scores: Vec<f32>,
 }
 
+/// The image encoder and mask decoder of the chosen [`Backend`].
+enum Engine {
+    Candle {
+        encoder: Box<candle::TinyVit>,
+        decoder: Box<candle::MaskDecoder>,
+    },
+    Fused {
+        encoder: Box<fused::TinyVit>,
+        decoder: Box<fused::MaskDecoder>,
+        /// The prompt encoder's "no mask" embedding, one value per channel.
+        no_mask: Vec<f32>,
+    },
+}
+
 /// MobileSAM: image encoder, prompt encoder and mask decoder on one device.
 pub struct Sam {
-    image_encoder: TinyVit,
+    engine: Engine,
     prompt_encoder: PromptEncoder,
-    mask_decoder: MaskDecoder,
     device: Device,
     parameters: ParameterCounts,
     checkpoint_bytes: u64,
@@ -133,43 +100,64 @@ impl std::fmt::Debug for Sam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sam")
             .field("device", &self.device)
+            .field("backend", &self.backend())
             .field("parameters", &self.parameters)
             .finish_non_exhaustive()
     }
 }
 
 impl Sam {
-    /// Loads a checkpoint file (`mobile_sam.pt` or `.safetensors`) onto `device`.
+    /// Loads a checkpoint file (`mobile_sam.pt` or `.safetensors`) onto `device`, with the
+    /// device's default backend.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         Self::from_checkpoint(&Checkpoint::load(path)?, device)
     }
 
-    /// Builds the model from checkpoint tensors already in memory. On the CPU the encoder
-    /// and the decoder run the fused kernels of [`crate::cpu`].
+    /// Builds the model from checkpoint tensors already in memory, with the device's
+    /// default backend ([`Backend::default_for`]: fused on the CPU, candle elsewhere).
     pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
+        Self::with_backend(checkpoint, device, Backend::default_for(device))
+    }
+
+    /// Builds the model with `backend`; an error when it cannot run on `device`.
+    pub fn with_backend(
+        checkpoint: &Checkpoint,
+        device: &Device,
+        backend: Backend,
+    ) -> Result<Self> {
+        backend.check_device(device)?;
         let w = Weights::new(checkpoint, device);
+        let prompt_encoder = PromptEncoder::load(&w.pp("prompt_encoder"))?;
+        let (encoder, decoder) = (w.pp("image_encoder"), w.pp("mask_decoder"));
+        let engine = match backend {
+            Backend::Candle => Engine::Candle {
+                encoder: Box::new(candle::TinyVit::load(&encoder)?),
+                decoder: Box::new(candle::MaskDecoder::load(&decoder)?),
+            },
+            Backend::Fused => Engine::Fused {
+                encoder: Box::new(fused::TinyVit::load(&encoder)?),
+                decoder: Box::new(fused::MaskDecoder::load(
+                    &decoder,
+                    &host_values(prompt_encoder.dense_pe())?,
+                )?),
+                no_mask: prompt_encoder.no_mask_host()?,
+            },
+        };
         Ok(Self {
-            image_encoder: TinyVit::load(&w.pp("image_encoder"))?,
-            prompt_encoder: PromptEncoder::load(&w.pp("prompt_encoder"))?,
-            mask_decoder: MaskDecoder::load(&w.pp("mask_decoder"))?,
+            engine,
+            prompt_encoder,
             device: device.clone(),
             parameters: checkpoint.parameter_counts(),
             checkpoint_bytes: checkpoint.file_bytes(),
         })
     }
 
-    /// Builds the model with candle tensor operations only, on any device: on the CPU, the
-    /// slower reference that the fused kernels are checked against.
-    pub fn from_checkpoint_tensor_ops(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
-        let w = Weights::new(checkpoint, device);
-        Ok(Self {
-            image_encoder: TinyVit::load_tensor_ops(&w.pp("image_encoder"))?,
-            prompt_encoder: PromptEncoder::load(&w.pp("prompt_encoder"))?,
-            mask_decoder: MaskDecoder::load_tensor_ops(&w.pp("mask_decoder"))?,
-            device: device.clone(),
-            parameters: checkpoint.parameter_counts(),
-            checkpoint_bytes: checkpoint.file_bytes(),
-        })
+    /// The backend the model runs.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Candle { .. } => Backend::Candle,
+            Engine::Fused { .. } => Backend::Fused,
+        }
     }
 
     /// The device the model runs on.
@@ -187,11 +175,6 @@ impl Sam {
         self.checkpoint_bytes
     }
 
-    /// The image encoder, for stage-by-stage inspection.
-    pub fn image_encoder(&self) -> &TinyVit {
-        &self.image_encoder
-    }
-
     /// Preprocesses and encodes an RGB image.
     pub fn embed(&self, image: &image::RgbImage) -> Result<Embedding> {
         self.embed_preprocessed(&preprocess(image)?)
@@ -199,14 +182,64 @@ impl Sam {
 
     /// Encodes an already preprocessed image.
     pub fn embed_preprocessed(&self, input: &Preprocessed) -> Result<Embedding> {
-        let features = self
-            .image_encoder
-            .forward_planar(&input.pixels, &self.device)?;
-        Ok(Embedding {
-            features,
-            original_size: input.original_size,
-            input_size: input.input_size,
-        })
+        self.encode(input, None)
+    }
+
+    /// [`Sam::embed_preprocessed`], handing each stage's output to `observe`, channels-last
+    /// whichever the backend: for parity debugging and stage timing.
+    pub fn embed_observed(
+        &self,
+        input: &Preprocessed,
+        observe: StageObserver,
+    ) -> Result<Embedding> {
+        self.encode(input, Some(observe))
+    }
+
+    fn encode(&self, input: &Preprocessed, observe: Option<StageObserver>) -> Result<Embedding> {
+        let (original, resized) = (input.original_size, input.input_size);
+        match &self.engine {
+            Engine::Fused { encoder, .. } => {
+                let values = encoder.forward(&input.pixels, observe)?;
+                Embedding::channels_last(values, original, resized)
+            }
+            Engine::Candle { encoder, .. } => {
+                let shape = (1, 3, IMAGE_SIZE, IMAGE_SIZE);
+                let x = Tensor::from_slice(&input.pixels, shape, &self.device)?;
+                let features = match observe {
+                    None => encoder.forward(&x)?,
+                    Some(observe) => {
+                        let mut failed = None;
+                        let features =
+                            encoder.forward_stages(&x, &mut |name, t| match channels_last(t) {
+                                Ok((values, shape)) => observe(name, &values, shape),
+                                Err(e) => failed = Some(e),
+                            })?;
+                        if let Some(e) = failed {
+                            return Err(e);
+                        }
+                        features
+                    }
+                };
+                Embedding::tensor(features, original, resized)
+            }
+        }
+    }
+
+    /// Bytes of activation buffers the fused encoder keeps between calls (about 200 MB
+    /// after the first image; 0 with candle).
+    pub fn encoder_buffer_bytes(&self) -> usize {
+        match &self.engine {
+            Engine::Fused { encoder, .. } => encoder.buffers().bytes(),
+            Engine::Candle { .. } => 0,
+        }
+    }
+
+    /// Frees the activation buffers the fused encoder keeps between calls (the next image
+    /// allocates them again): for a process that goes idle.
+    pub fn release_encoder_buffers(&self) {
+        if let Engine::Fused { encoder, .. } = &self.engine {
+            encoder.buffers().clear();
+        }
     }
 
     /// Runs prompt encoder and mask decoder for every object; objects with the same prompt
@@ -239,95 +272,92 @@ impl Sam {
         let scaled: Vec<ScaledPrompt> =
             objects.iter().map(|o| scale_prompt(o, embedding)).collect();
         let mut results: Vec<Option<RawObjectMasks>> = vec![None; objects.len()];
-        let mut groups: Vec<((usize, bool, bool), Vec<usize>)> = Vec::new();
-        for (i, object) in objects.iter().enumerate() {
-            let key = object.batch_key();
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((key, vec![i])),
-            }
-        }
-        if let Some(cpu) = self.mask_decoder.cpu() {
-            let extent = cropped.then(|| low_res_extent(embedding.input_size));
-            return scaled
-                .iter()
-                .map(|prompt| self.decode_one_cpu(cpu, embedding, prompt, multimask, extent))
-                .collect();
-        }
-        for (_, members) in groups {
+        for members in decoder_batches(objects) {
             let batch: Vec<&ScaledPrompt> = members.iter().map(|&i| &scaled[i]).collect();
-            let out = self.decode_batch(embedding, &batch, multimask)?;
-            let per_object = out
-                .low_res_masks
-                .to_dtype(DType::F32)?
-                .flatten_from(2)?
-                .to_vec3::<f32>()?;
-            let scores = out.iou_predictions.to_vec2::<f32>()?;
-            for ((index, masks), scores) in members.into_iter().zip(per_object).zip(scores) {
-                results[index] = Some(RawObjectMasks {
-                    low_res_logits: masks,
-                    scores,
-                });
+            let decoded = match &self.engine {
+                Engine::Candle { decoder, .. } => {
+                    self.decode_candle(decoder, embedding, &batch, multimask)?
+                }
+                Engine::Fused {
+                    decoder, no_mask, ..
+                } => {
+                    // The fused decoder takes one object at a time.
+                    let image = embedding.host_channels_last()?;
+                    let extent = cropped.then(|| low_res_extent(embedding.input_size));
+                    batch
+                        .iter()
+                        .map(|prompt| {
+                            self.decode_fused(decoder, &image, no_mask, prompt, multimask, extent)
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                }
+            };
+            for (index, object) in members.into_iter().zip(decoded) {
+                results[index] = Some(object);
             }
         }
         results
             .into_iter()
-            .map(|r| r.ok_or_else(|| ModelError::InvalidPrompt("object was not decoded".into())))
+            .map(|r| r.ok_or_else(|| ModelError::Shape("an object was not decoded".into())))
             .collect()
     }
 
-    /// One object through the fused CPU decoder.
-    fn decode_one_cpu(
+    /// One object through the fused decoder.
+    fn decode_fused(
         &self,
-        cpu: &MaskDecoderCpu,
-        embedding: &Embedding,
+        decoder: &fused::MaskDecoder,
+        image: &[f32],
+        no_mask: &[f32],
         prompt: &ScaledPrompt,
         multimask: bool,
         extent: Option<(usize, usize)>,
     ) -> Result<RawObjectMasks> {
         let sparse = host_values(&self.prompt_encoder.sparse_embeddings(&[prompt])?)?;
-        let (low_res_logits, scores) = if prompt.mask_input.is_some() {
-            let dense = host_values(&self.prompt_encoder.dense_embeddings(&[prompt])?)?;
-            cpu.forward(
-                &embedding.features,
-                self.prompt_encoder.dense_pe(),
-                &sparse,
-                Dense::Planar(&dense),
-                multimask,
-                extent,
-            )?
+        let dense_values;
+        let dense = if prompt.mask_input.is_some() {
+            dense_values = host_values(&self.prompt_encoder.dense_embeddings(&[prompt])?)?;
+            Dense::Planar(&dense_values)
         } else {
-            let no_mask = self.prompt_encoder.no_mask_host()?;
-            cpu.forward(
-                &embedding.features,
-                self.prompt_encoder.dense_pe(),
-                &sparse,
-                Dense::NoMask(&no_mask),
-                multimask,
-                extent,
-            )?
+            Dense::NoMask(no_mask)
         };
+        let (low_res_logits, scores) = decoder.forward(image, &sparse, dense, multimask, extent)?;
         Ok(RawObjectMasks {
             low_res_logits,
             scores,
         })
     }
 
-    fn decode_batch(
+    /// A batch of objects of one prompt shape through the candle decoder.
+    fn decode_candle(
         &self,
+        decoder: &candle::MaskDecoder,
         embedding: &Embedding,
         batch: &[&ScaledPrompt],
         multimask: bool,
-    ) -> Result<DecoderOutput> {
+    ) -> Result<Vec<RawObjectMasks>> {
         let sparse = self.prompt_encoder.sparse_embeddings(batch)?;
         let dense = self.prompt_encoder.dense_embeddings(batch)?;
-        self.mask_decoder.forward(
-            &embedding.features,
+        let out = decoder.forward(
+            &embedding.tensor_on(&self.device)?,
             self.prompt_encoder.dense_pe(),
             &sparse,
             &dense,
             multimask,
-        )
+        )?;
+        let per_object = out
+            .low_res_masks
+            .to_dtype(DType::F32)?
+            .flatten_from(2)?
+            .to_vec3::<f32>()?;
+        let scores = out.iou_predictions.to_vec2::<f32>()?;
+        Ok(per_object
+            .into_iter()
+            .zip(scores)
+            .map(|(low_res_logits, scores)| RawObjectMasks {
+                low_res_logits,
+                scores,
+            })
+            .collect())
     }
 
     /// Decodes every object and postprocesses each mask to full resolution: upscale,
@@ -395,6 +425,37 @@ fn postprocess(
         }));
     }
     Ok(out)
+}
+
+/// Objects decoded together: indices of the objects with the same prompt shape (point
+/// count, box, mask input), in order of first appearance. The candle decoder runs each
+/// group as one batch; the fused decoder runs its objects one by one.
+fn decoder_batches(objects: &[ObjectPrompt]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<((usize, bool, bool), Vec<usize>)> = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        let key = object.batch_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// A stage output of the candle encoder as channels-last values and (height, width,
+/// channels): "patch_embed" is NCHW, the stages are tokens (1, L, C) on a square grid.
+fn channels_last(t: &Tensor) -> Result<(Vec<f32>, (usize, usize, usize))> {
+    match t.dims() {
+        &[1, c, h, w] => Ok((
+            host_values(&t.permute((0, 2, 3, 1))?.contiguous()?)?,
+            (h, w, c),
+        )),
+        &[1, l, c] => {
+            let side = (l as f64).sqrt() as usize;
+            Ok((host_values(t)?, (side, l / side.max(1), c)))
+        }
+        other => Err(ModelError::Shape(format!("encoder stage output {other:?}"))),
+    }
 }
 
 /// Maps a prompt from original-image pixels to model-input pixels.

@@ -2,67 +2,76 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
-use mobilesam_model::layers::Weights;
-use mobilesam_model::tiny_vit::TinyVit;
+use candle_core::Device;
+use mobilesam_model::image::{Preprocessed, IMAGE_SIZE};
+use mobilesam_model::{Backend, Sam};
 
-fn relative_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("values");
-    let b = b
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("values");
-    common::relative_l2(&a, &b)
-}
+/// Stage name, channels-last values, (height, width, channels).
+type Stage = (String, Vec<f32>, (usize, usize, usize));
 
 #[test]
 fn encoder_matches_tensor_ops() {
     let checkpoint = common::seeded_checkpoint();
-    let w = Weights::new(&checkpoint, &Device::Cpu).pp("image_encoder");
-    let fast = TinyVit::load(&w).expect("fast encoder");
-    let reference = TinyVit::load_tensor_ops(&w).expect("reference encoder");
+    let fast = Sam::with_backend(&checkpoint, &Device::Cpu, Backend::Fused).expect("fused");
+    let reference = Sam::with_backend(&checkpoint, &Device::Cpu, Backend::Candle).expect("candle");
+    assert_eq!(
+        (fast.backend(), reference.backend()),
+        (Backend::Fused, Backend::Candle)
+    );
     // A smooth image with some texture, zero padding at the bottom as preprocessing leaves.
-    let x = Tensor::arange(0f32, (3 * 1024 * 1024) as f32, &Device::Cpu)
-        .and_then(|t| t.reshape((1, 3, 1024, 1024)))
-        .and_then(|t| (t * 0.0007)?.sin())
-        .and_then(|t| t.narrow(2, 0, 900)?.pad_with_zeros(2, 0, 124))
-        .expect("input");
-    let mut fast_stages = Vec::new();
+    let plane = IMAGE_SIZE * IMAGE_SIZE;
+    let pixels = (0..3 * plane)
+        .map(|i| {
+            let row = (i % plane) / IMAGE_SIZE;
+            if row < 900 {
+                (i as f32 * 0.0007).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let input = Preprocessed {
+        pixels,
+        original_size: (900, 1024),
+        input_size: (900, 1024),
+    };
+    let mut fast_stages: Vec<Stage> = Vec::new();
     let fast_out = fast
-        .forward_stages(&x, &mut |name, t| {
-            fast_stages.push((name.to_string(), t.clone()))
+        .embed_observed(&input, &mut |name, v, shape| {
+            fast_stages.push((name.to_string(), v.to_vec(), shape))
         })
         .expect("fast forward");
-    let mut ref_stages = Vec::new();
+    let mut ref_stages: Vec<Stage> = Vec::new();
     let ref_out = reference
-        .forward_stages(&x, &mut |name, t| {
-            ref_stages.push((name.to_string(), t.clone()))
+        .embed_observed(&input, &mut |name, v, shape| {
+            ref_stages.push((name.to_string(), v.to_vec(), shape))
         })
         .expect("reference forward");
+    assert_eq!(fast_stages.len(), 5);
     assert_eq!(fast_stages.len(), ref_stages.len());
-    for ((name, a), (ref_name, b)) in fast_stages.iter().zip(&ref_stages) {
+    for ((name, a, shape), (ref_name, b, ref_shape)) in fast_stages.iter().zip(&ref_stages) {
         assert_eq!(name, ref_name);
-        assert_eq!(a.dims(), b.dims(), "{name}");
-        let err = relative_l2(a, b);
+        assert_eq!(shape, ref_shape, "{name}");
+        let err = common::relative_l2(a, b);
         eprintln!("{name}: relative L2 {err:.2e}");
         assert!(err < 1e-5, "{name}: relative L2 {err}");
     }
-    assert_eq!(fast_out.dims(), &[1, 256, 64, 64]);
-    let err = relative_l2(&fast_out, &ref_out);
+    let (a, b) = (
+        fast_out.to_host_f32().expect("fused values"),
+        ref_out.to_host_f32().expect("candle values"),
+    );
+    assert_eq!(a.len(), 256 * 64 * 64);
+    let err = common::relative_l2(&a, &b);
     eprintln!("embedding: relative L2 {err:.2e}");
     assert!(err < 1e-5, "embedding: relative L2 {err}");
 }
 
 #[test]
 fn decoder_matches_tensor_ops() {
-    use mobilesam_model::{BoxPrompt, ObjectPrompt, Point, Sam};
+    use mobilesam_model::{BoxPrompt, ObjectPrompt, Point};
     let checkpoint = common::seeded_checkpoint();
-    let fast = Sam::from_checkpoint(&checkpoint, &Device::Cpu).expect("fast model");
-    let reference =
-        Sam::from_checkpoint_tensor_ops(&checkpoint, &Device::Cpu).expect("reference model");
+    let fast = Sam::with_backend(&checkpoint, &Device::Cpu, Backend::Fused).expect("fused");
+    let reference = Sam::with_backend(&checkpoint, &Device::Cpu, Backend::Candle).expect("candle");
     let image = image::RgbImage::from_fn(640, 480, |x, y| {
         image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 253) as u8])
     });
@@ -118,8 +127,7 @@ fn decoder_matches_tensor_ops() {
     eprintln!("mask input: logits relative L2 {err:.2e}");
     assert!(err < 1e-4, "mask input: logits relative L2 {err}");
 
-    // The fast decoder keeps the last embedding's token-major copy: switching images must
-    // not reuse it.
+    // Embeddings of two images decoded in turn: nothing of one leaks into the other.
     objects[0].mask_input = None;
     let first = fast
         .decode_raw(&embedding, &objects[..1], false)
@@ -150,31 +158,23 @@ fn decoder_matches_tensor_ops() {
 fn encoder_buffers_are_kept_and_released() {
     let sam = common::seeded_sam();
     let image = image::RgbImage::from_pixel(64, 48, image::Rgb([120, 80, 40]));
-    assert_eq!(sam.image_encoder().cached_buffer_bytes(), 0);
+    assert_eq!(sam.encoder_buffer_bytes(), 0);
     let first = sam.embed(&image).expect("embeds");
-    let kept = sam.image_encoder().cached_buffer_bytes();
+    let kept = sam.encoder_buffer_bytes();
     eprintln!("activation buffers kept: {} MB", kept >> 20);
     assert!(kept > 0);
-    sam.image_encoder().release_buffers();
-    assert_eq!(sam.image_encoder().cached_buffer_bytes(), 0);
+    sam.release_encoder_buffers();
+    assert_eq!(sam.encoder_buffer_bytes(), 0);
     let second = sam.embed(&image).expect("embeds again");
-    let a = first
-        .features
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("values");
-    let b = second
-        .features
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("values");
+    let a = first.to_host_f32().expect("values");
+    let b = second.to_host_f32().expect("values");
     assert_eq!(a, b, "reused buffers give the same embedding");
 }
 
 #[test]
 fn cropped_decoding_gives_the_same_masks() {
     use mobilesam_model::masks::low_res_extent;
-    use mobilesam_model::{DecodeOptions, ObjectPrompt, Point, Sam};
+    use mobilesam_model::{DecodeOptions, ObjectPrompt, Point};
     let checkpoint = common::seeded_checkpoint();
     let sam = Sam::from_checkpoint(&checkpoint, &Device::Cpu).expect("model");
     // Landscape, portrait and an odd size: the crop drops low-resolution rows, columns, both.
@@ -221,7 +221,7 @@ fn cropped_decoding_gives_the_same_masks() {
 #[test]
 fn the_fused_paths_reach_yield_points_between_steps() {
     use mobilesam_model::yield_point;
-    use mobilesam_model::{ObjectPrompt, Point, Sam};
+    use mobilesam_model::{ObjectPrompt, Point};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

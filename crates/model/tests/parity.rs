@@ -14,7 +14,7 @@ use std::io::Read;
 use mobilesam_model::image::read_image;
 use mobilesam_model::masks::{BinaryMask, Rle};
 use mobilesam_model::prompt_json::from_values;
-use mobilesam_model::{DecodeOptions, ObjectMasks};
+use mobilesam_model::{Backend, DecodeOptions, ObjectMasks, Sam};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,10 +74,15 @@ fn load_fixture(stem: &str) -> Fixture {
     serde_json::from_str(&text).expect("fixture parses")
 }
 
-fn check_image(stem: &str) {
+fn check_image(stem: &str, backend: Backend) {
     let fixture = load_fixture(stem);
     let dir = common::fixtures();
-    let sam = common::seeded_sam();
+    let sam = Sam::with_backend(
+        &common::seeded_checkpoint(),
+        &candle_core::Device::Cpu,
+        backend,
+    )
+    .expect("model builds");
     let image = read_image(&dir.join(&fixture.image), u64::MAX).expect("image");
     assert_eq!(
         (image.width() as usize, image.height() as usize),
@@ -106,21 +111,15 @@ fn check_image(stem: &str) {
     );
     let (shape, reference) = common::read_npy_f32(&dir.join(&fixture.embedding_sub4));
     assert_eq!(shape, vec![256, 16, 16]);
-    let ours: Vec<f32> = {
-        let f = embedding
-            .features
-            .squeeze(0)
-            .and_then(|t| t.to_vec3::<f32>())
-            .expect("features");
-        f.iter()
-            .flat_map(|channel| {
-                channel
-                    .iter()
-                    .step_by(4)
-                    .flat_map(|row| row.iter().step_by(4).copied().collect::<Vec<_>>())
-            })
-            .collect()
-    };
+    // Every 4th row and column of every channel, as the fixture keeps them.
+    let ours: Vec<f32> = embedding
+        .to_host_f32()
+        .expect("features")
+        .chunks_exact(64)
+        .enumerate()
+        .filter(|(row, _)| row % 4 == 0)
+        .flat_map(|(_, row)| row.iter().step_by(4).copied().collect::<Vec<_>>())
+        .collect();
     let embedding_error = common::relative_l2(&ours, &reference);
 
     let mut decoded: HashMap<String, Vec<ObjectMasks>> = HashMap::new();
@@ -189,7 +188,7 @@ fn check_image(stem: &str) {
         decoded.insert(case.name.clone(), result);
     }
     eprintln!(
-        "parity {stem}: embedding rel L2 {embedding_error:.2e} (limit {:.0e}), {masks_checked} masks, min IoU {min_iou:.6}, max score diff {max_score_diff:.2e}, max rel area diff {max_area_diff:.2e}",
+        "parity {stem} ({backend}): embedding rel L2 {embedding_error:.2e} (limit {:.0e}), {masks_checked} masks, min IoU {min_iou:.6}, max score diff {max_score_diff:.2e}, max rel area diff {max_area_diff:.2e}",
         tol.embedding
     );
     assert!(
@@ -199,22 +198,25 @@ fn check_image(stem: &str) {
     );
 }
 
-#[test]
-fn rocket_landscape_long_side_1024() {
-    check_image("rocket");
+/// One test per fixture image and backend.
+macro_rules! parity_tests {
+    ($($name:ident: $stem:literal, $backend:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                check_image($stem, $backend);
+            }
+        )*
+    };
 }
 
-#[test]
-fn coffee_landscape_resized() {
-    check_image("coffee");
-}
-
-#[test]
-fn chelsea_landscape_resized() {
-    check_image("chelsea");
-}
-
-#[test]
-fn astronaut_portrait_resized() {
-    check_image("astronaut_portrait");
+parity_tests! {
+    rocket_landscape_long_side_1024_fused: "rocket", Backend::Fused;
+    coffee_landscape_resized_fused: "coffee", Backend::Fused;
+    chelsea_landscape_resized_fused: "chelsea", Backend::Fused;
+    astronaut_portrait_resized_fused: "astronaut_portrait", Backend::Fused;
+    rocket_landscape_long_side_1024_candle: "rocket", Backend::Candle;
+    coffee_landscape_resized_candle: "coffee", Backend::Candle;
+    chelsea_landscape_resized_candle: "chelsea", Backend::Candle;
+    astronaut_portrait_resized_candle: "astronaut_portrait", Backend::Candle;
 }

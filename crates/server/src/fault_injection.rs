@@ -121,13 +121,9 @@ fn stub_embedding(
     height: u32,
 ) -> mobilesam_model::Result<mobilesam_model::Embedding> {
     use mobilesam_model::image::{preprocess_shape, IMAGE_SIZE};
-    use mobilesam_model::tiny_vit::{EMBED_CHANNELS, EMBED_SIDE};
-    let shape = (1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE);
-    let features = candle_core::Tensor::full(0.25f32, shape, sam.device())?;
+    use mobilesam_model::Embedding;
+    let values = vec![0.25f32; Embedding::VALUES];
     let original_size = (height as usize, width as usize);
-    Ok(mobilesam_model::Embedding {
-        features,
-        original_size,
-        input_size: preprocess_shape(original_size.0, original_size.1, IMAGE_SIZE),
-    })
+    let input_size = preprocess_shape(original_size.0, original_size.1, IMAGE_SIZE);
+    Embedding::from_host_f32(values, original_size, input_size, sam.device())
 }

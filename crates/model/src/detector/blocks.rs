@@ -11,7 +11,7 @@ use candle_core::{Module, Tensor};
 
 use super::checkpoint::ModuleNode;
 use super::postprocess::LevelOutput;
-use crate::layers::depthwise::conv2d_depthwise;
+use crate::candle::depthwise::conv2d_depthwise_shifted;
 
 /// Tensors by dotted name, and the error type of loading.
 pub(crate) struct Loader<'a> {
@@ -152,8 +152,8 @@ impl Module for ConvUnit {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let out_ch = self.out_channels();
         let depthwise = self.groups > 1 && self.groups == out_ch && self.weight.dim(1)? == 1;
-        let y = if depthwise && x.device().is_cpu() {
-            conv2d_depthwise(x, &self.weight, self.stride, self.padding)?
+        let y = if depthwise {
+            conv2d_depthwise_shifted(x, &self.weight, self.stride, self.padding)?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, self.groups)?
         };

@@ -1,5 +1,5 @@
 //! The detector's CPU path: the same network as [`super::graph`], channels-last on plain
-//! `f32` buffers, with the crate's CPU kernels (`crate::cpu`): 1x1 convolutions as one
+//! `f32` buffers, with the crate's CPU kernels (`crate::kernels`): 1x1 convolutions as one
 //! matrix product per row block with bias and SiLU fused in, 3x3 convolutions through
 //! im2col blocks, depthwise 3x3 vectorized over channels. candle runs every operation as
 //! its own pass over a fresh NCHW tensor, which on the CPU costs more than the arithmetic.
@@ -7,7 +7,6 @@
 //! Built from the loaded (BatchNorm-folded) blocks; any convolution outside these shapes
 //! makes [`FastGraph::new`] refuse, and the detector keeps the candle path.
 
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::blocks::{
@@ -16,12 +15,12 @@ use super::blocks::{
 };
 use super::graph::Graph;
 use super::postprocess::LevelOutput;
-use crate::cpu::conv::Conv3x3;
-use crate::cpu::depthwise::DepthwiseConv3x3;
-use crate::cpu::linear::par_row_blocks;
-use crate::cpu::math::{exp, scaled_softmax};
-use crate::cpu::matmul::{matmul, MatRef};
-use crate::cpu::winograd::Winograd3x3;
+use crate::kernels::conv::Conv3x3;
+use crate::kernels::depthwise::DepthwiseConv3x3;
+use crate::kernels::linear::par_row_blocks;
+use crate::kernels::math::{exp, scaled_softmax};
+use crate::kernels::matmul::{matmul, MatRef};
+use crate::kernels::winograd::Winograd3x3;
 
 /// A channels-last feature map: `data[(y * w + x) * c + channel]`.
 #[derive(Debug, Clone)]
@@ -82,30 +81,24 @@ impl Map {
     }
 }
 
-/// `x / (1 + e^-x)`, in place, after adding a per-channel bias.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn bias_silu(rows: &mut [f32], bias: &[f32], silu: bool) {
-    let width = bias.len();
-    for row in rows.chunks_exact_mut(width) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            let x = *v + b;
-            *v = if silu { x / (1.0 + exp(-x)) } else { x };
+multiversioned! {
+    /// `x / (1 + e^-x)`, in place, after adding a per-channel bias.
+    fn bias_silu(rows: &mut [f32], bias: &[f32], silu: bool) {
+        let width = bias.len();
+        for row in rows.chunks_exact_mut(width) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                let x = *v + b;
+                *v = if silu { x / (1.0 + exp(-x)) } else { x };
+            }
         }
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn silu_inplace(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        *v /= 1.0 + exp(-*v);
+multiversioned! {
+    fn silu_inplace(values: &mut [f32]) {
+        for v in values.iter_mut() {
+            *v /= 1.0 + exp(-*v);
+        }
     }
 }
 

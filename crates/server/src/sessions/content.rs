@@ -57,14 +57,14 @@ impl ContentIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Tensor};
+    use candle_core::Device;
 
     fn embedding() -> Arc<Embedding> {
-        Arc::new(Embedding {
-            features: Tensor::zeros((1, 1), candle_core::DType::F32, &Device::Cpu).expect("tensor"),
-            original_size: (2, 2),
-            input_size: (1024, 1024),
-        })
+        let values = vec![0.0; Embedding::VALUES];
+        Arc::new(
+            Embedding::from_host_f32(values, (2, 2), (1024, 1024), &Device::Cpu)
+                .expect("embedding"),
+        )
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! What follows a matrix product, per output row: bias, residual and GELU in one pass
 //! over the row while it is still in cache.
 
-use multiversion::multiversion;
-
 use super::gelu::{fused_add_gelu, gelu_slice};
 
 /// What follows a matrix product, per output row: `y = x + bias`, then `y += residual`,
@@ -15,34 +13,31 @@ pub struct Epilogue<'a> {
     pub gelu: bool,
 }
 
-/// Applies `epilogue` to the rows of `out` (rows of `bias.len()` values), adding
-/// `residual` (same shape as `out`) when given.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn apply_epilogue(out: &mut [f32], width: usize, epilogue: Epilogue, residual: Option<&[f32]>) {
-    if width == 0 {
-        return;
-    }
-    for (i, row) in out.chunks_exact_mut(width).enumerate() {
-        let residual_row = residual.map(|r| &r[i * width..(i + 1) * width]);
-        if epilogue.gelu && fused_add_gelu(row, epilogue.bias, residual_row) {
-            continue;
+multiversioned! {
+    /// Applies `epilogue` to the rows of `out` (rows of `bias.len()` values), adding
+    /// `residual` (same shape as `out`) when given.
+    pub fn apply_epilogue(out: &mut [f32], width: usize, epilogue: Epilogue, residual: Option<&[f32]>) {
+        if width == 0 {
+            return;
         }
-        if let Some(bias) = epilogue.bias {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
+        for (i, row) in out.chunks_exact_mut(width).enumerate() {
+            let residual_row = residual.map(|r| &r[i * width..(i + 1) * width]);
+            if epilogue.gelu && fused_add_gelu(row, epilogue.bias, residual_row) {
+                continue;
             }
-        }
-        if let Some(res) = residual_row {
-            for (v, r) in row.iter_mut().zip(res) {
-                *v += r;
+            if let Some(bias) = epilogue.bias {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
             }
-        }
-        if epilogue.gelu {
-            gelu_slice(row);
+            if let Some(res) = residual_row {
+                for (v, r) in row.iter_mut().zip(res) {
+                    *v += r;
+                }
+            }
+            if epilogue.gelu {
+                gelu_slice(row);
+            }
         }
     }
 }

@@ -3,15 +3,13 @@
 
 use candle_core::{Module, Tensor};
 
+use super::layers::{linear, softmax_last, LayerNorm, Linear};
+use crate::architecture::{
+    CROSS_ATTENTION_DOWNSAMPLE as DOWNSAMPLE, TRANSFORMER_DEPTH as DEPTH,
+    TRANSFORMER_HEADS as HEADS, TRANSFORMER_MLP_DIM as MLP_DIM,
+};
 use crate::error::Result;
-use crate::layers::{softmax_last, LayerNorm, Linear, Weights};
-
-pub(crate) mod cpu;
-
-const DEPTH: usize = 2;
-const HEADS: usize = 8;
-const MLP_DIM: usize = 2048;
-const DOWNSAMPLE: usize = 2;
+use crate::weights::Weights;
 
 /// Multi-head attention with its own projections; `internal` may be narrower than the
 /// embedding (cross-attention downsampling).
@@ -27,10 +25,10 @@ impl Attention {
     fn load(w: &Weights, dim: usize, downsample: usize) -> Result<Self> {
         let internal = dim / downsample;
         Ok(Self {
-            q_proj: Linear::load(&w.pp("q_proj"), dim, internal)?,
-            k_proj: Linear::load(&w.pp("k_proj"), dim, internal)?,
-            v_proj: Linear::load(&w.pp("v_proj"), dim, internal)?,
-            out_proj: Linear::load(&w.pp("out_proj"), internal, dim)?,
+            q_proj: linear(&w.pp("q_proj"), dim, internal)?,
+            k_proj: linear(&w.pp("k_proj"), dim, internal)?,
+            v_proj: linear(&w.pp("v_proj"), dim, internal)?,
+            out_proj: linear(&w.pp("out_proj"), internal, dim)?,
             heads: HEADS,
         })
     }
@@ -91,8 +89,8 @@ impl TwoWayBlock {
             )?,
             norm2: LayerNorm::load(&w.pp("norm2"), dim, 1e-5)?,
             mlp: MlpBlock {
-                lin1: Linear::load(&w.pp("mlp.lin1"), dim, MLP_DIM)?,
-                lin2: Linear::load(&w.pp("mlp.lin2"), MLP_DIM, dim)?,
+                lin1: linear(&w.pp("mlp.lin1"), dim, MLP_DIM)?,
+                lin2: linear(&w.pp("mlp.lin2"), MLP_DIM, dim)?,
             },
             norm3: LayerNorm::load(&w.pp("norm3"), dim, 1e-5)?,
             norm4: LayerNorm::load(&w.pp("norm4"), dim, 1e-5)?,

@@ -4,16 +4,11 @@
 
 use candle_core::{Module, Tensor};
 
+use super::layers::{gelu, linear, ConvTranspose2d, LayerNorm2d, Linear};
+use super::transformer::TwoWayTransformer;
+use crate::architecture::{DECODER_DIM as DIM, IOU_HIDDEN, NUM_MASK_TOKENS};
 use crate::error::Result;
-use crate::layers::{gelu, ConvTranspose2d, LayerNorm2d, Linear, Weights};
-use crate::transformer::TwoWayTransformer;
-
-pub(crate) mod cpu;
-
-const DIM: usize = 256;
-/// Mask tokens: one single-mask output plus three multimask outputs.
-const NUM_MASK_TOKENS: usize = 4;
-const IOU_HIDDEN: usize = 256;
+use crate::weights::Weights;
 
 /// A stack of linear layers with ReLU between them.
 struct Mlp {
@@ -25,7 +20,7 @@ impl Mlp {
         let layers = dims
             .windows(2)
             .enumerate()
-            .map(|(i, d)| Linear::load(&w.pp("layers").pp(i), d[0], d[1]))
+            .map(|(i, d)| linear(&w.pp("layers").pp(i), d[0], d[1]))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
     }
@@ -60,23 +55,11 @@ pub struct MaskDecoder {
     upscale_conv1: ConvTranspose2d,
     hypernetworks: Vec<Mlp>,
     iou_head: Mlp,
-    /// The CPU kernels' copy of the weights, when the model runs on the CPU.
-    cpu: Option<cpu::MaskDecoderCpu>,
 }
 
 impl MaskDecoder {
-    /// Loads `mask_decoder.*`; on the CPU, also prepares the fused CPU kernels, which
-    /// [`crate::sam::Sam`] then uses.
+    /// Loads `mask_decoder.*`.
     pub fn load(w: &Weights) -> Result<Self> {
-        let mut decoder = Self::load_tensor_ops(w)?;
-        if w.device().is_cpu() {
-            decoder.cpu = Some(cpu::MaskDecoderCpu::new(&decoder)?);
-        }
-        Ok(decoder)
-    }
-
-    /// Loads `mask_decoder.*` for candle tensor operations only.
-    pub fn load_tensor_ops(w: &Weights) -> Result<Self> {
         let up = w.pp("output_upscaling");
         Ok(Self {
             iou_token: w.get("iou_token.weight", &[1, DIM])?,
@@ -97,13 +80,7 @@ impl MaskDecoder {
                 &w.pp("iou_prediction_head"),
                 &[DIM, IOU_HIDDEN, IOU_HIDDEN, NUM_MASK_TOKENS],
             )?,
-            cpu: None,
         })
-    }
-
-    /// The fused CPU kernels, when loaded for the CPU.
-    pub(crate) fn cpu(&self) -> Option<&cpu::MaskDecoderCpu> {
-        self.cpu.as_ref()
     }
 
     /// Decodes a batch: `image` (1, 256, 64, 64) shared by all objects, `image_pe`

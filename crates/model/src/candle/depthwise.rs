@@ -1,10 +1,8 @@
-//! Depthwise 2-D convolution: on the CPU one small kernel per channel, channels in
-//! parallel; on GPUs shifted whole-tensor multiply-adds. candle's grouped convolution
-//! splits the tensor into one convolution per group, which for TinyViT's 256-channel
-//! depthwise layers costs far more than the math.
+//! Depthwise 2-D convolution as shifted whole-tensor multiply-adds. candle's grouped
+//! convolution splits the tensor into one convolution per group, which for TinyViT's
+//! 256-channel depthwise layers costs far more than the math.
 
 use candle_core::{Result, Tensor};
-use rayon::prelude::*;
 
 /// The input's (B, C, H, W) and the square kernel's size, checking that `weight` is
 /// (C, 1, K, K).
@@ -22,49 +20,7 @@ fn depthwise_shapes(x: &Tensor, weight: &Tensor) -> Result<((usize, usize, usize
 }
 
 /// `x` (B, C, H, W) convolved with `weight` (C, 1, K, K), zero padding `padding`, stride
-/// `stride`, no bias. Returns (B, C, H_out, W_out).
-pub fn conv2d_depthwise(
-    x: &Tensor,
-    weight: &Tensor,
-    stride: usize,
-    padding: usize,
-) -> Result<Tensor> {
-    let ((b, c, h, w), k) = depthwise_shapes(x, weight)?;
-    let h_out = (h + 2 * padding - k) / stride + 1;
-    let w_out = (w + 2 * padding - k) / stride + 1;
-    let input = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let kernel = weight.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; b * c * h_out * w_out];
-    out.par_chunks_mut(h_out * w_out)
-        .enumerate()
-        .for_each(|(plane, dst)| {
-            let ch = plane % c;
-            let src = &input[plane * h * w..(plane + 1) * h * w];
-            let ker = &kernel[ch * k * k..(ch + 1) * k * k];
-            for oy in 0..h_out {
-                let row = &mut dst[oy * w_out..(oy + 1) * w_out];
-                for ky in 0..k {
-                    let iy = (oy * stride + ky) as isize - padding as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
-                    for kx in 0..k {
-                        let kv = ker[ky * k + kx];
-                        for (ox, acc) in row.iter_mut().enumerate() {
-                            let ix = (ox * stride + kx) as isize - padding as isize;
-                            if ix >= 0 && ix < w as isize {
-                                *acc += kv * src_row[ix as usize];
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    Tensor::from_vec(out, (b, c, h_out, w_out), x.device())
-}
-
-/// The same depthwise convolution from whole-tensor operations, for GPUs: one shifted
+/// `stride`, no bias, from whole-tensor operations on any device: one shifted
 /// multiply-add per kernel tap (k * k element-wise passes over the padded input) instead
 /// of candle's grouped convolution, which launches one convolution per channel. Stride 2
 /// takes every other row and column of the stride-1 result, which is exact when the
@@ -116,20 +72,6 @@ pub fn conv2d_depthwise_shifted(
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    #[test]
-    fn matches_grouped_convolution() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 6, 9, 11), &dev)?;
-        let w = Tensor::randn(0f32, 1.0, (6, 1, 3, 3), &dev)?;
-        for stride in [1, 2] {
-            let ours = conv2d_depthwise(&x, &w, stride, 1)?;
-            let reference = x.conv2d(&w, 1, stride, 1, 6)?;
-            let diff = (ours - reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-5, "stride {stride}: max diff {diff}");
-        }
-        Ok(())
-    }
 
     #[test]
     fn shifted_form_matches_grouped_convolution() -> Result<()> {

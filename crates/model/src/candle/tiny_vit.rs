@@ -9,23 +9,13 @@
 
 use candle_core::{Module, Tensor};
 
+use super::layers::{gelu, linear, softmax_last, Conv2d, LayerNorm, LayerNorm2d, Linear};
+use crate::architecture::{
+    attention_bias_indices, merge_stride, stage_resolution, DEPTHS, EMBED_CHANNELS, EMBED_DIMS,
+    EMBED_SIDE, LOCAL_CONV, MBCONV_EXPAND, MLP_RATIO, NUM_HEADS, WINDOW_SIZES,
+};
 use crate::error::Result;
-use crate::image::IMAGE_SIZE;
-use crate::layers::{gelu, softmax_last, Conv2d, LayerNorm, LayerNorm2d, Linear, Weights};
-
-mod cpu;
-
-const EMBED_DIMS: [usize; 4] = [64, 128, 160, 320];
-const DEPTHS: [usize; 4] = [2, 2, 6, 2];
-const NUM_HEADS: [usize; 4] = [2, 4, 5, 10];
-const WINDOW_SIZES: [usize; 4] = [7, 7, 14, 7];
-const MLP_RATIO: usize = 4;
-const MBCONV_EXPAND: usize = 4;
-const LOCAL_CONV: usize = 3;
-/// Channels of the image embedding.
-pub const EMBED_CHANNELS: usize = 256;
-/// Side of the image embedding.
-pub const EMBED_SIDE: usize = 64;
+use crate::weights::Weights;
 
 /// Two stride-2 3x3 convolutions: 1024x1024x3 -> 256x256x64.
 struct PatchEmbed {
@@ -37,8 +27,8 @@ impl PatchEmbed {
     fn load(w: &Weights, out: usize) -> Result<Self> {
         let seq = w.pp("seq");
         Ok(Self {
-            conv0: Conv2d::load_bn(&seq.pp(0), 3, out / 2, 3, 2, 1, 1)?,
-            conv1: Conv2d::load_bn(&seq.pp(2), out / 2, out, 3, 2, 1, 1)?,
+            conv0: Conv2d::load_bn(&seq.pp(0), (3, out / 2, 3), 2, 1, 1)?,
+            conv1: Conv2d::load_bn(&seq.pp(2), (out / 2, out, 3), 2, 1, 1)?,
         })
     }
 
@@ -59,9 +49,9 @@ impl MbConv {
     fn load(w: &Weights, dim: usize) -> Result<Self> {
         let hidden = dim * MBCONV_EXPAND;
         Ok(Self {
-            conv1: Conv2d::load_bn(&w.pp("conv1"), dim, hidden, 1, 1, 0, 1)?,
-            conv2: Conv2d::load_bn(&w.pp("conv2"), hidden, hidden, 3, 1, 1, hidden)?,
-            conv3: Conv2d::load_bn(&w.pp("conv3"), hidden, dim, 1, 1, 0, 1)?,
+            conv1: Conv2d::load_bn(&w.pp("conv1"), (dim, hidden, 1), 1, 0, 1)?,
+            conv2: Conv2d::load_bn(&w.pp("conv2"), (hidden, hidden, 3), 1, 1, hidden)?,
+            conv3: Conv2d::load_bn(&w.pp("conv3"), (hidden, dim, 1), 1, 0, 1)?,
         })
     }
 
@@ -83,11 +73,11 @@ struct PatchMerging {
 
 impl PatchMerging {
     fn load(w: &Weights, dim: usize, out: usize) -> Result<Self> {
-        let stride = if matches!(out, 320 | 448 | 576) { 1 } else { 2 };
+        let stride = merge_stride(out);
         Ok(Self {
-            conv1: Conv2d::load_bn(&w.pp("conv1"), dim, out, 1, 1, 0, 1)?,
-            conv2: Conv2d::load_bn(&w.pp("conv2"), out, out, 3, stride, 1, out)?,
-            conv3: Conv2d::load_bn(&w.pp("conv3"), out, out, 1, 1, 0, 1)?,
+            conv1: Conv2d::load_bn(&w.pp("conv1"), (dim, out, 1), 1, 0, 1)?,
+            conv2: Conv2d::load_bn(&w.pp("conv2"), (out, out, 3), stride, 1, out)?,
+            conv3: Conv2d::load_bn(&w.pp("conv3"), (out, out, 1), 1, 0, 1)?,
         })
     }
 
@@ -116,29 +106,18 @@ impl WindowAttention {
     fn load(w: &Weights, dim: usize, heads: usize, window: usize) -> Result<Self> {
         let key_dim = dim / heads;
         let n = window * window;
-        // Offsets are numbered in order of first appearance, scanning point pairs row-major.
-        let mut offsets = std::collections::HashMap::new();
-        let mut idxs = Vec::with_capacity(n * n);
-        for p1 in 0..n {
-            for p2 in 0..n {
-                let off = (
-                    (p1 / window).abs_diff(p2 / window),
-                    (p1 % window).abs_diff(p2 % window),
-                );
-                let next = offsets.len();
-                idxs.push(*offsets.entry(off).or_insert(next) as u32);
-            }
-        }
-        let biases = w.get_host("attn.attention_biases", &[heads, offsets.len()])?;
-        let idxs = Tensor::from_vec(idxs, n * n, biases.device())?;
+        let (indices, offsets) = attention_bias_indices(window);
+        let biases = w.get_host("attn.attention_biases", &[heads, offsets])?;
+        let indices: Vec<u32> = indices.into_iter().map(|i| i as u32).collect();
+        let indices = Tensor::from_vec(indices, n * n, biases.device())?;
         let bias = biases
-            .index_select(&idxs, 1)?
+            .index_select(&indices, 1)?
             .reshape((1, heads, n, n))?
             .to_device(w.device())?;
         Ok(Self {
             norm: LayerNorm::load(&w.pp("attn.norm"), dim, 1e-5)?,
-            qkv: Linear::load(&w.pp("attn.qkv"), dim, 3 * dim)?,
-            proj: Linear::load(&w.pp("attn.proj"), dim, dim)?,
+            qkv: linear(&w.pp("attn.qkv"), dim, 3 * dim)?,
+            proj: linear(&w.pp("attn.proj"), dim, dim)?,
             bias,
             heads,
             key_dim,
@@ -176,8 +155,8 @@ impl Mlp {
     fn load(w: &Weights, dim: usize, hidden: usize) -> Result<Self> {
         Ok(Self {
             norm: LayerNorm::load(&w.pp("norm"), dim, 1e-5)?,
-            fc1: Linear::load(&w.pp("fc1"), dim, hidden)?,
-            fc2: Linear::load(&w.pp("fc2"), hidden, dim)?,
+            fc1: linear(&w.pp("fc1"), dim, hidden)?,
+            fc2: linear(&w.pp("fc2"), hidden, dim)?,
         })
     }
 
@@ -208,9 +187,7 @@ impl TinyVitBlock {
             attn: WindowAttention::load(w, dim, heads, window)?,
             local_conv: Conv2d::load_bn(
                 &w.pp("local_conv"),
-                dim,
-                dim,
-                LOCAL_CONV,
+                (dim, dim, LOCAL_CONV),
                 1,
                 LOCAL_CONV / 2,
                 dim,
@@ -320,23 +297,23 @@ struct Neck {
     norm1: LayerNorm2d,
 }
 
-/// The encoder as candle tensor operations (any device).
-struct TensorTinyVit {
+/// The TinyViT image encoder as candle tensor operations (any device).
+pub struct TinyVit {
     patch_embed: PatchEmbed,
     stages: Vec<Stage>,
     neck: Neck,
 }
 
-impl TensorTinyVit {
-    fn load(w: &Weights) -> Result<Self> {
+impl TinyVit {
+    /// Loads the encoder from `image_encoder.*` weights.
+    pub fn load(w: &Weights) -> Result<Self> {
         let patch_embed = PatchEmbed::load(&w.pp("patch_embed"), EMBED_DIMS[0])?;
         let mut stages = Vec::with_capacity(4);
-        let patches = crate::image::IMAGE_SIZE / 4;
         for i in 0..4 {
             let lw = w.pp("layers").pp(i);
             let dim = EMBED_DIMS[i];
             let out_dim = EMBED_DIMS[(i + 1).min(3)];
-            let resolution = patches >> if i == 3 { 2 } else { i };
+            let resolution = stage_resolution(i);
             let downsample = if i < 3 {
                 Some(PatchMerging::load(&lw.pp("downsample"), dim, out_dim)?)
             } else {
@@ -369,9 +346,9 @@ impl TensorTinyVit {
         }
         let nw = w.pp("neck");
         let neck = Neck {
-            conv0: Conv2d::load(&nw.pp(0), EMBED_DIMS[3], EMBED_CHANNELS, 1, 1, 0, false)?,
+            conv0: Conv2d::load(&nw.pp(0), (EMBED_DIMS[3], EMBED_CHANNELS, 1), 1, 0, false)?,
             norm0: LayerNorm2d::load(&nw.pp(1), EMBED_CHANNELS)?,
-            conv1: Conv2d::load(&nw.pp(2), EMBED_CHANNELS, EMBED_CHANNELS, 3, 1, 1, false)?,
+            conv1: Conv2d::load(&nw.pp(2), (EMBED_CHANNELS, EMBED_CHANNELS, 3), 1, 1, false)?,
             norm1: LayerNorm2d::load(&nw.pp(3), EMBED_CHANNELS)?,
         };
         Ok(Self {
@@ -381,7 +358,18 @@ impl TensorTinyVit {
         })
     }
 
-    fn forward_stages(&self, x: &Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+    /// `x`: normalized, padded images (B, 3, 1024, 1024) -> embeddings (B, 256, 64, 64).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_stages(x, &mut |_, _| {})
+    }
+
+    /// Like [`TinyVit::forward`], handing each intermediate result to `observe`
+    /// ("patch_embed" as (B, 64, 256, 256), "layers.0" ... "layers.3" as tokens (B, L, C)).
+    pub fn forward_stages(
+        &self,
+        x: &Tensor,
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
         let b = x.dim(0)?;
         let mut x = self.patch_embed.forward(x)?;
         observe("patch_embed", &x);
@@ -397,98 +385,5 @@ impl TensorTinyVit {
         let x = self.neck.norm0.forward(&self.neck.conv0.forward(&x)?)?;
         let x = self.neck.norm1.forward(&self.neck.conv1.forward(&x)?)?;
         Ok(x)
-    }
-}
-
-/// Which implementation runs the encoder.
-enum Backend {
-    /// candle tensor operations: GPUs, and the reference on the CPU.
-    Tensors(Box<TensorTinyVit>),
-    /// The fused CPU kernels of [`crate::cpu`].
-    Cpu(Box<cpu::TinyVitCpu>),
-}
-
-/// The TinyViT image encoder.
-pub struct TinyVit {
-    backend: Backend,
-}
-
-impl TinyVit {
-    /// Loads the encoder from `image_encoder.*` weights: on the CPU, the fused CPU kernels;
-    /// on other devices, candle tensor operations.
-    pub fn load(w: &Weights) -> Result<Self> {
-        let tensors = TensorTinyVit::load(w)?;
-        let backend = if w.device().is_cpu() {
-            Backend::Cpu(Box::new(cpu::TinyVitCpu::from_tensors(&tensors)?))
-        } else {
-            Backend::Tensors(Box::new(tensors))
-        };
-        Ok(Self { backend })
-    }
-
-    /// Loads the encoder as candle tensor operations on any device (on the CPU, a slower
-    /// reference for the fused kernels).
-    pub fn load_tensor_ops(w: &Weights) -> Result<Self> {
-        Ok(Self {
-            backend: Backend::Tensors(Box::new(TensorTinyVit::load(w)?)),
-        })
-    }
-
-    /// `x`: normalized, padded images (B, 3, 1024, 1024) -> embeddings (B, 256, 64, 64).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.backend {
-            Backend::Tensors(t) => t.forward_stages(x, &mut |_, _| {}),
-            Backend::Cpu(c) => c.forward_tensor(x, None),
-        }
-    }
-
-    /// Like [`TinyVit::forward`], handing each intermediate result to `observe`
-    /// ("patch_embed" as (B, 64, 256, 256), "layers.0" ... "layers.3" as tokens (B, L, C)):
-    /// for parity debugging.
-    pub fn forward_stages(
-        &self,
-        x: &Tensor,
-        observe: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<Tensor> {
-        match &self.backend {
-            Backend::Tensors(t) => t.forward_stages(x, observe),
-            Backend::Cpu(c) => c.forward_tensor(x, Some(observe)),
-        }
-    }
-
-    /// Bytes of activation buffers the CPU encoder keeps between calls (about 200 MB after
-    /// the first image; 0 on other devices).
-    pub fn cached_buffer_bytes(&self) -> usize {
-        match &self.backend {
-            Backend::Cpu(c) => c.buffers().bytes(),
-            Backend::Tensors(_) => 0,
-        }
-    }
-
-    /// Frees the activation buffers the CPU encoder keeps between calls (the next image
-    /// allocates them again): for a process that goes idle.
-    pub fn release_buffers(&self) {
-        if let Backend::Cpu(c) = &self.backend {
-            c.buffers().clear();
-        }
-    }
-
-    /// Encodes one preprocessed image given as `3 * 1024 * 1024` channel-planar values;
-    /// returns the (1, 256, 64, 64) embedding on `device`.
-    pub fn forward_planar(&self, pixels: &[f32], device: &candle_core::Device) -> Result<Tensor> {
-        match &self.backend {
-            Backend::Cpu(c) => {
-                let out = c.forward(pixels, None)?;
-                Ok(Tensor::from_vec(
-                    out,
-                    (1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE),
-                    device,
-                )?)
-            }
-            Backend::Tensors(_) => {
-                let x = Tensor::from_slice(pixels, (1, 3, IMAGE_SIZE, IMAGE_SIZE), device)?;
-                self.forward(&x)
-            }
-        }
     }
 }

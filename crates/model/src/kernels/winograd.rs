@@ -6,7 +6,6 @@
 //! the 16 transformed planes by its transformed weight (`G g G^T`, computed once in f64),
 //! and transforms back (`A^T m A`) with bias and GELU.
 
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
@@ -146,112 +145,106 @@ fn lanes(s: &[f32], at: usize) -> &[f32; LANES] {
         .expect("a slice of LANES values converts to an array")
 }
 
-/// `B^T d B` of the 4x4 input block with top-left corner `(y0 - 1, x0 - 1)` (zeros
-/// outside the map), every channel: position `k` of the transformed tile goes to row `t`
-/// of plane `k` of `v` (planes of `tiles` rows of `ci` values).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-#[allow(clippy::too_many_arguments)]
-fn input_tile(
-    x: &[f32],
-    (h, w, ci): (usize, usize, usize),
-    zeros: &[f32],
-    y0: usize,
-    x0: usize,
-    t: usize,
-    tiles: usize,
-    v: &mut [f32],
-) {
-    let pixel = |r: usize, s: usize| -> &[f32] {
-        let iy = (y0 + r).checked_sub(1).filter(|&y| y < h);
-        let ix = (x0 + s).checked_sub(1).filter(|&x| x < w);
-        match (iy, ix) {
-            (Some(iy), Some(ix)) => &x[(iy * w + ix) * ci..][..ci],
-            _ => &zeros[..ci],
-        }
-    };
-    let d: [[&[f32]; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|s| pixel(r, s)));
-    for c in (0..ci).step_by(LANES) {
-        let d: [[&[f32; LANES]; 4]; 4] = d.map(|row| row.map(|p| lanes(p, c)));
-        // Rows: B^T d.
-        let mut bd = [[[0.0f32; LANES]; 4]; 4];
-        for s in 0..4 {
-            for l in 0..LANES {
-                let (d0, d1, d2, d3) = (d[0][s][l], d[1][s][l], d[2][s][l], d[3][s][l]);
-                bd[0][s][l] = d0 - d2;
-                bd[1][s][l] = d1 + d2;
-                bd[2][s][l] = d2 - d1;
-                bd[3][s][l] = d1 - d3;
+multiversioned! {
+    /// `B^T d B` of the 4x4 input block with top-left corner `(y0 - 1, x0 - 1)` (zeros
+    /// outside the map), every channel: position `k` of the transformed tile goes to row `t`
+    /// of plane `k` of `v` (planes of `tiles` rows of `ci` values).
+    #[allow(clippy::too_many_arguments)]
+    fn input_tile(
+        x: &[f32],
+        (h, w, ci): (usize, usize, usize),
+        zeros: &[f32],
+        y0: usize,
+        x0: usize,
+        t: usize,
+        tiles: usize,
+        v: &mut [f32],
+    ) {
+        let pixel = |r: usize, s: usize| -> &[f32] {
+            let iy = (y0 + r).checked_sub(1).filter(|&y| y < h);
+            let ix = (x0 + s).checked_sub(1).filter(|&x| x < w);
+            match (iy, ix) {
+                (Some(iy), Some(ix)) => &x[(iy * w + ix) * ci..][..ci],
+                _ => &zeros[..ci],
             }
-        }
-        // Columns: (B^T d) B.
-        for (r, row) in bd.iter().enumerate() {
+        };
+        let d: [[&[f32]; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|s| pixel(r, s)));
+        for c in (0..ci).step_by(LANES) {
+            let d: [[&[f32; LANES]; 4]; 4] = d.map(|row| row.map(|p| lanes(p, c)));
+            // Rows: B^T d.
+            let mut bd = [[[0.0f32; LANES]; 4]; 4];
             for s in 0..4 {
-                let dst = &mut v[((r * 4 + s) * tiles + t) * ci + c..][..LANES];
-                for (l, out) in dst.iter_mut().enumerate() {
-                    *out = match s {
-                        0 => row[0][l] - row[2][l],
-                        1 => row[1][l] + row[2][l],
-                        2 => row[2][l] - row[1][l],
-                        _ => row[1][l] - row[3][l],
-                    };
+                for l in 0..LANES {
+                    let (d0, d1, d2, d3) = (d[0][s][l], d[1][s][l], d[2][s][l], d[3][s][l]);
+                    bd[0][s][l] = d0 - d2;
+                    bd[1][s][l] = d1 + d2;
+                    bd[2][s][l] = d2 - d1;
+                    bd[3][s][l] = d1 - d3;
+                }
+            }
+            // Columns: (B^T d) B.
+            for (r, row) in bd.iter().enumerate() {
+                for s in 0..4 {
+                    let dst = &mut v[((r * 4 + s) * tiles + t) * ci + c..][..LANES];
+                    for (l, out) in dst.iter_mut().enumerate() {
+                        *out = match s {
+                            0 => row[0][l] - row[2][l],
+                            1 => row[1][l] + row[2][l],
+                            2 => row[2][l] - row[1][l],
+                            _ => row[1][l] - row[3][l],
+                        };
+                    }
                 }
             }
         }
     }
 }
 
-/// `A^T m A` of tile `t` (row `t` of the 16 planes of `m`, `co` values each) into the
-/// 2x2 output block at `(y0, x0)` of the band `rows` (rows of `w * co` values; the parts
-/// past the band's or the map's edge are dropped).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-#[allow(clippy::too_many_arguments)]
-fn output_tile(
-    m: &[f32],
-    co: usize,
-    t: usize,
-    tiles: usize,
-    y0: usize,
-    x0: usize,
-    w: usize,
-    rows: &mut [f32],
-) {
-    let band_height = rows.len() / (w * co);
-    for c in (0..co).step_by(LANES) {
-        let p: [&[f32; LANES]; 16] = std::array::from_fn(|k| lanes(m, (k * tiles + t) * co + c));
-        // A^T m: two rows of four.
-        let mut am = [[[0.0f32; LANES]; 4]; 2];
-        for s in 0..4 {
-            for l in 0..LANES {
-                let (m0, m1, m2, m3) = (p[s][l], p[4 + s][l], p[8 + s][l], p[12 + s][l]);
-                am[0][s][l] = m0 + m1 + m2;
-                am[1][s][l] = m1 - m2 - m3;
+multiversioned! {
+    /// `A^T m A` of tile `t` (row `t` of the 16 planes of `m`, `co` values each) into the
+    /// 2x2 output block at `(y0, x0)` of the band `rows` (rows of `w * co` values; the parts
+    /// past the band's or the map's edge are dropped).
+    #[allow(clippy::too_many_arguments)]
+    fn output_tile(
+        m: &[f32],
+        co: usize,
+        t: usize,
+        tiles: usize,
+        y0: usize,
+        x0: usize,
+        w: usize,
+        rows: &mut [f32],
+    ) {
+        let band_height = rows.len() / (w * co);
+        for c in (0..co).step_by(LANES) {
+            let p: [&[f32; LANES]; 16] = std::array::from_fn(|k| lanes(m, (k * tiles + t) * co + c));
+            // A^T m: two rows of four.
+            let mut am = [[[0.0f32; LANES]; 4]; 2];
+            for s in 0..4 {
+                for l in 0..LANES {
+                    let (m0, m1, m2, m3) = (p[s][l], p[4 + s][l], p[8 + s][l], p[12 + s][l]);
+                    am[0][s][l] = m0 + m1 + m2;
+                    am[1][s][l] = m1 - m2 - m3;
+                }
             }
-        }
-        for (dy, row) in am.iter().enumerate() {
-            let y = y0 + dy;
-            if y >= band_height {
-                break;
-            }
-            for dx in 0..2 {
-                let x = x0 + dx;
-                if x >= w {
+            for (dy, row) in am.iter().enumerate() {
+                let y = y0 + dy;
+                if y >= band_height {
                     break;
                 }
-                let dst = &mut rows[(y * w + x) * co + c..][..LANES];
-                for (l, out) in dst.iter_mut().enumerate() {
-                    *out = if dx == 0 {
-                        row[0][l] + row[1][l] + row[2][l]
-                    } else {
-                        row[1][l] - row[2][l] - row[3][l]
-                    };
+                for dx in 0..2 {
+                    let x = x0 + dx;
+                    if x >= w {
+                        break;
+                    }
+                    let dst = &mut rows[(y * w + x) * co + c..][..LANES];
+                    for (l, out) in dst.iter_mut().enumerate() {
+                        *out = if dx == 0 {
+                            row[0][l] + row[1][l] + row[2][l]
+                        } else {
+                            row[1][l] - row[2][l] - row[3][l]
+                        };
+                    }
                 }
             }
         }

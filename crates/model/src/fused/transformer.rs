@@ -16,14 +16,18 @@
 
 use rayon::prelude::*;
 
-use super::{Attention, TwoWayBlock, TwoWayTransformer};
-use crate::cpu::buffers::with_scratch;
-use crate::cpu::linear::{block_rows, Fused, Linear};
-use crate::cpu::math::{exp, exp_columns, grouped_softmax, scaled_softmax};
-use crate::cpu::matmul::{matmul, MatRef};
-use crate::cpu::norm::LayerNormParams;
-use crate::cpu::profile::step;
+use super::{layer_norm, linear};
+use crate::architecture::{
+    CROSS_ATTENTION_DOWNSAMPLE, TRANSFORMER_DEPTH, TRANSFORMER_HEADS, TRANSFORMER_MLP_DIM,
+};
 use crate::error::Result;
+use crate::kernels::buffers::with_scratch;
+use crate::kernels::linear::{block_rows, Fused, Linear};
+use crate::kernels::math::{exp, exp_columns, grouped_softmax, scaled_softmax};
+use crate::kernels::matmul::{matmul, MatRef};
+use crate::kernels::norm::LayerNormParams;
+use crate::kernels::profile::step;
+use crate::weights::Weights;
 
 /// One attention layer's projections.
 struct AttentionCpu {
@@ -35,13 +39,15 @@ struct AttentionCpu {
 }
 
 impl AttentionCpu {
-    fn new(a: &Attention) -> Result<Self> {
+    /// `q_proj`, `k_proj`, `v_proj`, `out_proj`, narrowed by `downsample` inside.
+    fn load(w: &Weights, dim: usize, downsample: usize) -> Result<Self> {
+        let internal = dim / downsample;
         Ok(Self {
-            q: a.q_proj.to_cpu()?,
-            k: a.k_proj.to_cpu()?,
-            v: a.v_proj.to_cpu()?,
-            out: a.out_proj.to_cpu()?,
-            heads: a.heads,
+            q: linear(&w.pp("q_proj"), dim, internal)?,
+            k: linear(&w.pp("k_proj"), dim, internal)?,
+            v: linear(&w.pp("v_proj"), dim, internal)?,
+            out: linear(&w.pp("out_proj"), internal, dim)?,
+            heads: TRANSFORMER_HEADS,
         })
     }
 
@@ -274,7 +280,7 @@ impl AttentionCpu {
     }
 }
 
-/// Self-attention, cross-attention both ways and the MLP, as [`TwoWayBlock`].
+/// Self-attention, cross-attention both ways and the MLP, as the reference's `TwoWayAttentionBlock`.
 struct BlockCpu {
     self_attn: AttentionCpu,
     norm1: LayerNormParams,
@@ -306,18 +312,20 @@ fn add_assign(a: &mut [f32], b: &[f32]) {
 }
 
 impl BlockCpu {
-    fn new(b: &TwoWayBlock) -> Result<Self> {
+    fn load(w: &Weights, dim: usize, skip_first_pe: bool) -> Result<Self> {
+        let down = CROSS_ATTENTION_DOWNSAMPLE;
+        let norm = |name: &str| layer_norm(&w.pp(name), dim, 1e-5);
         Ok(Self {
-            self_attn: AttentionCpu::new(&b.self_attn)?,
-            norm1: b.norm1.to_cpu()?,
-            token_to_image: AttentionCpu::new(&b.cross_token_to_image)?,
-            norm2: b.norm2.to_cpu()?,
-            lin1: b.mlp.lin1.to_cpu()?,
-            lin2: b.mlp.lin2.to_cpu()?,
-            norm3: b.norm3.to_cpu()?,
-            norm4: b.norm4.to_cpu()?,
-            image_to_token: AttentionCpu::new(&b.cross_image_to_token)?,
-            skip_first_pe: b.skip_first_pe,
+            self_attn: AttentionCpu::load(&w.pp("self_attn"), dim, 1)?,
+            norm1: norm("norm1")?,
+            token_to_image: AttentionCpu::load(&w.pp("cross_attn_token_to_image"), dim, down)?,
+            norm2: norm("norm2")?,
+            lin1: linear(&w.pp("mlp.lin1"), dim, TRANSFORMER_MLP_DIM)?,
+            lin2: linear(&w.pp("mlp.lin2"), TRANSFORMER_MLP_DIM, dim)?,
+            norm3: norm("norm3")?,
+            norm4: norm("norm4")?,
+            image_to_token: AttentionCpu::load(&w.pp("cross_attn_image_to_token"), dim, down)?,
+            skip_first_pe,
         })
     }
 
@@ -369,11 +377,18 @@ impl BlockCpu {
 }
 
 impl TwoWayTransformerCpu {
-    pub(crate) fn new(t: &TwoWayTransformer) -> Result<Self> {
+    /// Loads `mask_decoder.transformer.*`.
+    pub(crate) fn load(w: &Weights, dim: usize) -> Result<Self> {
         Ok(Self {
-            layers: t.layers.iter().map(BlockCpu::new).collect::<Result<_>>()?,
-            final_attn: AttentionCpu::new(&t.final_attn)?,
-            norm_final: t.norm_final.to_cpu()?,
+            layers: (0..TRANSFORMER_DEPTH)
+                .map(|i| BlockCpu::load(&w.pp("layers").pp(i), dim, i == 0))
+                .collect::<Result<_>>()?,
+            final_attn: AttentionCpu::load(
+                &w.pp("final_attn_token_to_image"),
+                dim,
+                CROSS_ATTENTION_DOWNSAMPLE,
+            )?,
+            norm_final: layer_norm(&w.pp("norm_final_attn"), dim, 1e-5)?,
         })
     }
 

@@ -1,7 +1,6 @@
 //! Depthwise 3x3 convolution (zero padding 1, stride 1 or 2) on a channels-last map, with
 //! bias and optional GELU; vectorized over channels, output rows in parallel.
 
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gelu::gelu_slice;
@@ -117,63 +116,60 @@ fn block(values: &[f32]) -> [f32; BLOCK] {
     out
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-#[allow(clippy::too_many_arguments)]
-fn conv_row(
-    inputs: [Option<&[f32]>; 3],
-    (w, c): (usize, usize),
-    weight: &[f32],
-    bias: &[f32],
-    stride: usize,
-    ox0: usize,
-    row: &mut [f32],
-    apply_gelu: bool,
-) {
-    // (input pixel's values from channel 0, offset into `weight`) of the taps inside the
-    // map, per output pixel.
-    let mut taps: [(&[f32], usize); 9] = [(&[], 0); 9];
-    for (i, px) in row.chunks_exact_mut(c).enumerate() {
-        let ox = ox0 + i;
-        let mut count = 0;
-        for (ky, input) in inputs.iter().enumerate() {
-            let Some(input) = input else {
-                continue;
-            };
-            for kx in 0..3 {
-                let Some(ix) = (ox * stride + kx).checked_sub(1).filter(|&x| x < w) else {
+multiversioned! {
+    #[allow(clippy::too_many_arguments)]
+    fn conv_row(
+        inputs: [Option<&[f32]>; 3],
+        (w, c): (usize, usize),
+        weight: &[f32],
+        bias: &[f32],
+        stride: usize,
+        ox0: usize,
+        row: &mut [f32],
+        apply_gelu: bool,
+    ) {
+        // (input pixel's values from channel 0, offset into `weight`) of the taps inside the
+        // map, per output pixel.
+        let mut taps: [(&[f32], usize); 9] = [(&[], 0); 9];
+        for (i, px) in row.chunks_exact_mut(c).enumerate() {
+            let ox = ox0 + i;
+            let mut count = 0;
+            for (ky, input) in inputs.iter().enumerate() {
+                let Some(input) = input else {
                     continue;
                 };
-                taps[count] = (&input[ix * c..(ix + 1) * c], (ky * 3 + kx) * c);
-                count += 1;
-            }
-        }
-        let taps = &taps[..count];
-        let blocks = c / BLOCK * BLOCK;
-        for c0 in (0..blocks).step_by(BLOCK) {
-            let mut acc = block(&bias[c0..]);
-            for &(src, ker) in taps {
-                let (s, k) = (block(&src[c0..]), block(&weight[ker + c0..]));
-                // Fixed-length arrays: the loop unrolls into vector FMAs on registers.
-                for i in 0..BLOCK {
-                    acc[i] = s[i].mul_add(k[i], acc[i]);
+                for kx in 0..3 {
+                    let Some(ix) = (ox * stride + kx).checked_sub(1).filter(|&x| x < w) else {
+                        continue;
+                    };
+                    taps[count] = (&input[ix * c..(ix + 1) * c], (ky * 3 + kx) * c);
+                    count += 1;
                 }
             }
-            px[c0..c0 + BLOCK].copy_from_slice(&acc);
-        }
-        for ch in blocks..c {
-            let mut a = bias[ch];
-            for &(src, ker) in taps {
-                a = src[ch].mul_add(weight[ker + ch], a);
+            let taps = &taps[..count];
+            let blocks = c / BLOCK * BLOCK;
+            for c0 in (0..blocks).step_by(BLOCK) {
+                let mut acc = block(&bias[c0..]);
+                for &(src, ker) in taps {
+                    let (s, k) = (block(&src[c0..]), block(&weight[ker + c0..]));
+                    // Fixed-length arrays: the loop unrolls into vector FMAs on registers.
+                    for i in 0..BLOCK {
+                        acc[i] = s[i].mul_add(k[i], acc[i]);
+                    }
+                }
+                px[c0..c0 + BLOCK].copy_from_slice(&acc);
             }
-            px[ch] = a;
+            for ch in blocks..c {
+                let mut a = bias[ch];
+                for &(src, ker) in taps {
+                    a = src[ch].mul_add(weight[ker + ch], a);
+                }
+                px[ch] = a;
+            }
         }
-    }
-    if apply_gelu {
-        gelu_slice(row);
+        if apply_gelu {
+            gelu_slice(row);
+        }
     }
 }
 

@@ -1,8 +1,6 @@
 //! LayerNorm of rows with two-pass statistics (mean, then mean squared deviation), as
 //! PyTorch computes it.
 
-use multiversion::multiversion;
-
 use super::math::sum;
 
 /// LayerNorm parameters for rows of `weight.len()` values.
@@ -34,41 +32,35 @@ impl LayerNormParams {
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn layer_norm_rows(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let dim = weight.len();
-    if dim == 0 {
-        return;
-    }
-    for (s, d) in src.chunks_exact(dim).zip(dst.chunks_exact_mut(dim)) {
-        let mean = sum(s) / dim as f32;
-        for (o, v) in d.iter_mut().zip(s) {
-            *o = v - mean;
+multiversioned! {
+    fn layer_norm_rows(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let dim = weight.len();
+        if dim == 0 {
+            return;
         }
-        finish_row(d, weight, bias, eps);
+        for (s, d) in src.chunks_exact(dim).zip(dst.chunks_exact_mut(dim)) {
+            let mean = sum(s) / dim as f32;
+            for (o, v) in d.iter_mut().zip(s) {
+                *o = v - mean;
+            }
+            finish_row(d, weight, bias, eps);
+        }
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn layer_norm_rows_inplace(values: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let dim = weight.len();
-    if dim == 0 {
-        return;
-    }
-    for row in values.chunks_exact_mut(dim) {
-        let mean = sum(row) / dim as f32;
-        for v in row.iter_mut() {
-            *v -= mean;
+multiversioned! {
+    fn layer_norm_rows_inplace(values: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let dim = weight.len();
+        if dim == 0 {
+            return;
         }
-        finish_row(row, weight, bias, eps);
+        for row in values.chunks_exact_mut(dim) {
+            let mean = sum(row) / dim as f32;
+            for v in row.iter_mut() {
+                *v -= mean;
+            }
+            finish_row(row, weight, bias, eps);
+        }
     }
 }
 

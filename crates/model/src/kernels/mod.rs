@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod epilogue;
 pub mod gelu;
 pub mod inverted_residual;
+pub mod layout;
 pub mod linear;
 pub mod math;
 pub mod matmul;

@@ -4,24 +4,23 @@
 //! that the 256x256x32 upscaled features never exist as a whole; only the masks that will be
 //! returned are formed.
 
-use std::sync::{Arc, Mutex, OnceLock};
-
-use candle_core::{Tensor, TensorId};
 use rayon::prelude::*;
 
-use super::{MaskDecoder, Mlp, NUM_MASK_TOKENS};
-use crate::cpu::buffers::{with_scratch, BufferPool, PoolCache};
-use crate::cpu::gelu::gelu_slice;
-use crate::cpu::linear::{Fused, Linear};
-use crate::cpu::matmul::{matmul, MatRef};
-use crate::cpu::norm::LayerNormParams;
-use crate::cpu::profile::step;
+use super::transformer::TwoWayTransformerCpu;
+use super::{layer_norm, linear};
+use crate::architecture::{DECODER_DIM as DIM, EMBED_SIDE, IOU_HIDDEN, NUM_MASK_TOKENS};
 use crate::error::{ModelError, Result};
-use crate::layers::host_values;
-use crate::transformer::cpu::TwoWayTransformerCpu;
+use crate::kernels::buffers::{with_scratch, BufferPool, PoolCache};
+use crate::kernels::gelu::gelu_slice;
+use crate::kernels::layout::planar_to_interleaved;
+use crate::kernels::linear::{Fused, Linear};
+use crate::kernels::matmul::{matmul, MatRef};
+use crate::kernels::norm::LayerNormParams;
+use crate::kernels::profile::step;
+use crate::weights::Weights;
 
 /// The dense prompt embedding added to the image embedding.
-pub(crate) enum Dense<'a> {
+pub enum Dense<'a> {
     /// The learned "no mask" embedding, one value per channel.
     NoMask(&'a [f32]),
     /// A downscaled mask input, channel-planar like the image embedding.
@@ -29,10 +28,10 @@ pub(crate) enum Dense<'a> {
 }
 
 /// Low-resolution logits (one `256 x 256` map per returned mask) and predicted IoUs.
-pub(crate) type DecodedMasks = (Vec<Vec<f32>>, Vec<f32>);
+pub type DecodedMasks = (Vec<Vec<f32>>, Vec<f32>);
 
-/// The decoder's weights in the CPU kernels' layout.
-pub(crate) struct MaskDecoderCpu {
+/// SAM's mask decoder on the fused CPU kernels.
+pub struct MaskDecoder {
     /// (1 + 4) x 256: the IoU token, then the mask tokens.
     output_tokens: Vec<f32>,
     transformer: TwoWayTransformerCpu,
@@ -41,18 +40,42 @@ pub(crate) struct MaskDecoderCpu {
     up1: Linear,
     hypernetworks: Vec<Vec<Linear>>,
     iou_head: Vec<Linear>,
-    /// The dense positional encoding, token-major, made on first use.
-    pe_tokens: OnceLock<Vec<f32>>,
-    /// The token-major copy of the last image embedding decoded without a mask input,
-    /// keyed by the tensor's id (ids are never reused, and embeddings are not modified in
-    /// place), so that further prompts on the same image skip the transposition.
-    last_tokens: Mutex<Option<(TensorId, Arc<Vec<f32>>)>>,
+    /// The prompt encoder's dense positional encoding, token-major.
+    pe_tokens: Vec<f32>,
     /// The transformer's image-token buffers, kept between calls.
     pools: PoolCache,
 }
 
-fn mlp(m: &Mlp) -> Result<Vec<Linear>> {
-    m.layers.iter().map(|l| l.to_cpu()).collect()
+/// `layers.0` ... : linear layers of widths `dims` (ReLU between them).
+fn mlp(w: &Weights, dims: &[usize]) -> Result<Vec<Linear>> {
+    dims.windows(2)
+        .enumerate()
+        .map(|(i, d)| linear(&w.pp("layers").pp(i), d[0], d[1]))
+        .collect()
+}
+
+/// A kernel-equals-stride transposed convolution (`weight` (in, out, k, k), `bias`) as a
+/// linear map from each input pixel's channels to its `k x k` output pixels, columns
+/// ordered `(dy * k + dx) * out + co`, with the bias repeated per output pixel.
+fn upsampling(w: &Weights, in_ch: usize, out_ch: usize, k: usize) -> Result<Linear> {
+    let weights = w.values("weight", &[in_ch, out_ch, k, k])?;
+    let b = w.values("bias", &[out_ch])?;
+    let cols = k * k * out_ch;
+    let mut weight = vec![0.0; in_ch * cols];
+    for ci in 0..in_ch {
+        for co in 0..out_ch {
+            for pos in 0..k * k {
+                weight[ci * cols + pos * out_ch + co] = weights[(ci * out_ch + co) * k * k + pos];
+            }
+        }
+    }
+    let bias = (0..k * k).flat_map(|_| b.iter().copied()).collect();
+    Ok(Linear {
+        weight,
+        bias: Some(bias),
+        in_dim: in_ch,
+        out_dim: cols,
+    })
 }
 
 /// Linear layers with ReLU between them, on one row.
@@ -71,90 +94,78 @@ fn run_mlp(layers: &[Linear], x: &[f32]) -> Vec<f32> {
     x
 }
 
-/// Channel planes (`channels x pixels`) -> pixel rows (`pixels x channels`), plus the
-/// dense embedding when given.
-fn to_tokens(planar: &[f32], channels: usize, dense: Option<&Dense>) -> Vec<f32> {
-    const PIXELS: usize = 64;
-    let pixels = planar.len() / channels;
-    let mut out = vec![0.0; planar.len()];
-    out.par_chunks_mut(PIXELS * channels)
-        .enumerate()
-        .for_each(|(b, rows)| {
-            let p0 = b * PIXELS;
-            let count = rows.len() / channels;
-            // Contiguous reads along each plane, writes within this block.
-            for c in 0..channels {
-                let src = &planar[c * pixels + p0..][..count];
-                for (i, v) in src.iter().enumerate() {
-                    rows[i * channels + c] = *v;
-                }
-                if let Some(Dense::Planar(d)) = dense {
-                    for (i, v) in d[c * pixels + p0..][..count].iter().enumerate() {
-                        rows[i * channels + c] += v;
-                    }
-                }
-            }
-            if let Some(Dense::NoMask(e)) = dense {
-                for row in rows.chunks_exact_mut(channels) {
-                    for (v, x) in row.iter_mut().zip(e.iter()) {
-                        *v += x;
-                    }
-                }
-            }
-        });
-    out
-}
-
-impl MaskDecoderCpu {
-    /// Host copies of `d`'s weights.
-    pub(crate) fn new(d: &MaskDecoder) -> Result<Self> {
-        let mut output_tokens = host_values(&d.iou_token)?;
-        output_tokens.extend(host_values(&d.mask_tokens)?);
+impl MaskDecoder {
+    /// Loads `mask_decoder.*` host weights; `dense_pe` is the prompt encoder's positional
+    /// encoding of the embedding grid, channel-planar (256 x 64 x 64).
+    pub fn load(w: &Weights, dense_pe: &[f32]) -> Result<Self> {
+        let mut output_tokens = w.values("iou_token.weight", &[1, DIM])?;
+        output_tokens.extend(w.values("mask_tokens.weight", &[NUM_MASK_TOKENS, DIM])?);
+        if dense_pe.len() != DIM * EMBED_SIDE * EMBED_SIDE {
+            return Err(ModelError::Shape(format!(
+                "dense positional encoding of {} values",
+                dense_pe.len()
+            )));
+        }
+        let mut pe_tokens = vec![0.0; dense_pe.len()];
+        planar_to_interleaved(dense_pe, &mut pe_tokens, DIM);
+        let up = w.pp("output_upscaling");
         Ok(Self {
             output_tokens,
-            transformer: TwoWayTransformerCpu::new(&d.transformer)?,
-            up0: d.upscale_conv0.to_cpu_linear()?,
-            up_norm: d.upscale_norm.to_cpu()?,
-            up1: d.upscale_conv1.to_cpu_linear()?,
-            hypernetworks: d.hypernetworks.iter().map(mlp).collect::<Result<_>>()?,
-            iou_head: mlp(&d.iou_head)?,
-            pe_tokens: OnceLock::new(),
-            last_tokens: Mutex::new(None),
+            transformer: TwoWayTransformerCpu::load(&w.pp("transformer"), DIM)?,
+            up0: upsampling(&up.pp(0), DIM, DIM / 4, 2)?,
+            up_norm: layer_norm(&up.pp(1), DIM / 4, 1e-6)?,
+            up1: upsampling(&up.pp(3), DIM / 4, DIM / 8, 2)?,
+            hypernetworks: (0..NUM_MASK_TOKENS)
+                .map(|i| {
+                    let dims = [DIM, DIM, DIM, DIM / 8];
+                    mlp(&w.pp("output_hypernetworks_mlps").pp(i), &dims)
+                })
+                .collect::<Result<_>>()?,
+            iou_head: mlp(
+                &w.pp("iou_prediction_head"),
+                &[DIM, IOU_HIDDEN, IOU_HIDDEN, NUM_MASK_TOKENS],
+            )?,
+            pe_tokens,
             pools: PoolCache::default(),
         })
     }
 
-    /// Decodes one object: `image` (1, 256, 64, 64), `image_pe` (1, 256, 64, 64), `sparse`
-    /// prompt tokens (n x 256 values), `dense`. Returns the three multimask outputs or the
-    /// single-mask output. With `extent` = (rows, columns), only that top-left part of
-    /// each 256 x 256 logit map is computed (whole embedding pixels of it; the rest is 0).
-    pub(crate) fn forward(
+    /// Decodes one object: `image` the embedding channels-last (`64 * 64` rows of 256),
+    /// `sparse` prompt tokens (n x 256 values), `dense`. Returns the three multimask
+    /// outputs or the single-mask output. With `extent` = (rows, columns), only that
+    /// top-left part of each 256 x 256 logit map is computed (whole embedding pixels of it;
+    /// the rest is 0).
+    pub fn forward(
         &self,
-        image: &Tensor,
-        image_pe: &Tensor,
+        image: &[f32],
         sparse: &[f32],
         dense: Dense,
         multimask: bool,
         extent: Option<(usize, usize)>,
     ) -> Result<DecodedMasks> {
-        let (_, channels, h, w) = image.dims4()?;
-        if channels != self.up_norm.dim() * 4 || h * 4 != 256 || w * 4 != 256 {
+        let channels = DIM;
+        let (h, w) = (EMBED_SIDE, EMBED_SIDE);
+        if image.len() != h * w * channels || !sparse.len().is_multiple_of(channels) {
             return Err(ModelError::Shape(format!(
-                "mask decoder: image embedding {:?}",
-                image.dims()
+                "mask decoder: image embedding of {} values, {} sparse values",
+                image.len(),
+                sparse.len()
             )));
         }
-        let pe = match self.pe_tokens.get() {
-            Some(pe) => pe,
-            None => {
-                let pe = to_tokens(&host_values(image_pe)?, channels, None);
-                self.pe_tokens.get_or_init(|| pe)
-            }
+        let dense_len = match dense {
+            Dense::NoMask(values) => values.len() * h * w,
+            Dense::Planar(values) => values.len(),
         };
+        if dense_len != image.len() {
+            return Err(ModelError::Shape(format!(
+                "mask decoder: dense embedding of {dense_len} values"
+            )));
+        }
+        let pe = &self.pe_tokens;
         let mut pool = self.pools.checkout();
         let keys = step("decoder prepare", || {
             self.image_tokens(image, &dense, &mut pool)
-        })?;
+        });
         let mut tokens = self.output_tokens.clone();
         tokens.extend_from_slice(sparse);
         let spare = pool.take(keys.len());
@@ -185,58 +196,38 @@ impl MaskDecoderCpu {
         Ok((masks, chosen.iter().map(|&i| iou[i]).collect()))
     }
 
-    /// The image embedding token-major (`64 * 64` rows of 256), dense embedding added, in
-    /// a buffer from `pool`.
-    fn image_tokens(
-        &self,
-        image: &Tensor,
-        dense: &Dense,
-        pool: &mut BufferPool,
-    ) -> Result<Vec<f32>> {
-        let channels = self.up0.in_dim;
-        let planar = |image: &Tensor, dense: Option<&Dense>| -> Result<Vec<f32>> {
-            let (storage, layout) = image.storage_and_layout();
-            match (&*storage, layout.contiguous_offsets()) {
-                (candle_core::Storage::Cpu(cpu), Some((start, end))) => Ok(to_tokens(
-                    &cpu.as_slice::<f32>()?[start..end],
-                    channels,
-                    dense,
-                )),
-                _ => Ok(to_tokens(&host_values(image)?, channels, dense)),
-            }
-        };
-        let Dense::NoMask(no_mask) = dense else {
-            return planar(image, Some(dense));
-        };
-        let cached = self.last_tokens.lock().ok().and_then(|last| {
-            last.as_ref()
-                .filter(|(id, _)| *id == image.id())
-                .map(|(_, t)| t.clone())
-        });
-        let tokens = match cached {
-            Some(t) => t,
-            None => {
-                let t = Arc::new(planar(image, None)?);
-                if let Ok(mut last) = self.last_tokens.lock() {
-                    *last = Some((image.id(), t.clone()));
+    /// The image tokens with the dense embedding added, in a buffer from `pool`.
+    fn image_tokens(&self, image: &[f32], dense: &Dense, pool: &mut BufferPool) -> Vec<f32> {
+        const PIXELS: usize = 64;
+        let channels = DIM;
+        let pixels = image.len() / channels;
+        let mut keys = pool.take(image.len());
+        keys.par_chunks_mut(PIXELS * channels)
+            .zip(image.par_chunks(PIXELS * channels))
+            .enumerate()
+            .for_each(|(b, (dst, src))| match dense {
+                Dense::NoMask(no_mask) => {
+                    for (d, s) in dst
+                        .chunks_exact_mut(channels)
+                        .zip(src.chunks_exact(channels))
+                    {
+                        for ((d, s), e) in d.iter_mut().zip(s).zip(no_mask.iter()) {
+                            *d = s + e;
+                        }
+                    }
                 }
-                t
-            }
-        };
-        let mut keys = pool.take(tokens.len());
-        keys.par_chunks_mut(64 * channels)
-            .zip(tokens.par_chunks(64 * channels))
-            .for_each(|(dst, src)| {
-                for (d, s) in dst
-                    .chunks_exact_mut(channels)
-                    .zip(src.chunks_exact(channels))
-                {
-                    for ((d, s), e) in d.iter_mut().zip(s).zip(no_mask.iter()) {
-                        *d = s + e;
+                Dense::Planar(planes) => {
+                    dst.copy_from_slice(src);
+                    let (p0, count) = (b * PIXELS, dst.len() / channels);
+                    // Contiguous reads along each plane, writes within this block.
+                    for c in 0..channels {
+                        for (i, v) in planes[c * pixels + p0..][..count].iter().enumerate() {
+                            dst[i * channels + c] += v;
+                        }
                     }
                 }
             });
-        Ok(keys)
+        keys
     }
 
     /// Upscales the image tokens (side x side x 256) 4x and takes each hypernetwork

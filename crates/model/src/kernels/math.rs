@@ -6,8 +6,6 @@
 //! erf from Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7, 5e-7 in f32), the same
 //! approximation as ATen's `Vectorized<float>::erf`.
 
-use multiversion::multiversion;
-
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two for an exact range reduction (Cephes).
 pub(crate) const LN2_HI: f32 = 0.693_359_4;
@@ -102,129 +100,114 @@ pub fn gelu(x: f32) -> f32 {
     (-x.abs()).mul_add((t * half_r) * e, x.max(0.0))
 }
 
-/// GELU of every value, in place.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn gelu_inplace(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        *v = gelu(*v);
-    }
-}
-
-/// For a block of score rows (`width` columns each), scaled by `scale`: each column's
-/// maximum into `max`, then every score replaced by `exp(score * scale - max)` and each
-/// column's sum of those into `sum` (the per-block part of a softmax over rows).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn exp_columns(scores: &mut [f32], width: usize, scale: f32, max: &mut [f32], sum: &mut [f32]) {
-    max.fill(f32::NEG_INFINITY);
-    sum.fill(0.0);
-    for row in scores.chunks_exact(width) {
-        for (m, s) in max.iter_mut().zip(row) {
-            *m = m.max(s * scale);
-        }
-    }
-    for row in scores.chunks_exact_mut(width) {
-        for ((s, m), total) in row.iter_mut().zip(max.iter()).zip(sum.iter_mut()) {
-            *s = exp(*s * scale - m);
-            *total += *s;
+multiversioned! {
+    /// GELU of every value, in place.
+    pub fn gelu_inplace(values: &mut [f32]) {
+        for v in values.iter_mut() {
+            *v = gelu(*v);
         }
     }
 }
 
-/// Softmax of `x * scale + bias` within each run of `group` values of every row of
-/// `scores` (rows of `bias.len()` values; `bias` is per column).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn grouped_softmax(scores: &mut [f32], group: usize, scale: f32, bias: &[f32]) {
-    let width = bias.len();
-    if width == 0 || group == 0 {
-        return;
-    }
-    for row in scores.chunks_exact_mut(width) {
-        for (v, b) in row.iter_mut().zip(bias) {
-            *v = v.mul_add(scale, *b);
-        }
-        for g in row.chunks_exact_mut(group) {
-            let max = g.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-            let mut total = 0.0;
-            for v in g.iter_mut() {
-                *v = exp(*v - max);
-                total += *v;
+multiversioned! {
+    /// For a block of score rows (`width` columns each), scaled by `scale`: each column's
+    /// maximum into `max`, then every score replaced by `exp(score * scale - max)` and each
+    /// column's sum of those into `sum` (the per-block part of a softmax over rows).
+    pub fn exp_columns(scores: &mut [f32], width: usize, scale: f32, max: &mut [f32], sum: &mut [f32]) {
+        max.fill(f32::NEG_INFINITY);
+        sum.fill(0.0);
+        for row in scores.chunks_exact(width) {
+            for (m, s) in max.iter_mut().zip(row) {
+                *m = m.max(s * scale);
             }
-            let inv = 1.0 / total;
-            for v in g.iter_mut() {
-                *v *= inv;
+        }
+        for row in scores.chunks_exact_mut(width) {
+            for ((s, m), total) in row.iter_mut().zip(max.iter()).zip(sum.iter_mut()) {
+                *s = exp(*s * scale - m);
+                *total += *s;
             }
         }
     }
 }
 
-/// Softmax of `row * scale + bias` (bias of the same length), in place.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn scaled_softmax(row: &mut [f32], scale: f32, bias: Option<&[f32]>) {
-    match bias {
-        Some(bias) => {
+multiversioned! {
+    /// Softmax of `x * scale + bias` within each run of `group` values of every row of
+    /// `scores` (rows of `bias.len()` values; `bias` is per column).
+    pub fn grouped_softmax(scores: &mut [f32], group: usize, scale: f32, bias: &[f32]) {
+        let width = bias.len();
+        if width == 0 || group == 0 {
+            return;
+        }
+        for row in scores.chunks_exact_mut(width) {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v = v.mul_add(scale, *b);
             }
-        }
-        None => {
-            for v in row.iter_mut() {
-                *v *= scale;
+            for g in row.chunks_exact_mut(group) {
+                let max = g.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+                let mut total = 0.0;
+                for v in g.iter_mut() {
+                    *v = exp(*v - max);
+                    total += *v;
+                }
+                let inv = 1.0 / total;
+                for v in g.iter_mut() {
+                    *v *= inv;
+                }
             }
         }
     }
-    let max = max_value(row);
-    let sum = exp_shifted_sum::<8>(row, max);
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
+}
+
+multiversioned! {
+    /// Softmax of `row * scale + bias` (bias of the same length), in place.
+    pub fn scaled_softmax(row: &mut [f32], scale: f32, bias: Option<&[f32]>) {
+        match bias {
+            Some(bias) => {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v = v.mul_add(scale, *b);
+                }
+            }
+            None => {
+                for v in row.iter_mut() {
+                    *v *= scale;
+                }
+            }
+        }
+        let max = max_value(row);
+        let sum = exp_shifted_sum::<8>(row, max);
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
     }
 }
 
-/// The numerators of the softmax of `row * scale + bias`, in place (`exp(v - max)`), in two
-/// passes instead of four: the bias joins the pass that finds the maximum. Returns their
-/// sum, by which the caller divides whatever it computes from them (for attention, the
-/// weighted sum of values: a division per output value instead of per score).
-#[multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx512bw+avx512dq+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn scaled_exp(row: &mut [f32], scale: f32, bias: &[f32]) -> f32 {
-    let mut max_lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = row.chunks_exact_mut(16);
-    let mut bias_chunks = bias.chunks_exact(16);
-    for (chunk, b) in (&mut chunks).zip(&mut bias_chunks) {
-        for ((v, b), m) in chunk.iter_mut().zip(b).zip(max_lanes.iter_mut()) {
-            *v = v.mul_add(scale, *b);
-            *m = m.max(*v);
+multiversioned! {
+    /// The numerators of the softmax of `row * scale + bias`, in place (`exp(v - max)`), in two
+    /// passes instead of four: the bias joins the pass that finds the maximum. Returns their
+    /// sum, by which the caller divides whatever it computes from them (for attention, the
+    /// weighted sum of values: a division per output value instead of per score).
+    pub fn scaled_exp(row: &mut [f32], scale: f32, bias: &[f32]) -> f32 {
+        let mut max_lanes = [f32::NEG_INFINITY; 16];
+        let mut chunks = row.chunks_exact_mut(16);
+        let mut bias_chunks = bias.chunks_exact(16);
+        for (chunk, b) in (&mut chunks).zip(&mut bias_chunks) {
+            for ((v, b), m) in chunk.iter_mut().zip(b).zip(max_lanes.iter_mut()) {
+                *v = v.mul_add(scale, *b);
+                *m = m.max(*v);
+            }
         }
+        let mut max = max_lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for (v, b) in chunks
+            .into_remainder()
+            .iter_mut()
+            .zip(bias_chunks.remainder())
+        {
+            *v = v.mul_add(scale, *b);
+            max = max.max(*v);
+        }
+        exp_shifted_sum::<16>(row, max)
     }
-    let mut max = max_lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for (v, b) in chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(bias_chunks.remainder())
-    {
-        *v = v.mul_add(scale, *b);
-        max = max.max(*v);
-    }
-    exp_shifted_sum::<16>(row, max)
 }
 
 /// `v = exp(v - max)` for every value of `row`, in place; returns their sum, accumulated in

@@ -1,0 +1,12 @@
+//! The candle backend: MobileSAM as plain candle tensor operations, on any device
+//! (CUDA, Metal, or the CPU as the reference the fused kernels are checked against). No
+//! layer here has a CPU special case.
+
+pub mod depthwise;
+pub mod layers;
+pub mod mask_decoder;
+pub mod tiny_vit;
+pub mod transformer;
+
+pub use mask_decoder::MaskDecoder;
+pub use tiny_vit::TinyVit;
