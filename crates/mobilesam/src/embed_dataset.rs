@@ -109,6 +109,7 @@ pub fn run(model: &ModelArgs, args: &DatasetArgs, max_image_pixels: u64) -> Resu
     );
     let started = Instant::now();
     let device = model.device.open()?;
+    let backend = model.backend_on(&device);
     let queue = Mutex::new(images.into_iter().collect::<VecDeque<_>>());
     let progress = crate::annotate::progress_bar(queue.lock().map_or(0, |q| q.len()) as u64);
     let summary = Mutex::new(Summary::default());
@@ -125,7 +126,7 @@ pub fn run(model: &ModelArgs, args: &DatasetArgs, max_image_pixels: u64) -> Resu
         for _ in 0..args.workers {
             let (weights, device, work) = (&weights, &device, &work);
             workers.push(scope.spawn(move || -> Result<()> {
-                let sam = Sam::from_checkpoint(weights, device)
+                let sam = Sam::with_backend(weights, device, backend)
                     .context("cannot build the model from the checkpoint")?;
                 work.run(&sam);
                 Ok(())

@@ -1,12 +1,12 @@
-//! Flags shared by the commands that run the model: `--checkpoint`, `--checkpoint-sha256`
-//! and `--device`.
+//! Flags shared by the commands that run the model: `--checkpoint`, `--checkpoint-sha256`,
+//! `--device` and `--backend`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use mobilesam_model::checkpoint::Checkpoint;
 use mobilesam_model::checkpoint_digest::Sha256Digest;
-use mobilesam_model::Sam;
+use mobilesam_model::{Backend, Sam};
 
 use crate::checkpoint_source;
 use mobilesam_model::device::DeviceSpec;
@@ -31,6 +31,12 @@ pub struct ModelArgs {
     /// with --features metal).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     pub device: DeviceSpec,
+
+    /// Implementation of the encoder and decoder: `fused` (hand-written CPU kernels, the
+    /// default on the CPU) or `candle` (tensor operations, the default on GPUs; on the CPU,
+    /// the slower reference).
+    #[arg(long, value_name = "BACKEND", env = "MOBILESAM_BACKEND")]
+    pub backend: Option<Backend>,
 }
 
 impl ModelArgs {
@@ -42,6 +48,11 @@ impl ModelArgs {
         let device = self.device.open()?;
         let context = || format!("cannot load the model from {}", path.display());
         let checkpoint = Checkpoint::load_verified(&path, expected).with_context(context)?;
-        Sam::from_checkpoint(&checkpoint, &device).with_context(context)
+        Sam::with_backend(&checkpoint, &device, self.backend_on(&device)).with_context(context)
+    }
+
+    /// The chosen backend, or the default on `device`.
+    pub fn backend_on(&self, device: &candle_core::Device) -> Backend {
+        self.backend.unwrap_or_else(|| Backend::default_for(device))
     }
 }

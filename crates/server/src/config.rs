@@ -51,6 +51,12 @@ pub struct ServerConfig {
     #[arg(long, env = "MOBILESAM_DEVICE", default_value = "cpu")]
     pub device: DeviceSpec,
 
+    /// Implementation of the encoder and decoder: `fused` (hand-written CPU kernels, the
+    /// default on the CPU) or `candle` (tensor operations, the default and only choice on
+    /// GPUs; on the CPU, the slower reference).
+    #[arg(long, env = "MOBILESAM_BACKEND", value_name = "BACKEND")]
+    pub backend: Option<mobilesam_model::Backend>,
+
     /// Largest number of cached sessions (least recently used are evicted).
     #[arg(long, env = "MOBILESAM_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS)]
     pub max_sessions: usize,
@@ -119,6 +125,7 @@ impl Default for ServerConfig {
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             workers: DEFAULT_WORKERS,
             device: DeviceSpec::Cpu,
+            backend: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
             session_cache_bytes: DEFAULT_SESSION_CACHE_BYTES,
             session_ttl: DEFAULT_SESSION_TTL,
@@ -239,6 +246,8 @@ mod tests {
             "127.0.0.1:0",
             "--device",
             "cuda:1",
+            "--backend",
+            "candle",
             "--session-cache-bytes",
             "8MiB",
             "--session-ttl",
@@ -249,6 +258,7 @@ mod tests {
         .expect("flags parse");
         assert_eq!(cli.config.addr, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert_eq!(cli.config.device, DeviceSpec::Cuda(1));
+        assert_eq!(cli.config.backend, Some(mobilesam_model::Backend::Candle));
         assert_eq!(cli.config.session_cache_bytes, 8 << 20);
         assert_eq!(cli.config.session_ttl, Duration::from_secs(150));
         assert_eq!(cli.config.log_format, LogFormat::Json);

@@ -73,6 +73,12 @@ pub async fn serve(
         .device
         .open()
         .map_err(|e| ServerError::Device(e.to_string()))?;
+    let backend = config
+        .backend
+        .unwrap_or_else(|| mobilesam_model::Backend::default_for(&device));
+    backend
+        .check_device(&device)
+        .map_err(|e| ServerError::Device(e.to_string()))?;
     let store_client = EmbeddingStore::client(&config.store)?;
     let prometheus = metrics::install()?;
     let grpc_listener = bind(config.addr).await?;
@@ -148,7 +154,8 @@ pub async fn serve(
                 Some(client) => Some(open_store(client, &weights, &config, device.clone())?),
                 None => None,
             };
-            load(weights, started, &config, device, scheduler).map(|loaded| (loaded, store))
+            let target = (device, backend);
+            load(weights, started, &config, target, scheduler).map(|loaded| (loaded, store))
         })
     };
     let loaded = tokio::select! {
@@ -265,19 +272,20 @@ fn load(
     weights: Arc<Checkpoint>,
     started: Instant,
     config: &ServerConfig,
-    device: candle_core::Device,
+    (device, backend): (candle_core::Device, mobilesam_model::Backend),
     scheduler: Arc<JobScheduler>,
 ) -> Result<(WorkerPool, ModelSummary), ServerError> {
     let loaded = WorkerPool::start(
         &LaneSpec::all(config),
         weights,
-        device,
+        (device, backend),
         scheduler,
         config.max_image_pixels,
         Arc::new(YieldGate::new(config.lanes.yield_max_pause)),
     )?;
     info!(
         workers = config.workers,
+        %backend,
         parameters = loaded.1.parameters,
         load_ms = started.elapsed().as_secs_f64() * 1e3,
         "model loaded"

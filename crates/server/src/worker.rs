@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::Device;
 use mobilesam_model::checkpoint::Checkpoint;
 use mobilesam_model::image::decode_image;
-use mobilesam_model::Sam;
+use mobilesam_model::{Backend, Sam};
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
@@ -84,6 +84,7 @@ impl LaneSpec {
 struct Shared {
     checkpoint: Arc<Checkpoint>,
     device: Device,
+    backend: Backend,
     scheduler: Arc<JobScheduler>,
     max_image_pixels: u64,
     gate: Arc<YieldGate>,
@@ -96,13 +97,13 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts the workers of every lane; each builds its own model from `checkpoint` on
-    /// `device`. Returns once every worker has its model, or the first load error (the
+    /// `device` with `backend`. Returns once every worker has its model, or the first load error (the
     /// started workers are then stopped). Running decodes and encodes are counted at
     /// `gate`, where the lanes below them give way.
     pub fn start(
         lanes: &[LaneSpec],
         checkpoint: Arc<Checkpoint>,
-        device: Device,
+        (device, backend): (Device, Backend),
         scheduler: Arc<JobScheduler>,
         max_image_pixels: u64,
         gate: Arc<YieldGate>,
@@ -110,6 +111,7 @@ impl WorkerPool {
         let shared = Arc::new(Shared {
             checkpoint,
             device,
+            backend,
             scheduler: Arc::clone(&scheduler),
             max_image_pixels,
             gate,
@@ -207,13 +209,14 @@ fn spawn_worker(
         .name(format!("mobilesam-{lane}-{index}"))
         .spawn(move || {
             apply_priority(lane, spec.priority);
-            let mut sam = match Sam::from_checkpoint(&shared.checkpoint, &shared.device) {
-                Ok(sam) => sam,
-                Err(e) => {
-                    let _ = ready.send(Err(ServerError::Model(e)));
-                    return;
-                }
-            };
+            let mut sam =
+                match Sam::with_backend(&shared.checkpoint, &shared.device, shared.backend) {
+                    Ok(sam) => sam,
+                    Err(e) => {
+                        let _ = ready.send(Err(ServerError::Model(e)));
+                        return;
+                    }
+                };
             let summary = ModelSummary {
                 parameters: sam.parameter_counts().total,
                 checkpoint_bytes: sam.checkpoint_bytes(),
@@ -223,7 +226,7 @@ fn spawn_worker(
             // The checkpoint stays (one copy shared by all workers) so that a worker
             // whose job panicked can replace its model.
             while run(spec.lane, index, &sam, &shared, &kernels) == RunEnd::Panicked {
-                sam = replace_model(index, sam, &shared.checkpoint, &shared.device);
+                sam = replace_model(index, sam, &shared);
             }
         })
         .map_err(|source| ServerError::Io {
@@ -242,8 +245,8 @@ enum RunEnd {
 }
 
 /// A fresh model for a worker whose job panicked; the old one when the rebuild fails.
-fn replace_model(index: usize, old: Sam, checkpoint: &Checkpoint, device: &Device) -> Sam {
-    match Sam::from_checkpoint(checkpoint, device) {
+fn replace_model(index: usize, old: Sam, shared: &Shared) -> Sam {
+    match Sam::with_backend(&shared.checkpoint, &shared.device, shared.backend) {
         Ok(sam) => {
             metrics::record_worker_restart();
             warn!(worker = index, "worker replaced its model after a panic");
