@@ -286,3 +286,50 @@ fn saved_embedding_gives_the_same_masks_as_encoding() {
         assert!(ma.iou(&mb) > 0.99, "IoU {}", ma.iou(&mb));
     }
 }
+
+#[test]
+fn the_candle_backend_segments_like_the_fused_one() {
+    let prompt = ["--points", "[[[20, 20], [45, 35]]]", "--labels", "[[1, 0]]"];
+    let direct = |backend: &str| {
+        let mut args = vec![
+            "segment",
+            "--checkpoint",
+            arg(checkpoint()),
+            "--image",
+            arg(image()),
+            "--backend",
+            backend,
+        ];
+        args.extend_from_slice(&prompt);
+        parse_checked(&success(&run(&args)))
+    };
+    let (fused, candle) = (direct("fused"), direct("candle"));
+    let mask = |json: &Value| {
+        let m = &json["objects"][0]["masks"][0];
+        let rle: Rle = serde_json::from_value(m["rle"].clone()).expect("rle");
+        (
+            m["score"].as_f64().expect("score"),
+            BinaryMask::from_rle(&rle).expect("mask"),
+        )
+    };
+    let ((sa, ma), (sb, mb)) = (mask(&fused), mask(&candle));
+    eprintln!("fused vs candle: score {sa} vs {sb}, IoU {}", ma.iou(&mb));
+    assert!((sa - sb).abs() < 1e-3, "{sa} vs {sb}");
+    assert!(ma.iou(&mb) > 0.99, "IoU {}", ma.iou(&mb));
+
+    let out = run(&[
+        "segment",
+        "--image",
+        arg(image()),
+        "--points",
+        "[1, 2]",
+        "--backend",
+        "onnx",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown backend `onnx`"), "{stderr}");
+}

@@ -669,3 +669,35 @@ fn channel_major(x: &Map) -> Vec<f32> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SiLU clones (run under each emulated CPU by tests/emulated_cpu.sh) against the
+    /// formula in f64.
+    #[test]
+    fn silu_clones_match_the_formula() {
+        let values: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) * 0.173).collect();
+        let silu = |x: f64| x / (1.0 + (-x).exp());
+        let mut plain = values.clone();
+        silu_inplace(&mut plain);
+        let bias = [0.5f32, -1.25, 0.0];
+        let mut biased = values.clone();
+        bias_silu(&mut biased, &bias, true);
+        let mut bias_only = values.clone();
+        bias_silu(&mut bias_only, &bias, false);
+        for (i, &x) in values.iter().enumerate() {
+            let b = bias[i % 3];
+            let close =
+                |got: f32, want: f64| (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0);
+            assert!(
+                close(plain[i], silu(f64::from(x))),
+                "silu({x}) = {}",
+                plain[i]
+            );
+            assert!(close(biased[i], silu(f64::from(x + b))), "silu({x} + {b})");
+            assert_eq!(bias_only[i], x + b);
+        }
+    }
+}
