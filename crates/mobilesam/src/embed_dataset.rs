@@ -109,7 +109,7 @@ pub fn run(model: &ModelArgs, args: &DatasetArgs, max_image_pixels: u64) -> Resu
     );
     let started = Instant::now();
     let device = model.device.open()?;
-    let backend = model.backend_on(&device);
+    let backend = mobilesam_model::Backend::choose(model.backend, &device)?;
     let queue = Mutex::new(images.into_iter().collect::<VecDeque<_>>());
     let progress = crate::annotate::progress_bar(queue.lock().map_or(0, |q| q.len()) as u64);
     let summary = Mutex::new(Summary::default());

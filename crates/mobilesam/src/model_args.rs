@@ -48,11 +48,7 @@ impl ModelArgs {
         let device = self.device.open()?;
         let context = || format!("cannot load the model from {}", path.display());
         let checkpoint = Checkpoint::load_verified(&path, expected).with_context(context)?;
-        Sam::with_backend(&checkpoint, &device, self.backend_on(&device)).with_context(context)
-    }
-
-    /// The chosen backend, or the default on `device`.
-    pub fn backend_on(&self, device: &candle_core::Device) -> Backend {
-        self.backend.unwrap_or_else(|| Backend::default_for(device))
+        let backend = Backend::choose(self.backend, &device).with_context(context)?;
+        Sam::with_backend(&checkpoint, &device, backend).with_context(context)
     }
 }

@@ -56,6 +56,20 @@ fn segment(prompt: &[&str]) -> Value {
     parse_checked(&success(&run(&args)))
 }
 
+/// Runs `segment` on the test image, encoding it, with `extra` flags; returns the parsed
+/// JSON after checking its schema.
+fn segment_encoding(extra: &[&str]) -> Value {
+    let mut args = vec![
+        "segment",
+        "--checkpoint",
+        arg(checkpoint()),
+        "--image",
+        arg(image()),
+    ];
+    args.extend_from_slice(extra);
+    parse_checked(&success(&run(&args)))
+}
+
 /// Parses segment output and checks every field of the contract.
 fn parse_checked(stdout: &str) -> Value {
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
@@ -258,15 +272,7 @@ fn saved_embedding_gives_the_same_masks_as_encoding() {
         "[[1, 0]]",
         "--multimask",
     ];
-    let mut args = vec![
-        "segment",
-        "--checkpoint",
-        arg(checkpoint()),
-        "--image",
-        arg(image()),
-    ];
-    args.extend_from_slice(&prompt);
-    let direct = parse_checked(&success(&run(&args)));
+    let direct = segment_encoding(&prompt);
     let reused = segment(&prompt);
     let pairs = direct["objects"][0]["masks"]
         .as_array()
@@ -291,17 +297,9 @@ fn saved_embedding_gives_the_same_masks_as_encoding() {
 fn the_candle_backend_segments_like_the_fused_one() {
     let prompt = ["--points", "[[[20, 20], [45, 35]]]", "--labels", "[[1, 0]]"];
     let direct = |backend: &str| {
-        let mut args = vec![
-            "segment",
-            "--checkpoint",
-            arg(checkpoint()),
-            "--image",
-            arg(image()),
-            "--backend",
-            backend,
-        ];
+        let mut args = vec!["--backend", backend];
         args.extend_from_slice(&prompt);
-        parse_checked(&success(&run(&args)))
+        segment_encoding(&args)
     };
     let (fused, candle) = (direct("fused"), direct("candle"));
     let mask = |json: &Value| {

@@ -33,6 +33,13 @@ impl Backend {
         }
     }
 
+    /// The user's `choice`, or the default on `device`; an error when it cannot run there.
+    pub fn choose(choice: Option<Backend>, device: &Device) -> Result<Self> {
+        let backend = choice.unwrap_or_else(|| Backend::default_for(device));
+        backend.check_device(device)?;
+        Ok(backend)
+    }
+
     /// The backend's name, as `--backend` takes it.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,5 +105,11 @@ mod tests {
         assert_eq!(Backend::default_for(&Device::Cpu), Backend::Fused);
         assert!(Backend::Fused.check_device(&Device::Cpu).is_ok());
         assert!(Backend::Candle.check_device(&Device::Cpu).is_ok());
+        assert_eq!(
+            Backend::choose(None, &Device::Cpu).ok(),
+            Some(Backend::Fused)
+        );
+        let chosen = Backend::choose(Some(Backend::Candle), &Device::Cpu).ok();
+        assert_eq!(chosen, Some(Backend::Candle));
     }
 }

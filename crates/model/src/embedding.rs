@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 
 use crate::architecture::{EMBED_CHANNELS, EMBED_SIDE};
 use crate::error::{ModelError, Result};
-use crate::kernels::layout::{interleaved_to_planar, planar_to_interleaved};
+use crate::kernels::layout::{to_channels_last, to_planar};
 
 /// The (256, 64, 64) features of an image.
 #[derive(Debug, Clone)]
@@ -79,11 +79,7 @@ impl Embedding {
     /// The features copied to the host, row-major (channel, row, column).
     pub fn to_host_f32(&self) -> Result<Vec<f32>> {
         match &self.features {
-            Features::ChannelsLast(values) => {
-                let mut planar = vec![0.0; values.len()];
-                interleaved_to_planar(values, &mut planar, EMBED_CHANNELS);
-                Ok(planar)
-            }
+            Features::ChannelsLast(values) => Ok(to_planar(values, EMBED_CHANNELS)),
             Features::Tensor(t) => Ok(t.flatten_all()?.to_vec1::<f32>()?),
         }
     }
@@ -100,8 +96,7 @@ impl Embedding {
     ) -> Result<Self> {
         check_len(values.len())?;
         if device.is_cpu() {
-            let mut tokens = vec![0.0; values.len()];
-            planar_to_interleaved(&values, &mut tokens, EMBED_CHANNELS);
+            let tokens = to_channels_last(&values, EMBED_CHANNELS);
             return Self::channels_last(tokens, original_size, input_size);
         }
         let features = Tensor::from_vec(values, Self::SHAPE.as_slice(), device)?;
@@ -115,9 +110,7 @@ impl Embedding {
             Features::ChannelsLast(values) => Ok(Arc::clone(values)),
             Features::Tensor(t) => {
                 let planar = t.flatten_all()?.to_vec1::<f32>()?;
-                let mut tokens = vec![0.0; planar.len()];
-                planar_to_interleaved(&planar, &mut tokens, EMBED_CHANNELS);
-                Ok(Arc::new(tokens))
+                Ok(Arc::new(to_channels_last(&planar, EMBED_CHANNELS)))
             }
         }
     }

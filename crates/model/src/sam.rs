@@ -21,9 +21,9 @@ use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
 use crate::weights::{host_values, Weights};
 use crate::{candle, fused};
 
-/// Receives the encoder's intermediate results: name ("patch_embed", "layers.0" ...
-/// "layers.3"), channels-last values, (height, width, channels).
-pub type StageObserver<'a> = &'a mut dyn FnMut(&str, &[f32], (usize, usize, usize));
+/// Receives the encoder's intermediate results ("patch_embed", "layers.0" ... "layers.3"),
+/// channels-last, whichever the backend.
+pub use crate::fused::tiny_vit::Observer as StageObserver;
 
 /// What to return for each object.
 #[derive(Debug, Clone, Copy, Default)]
@@ -272,29 +272,37 @@ impl Sam {
         let scaled: Vec<ScaledPrompt> =
             objects.iter().map(|o| scale_prompt(o, embedding)).collect();
         let mut results: Vec<Option<RawObjectMasks>> = vec![None; objects.len()];
-        for members in decoder_batches(objects) {
-            let batch: Vec<&ScaledPrompt> = members.iter().map(|&i| &scaled[i]).collect();
-            let decoded = match &self.engine {
-                Engine::Candle { decoder, .. } => {
-                    self.decode_candle(decoder, embedding, &batch, multimask)?
+        let batch_of = |members: &[usize]| -> Vec<&ScaledPrompt> {
+            members.iter().map(|&i| &scaled[i]).collect()
+        };
+        // The embedding in the form the decoder reads is made once per call, not per batch.
+        let mut decoded = Vec::with_capacity(objects.len());
+        match &self.engine {
+            Engine::Candle { decoder, .. } => {
+                let image = embedding.tensor_on(&self.device)?;
+                for members in decoder_batches(objects) {
+                    let batch = batch_of(&members);
+                    let masks = self.decode_candle(decoder, &image, &batch, multimask)?;
+                    decoded.extend(members.into_iter().zip(masks));
                 }
-                Engine::Fused {
-                    decoder, no_mask, ..
-                } => {
-                    // The fused decoder takes one object at a time.
-                    let image = embedding.host_channels_last()?;
-                    let extent = cropped.then(|| low_res_extent(embedding.input_size));
-                    batch
-                        .iter()
-                        .map(|prompt| {
-                            self.decode_fused(decoder, &image, no_mask, prompt, multimask, extent)
-                        })
-                        .collect::<Result<Vec<_>>>()?
-                }
-            };
-            for (index, object) in members.into_iter().zip(decoded) {
-                results[index] = Some(object);
             }
+            Engine::Fused {
+                decoder, no_mask, ..
+            } => {
+                let image = embedding.host_channels_last()?;
+                let extent = cropped.then(|| low_res_extent(embedding.input_size));
+                for members in decoder_batches(objects) {
+                    // The fused decoder takes one object at a time.
+                    for (index, prompt) in members.iter().zip(batch_of(&members)) {
+                        let masks =
+                            self.decode_fused(decoder, &image, no_mask, prompt, multimask, extent)?;
+                        decoded.push((*index, masks));
+                    }
+                }
+            }
+        }
+        for (index, object) in decoded {
+            results[index] = Some(object);
         }
         results
             .into_iter()
@@ -331,14 +339,14 @@ impl Sam {
     fn decode_candle(
         &self,
         decoder: &candle::MaskDecoder,
-        embedding: &Embedding,
+        image: &Tensor,
         batch: &[&ScaledPrompt],
         multimask: bool,
     ) -> Result<Vec<RawObjectMasks>> {
         let sparse = self.prompt_encoder.sparse_embeddings(batch)?;
         let dense = self.prompt_encoder.dense_embeddings(batch)?;
         let out = decoder.forward(
-            &embedding.tensor_on(&self.device)?,
+            image,
             self.prompt_encoder.dense_pe(),
             &sparse,
             &dense,

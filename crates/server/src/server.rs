@@ -73,11 +73,7 @@ pub async fn serve(
         .device
         .open()
         .map_err(|e| ServerError::Device(e.to_string()))?;
-    let backend = config
-        .backend
-        .unwrap_or_else(|| mobilesam_model::Backend::default_for(&device));
-    backend
-        .check_device(&device)
+    let backend = mobilesam_model::Backend::choose(config.backend, &device)
         .map_err(|e| ServerError::Device(e.to_string()))?;
     let store_client = EmbeddingStore::client(&config.store)?;
     let prometheus = metrics::install()?;

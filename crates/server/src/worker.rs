@@ -97,9 +97,9 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts the workers of every lane; each builds its own model from `checkpoint` on
-    /// `device` with `backend`. Returns once every worker has its model, or the first load error (the
-    /// started workers are then stopped). Running decodes and encodes are counted at
-    /// `gate`, where the lanes below them give way.
+    /// `device` with `backend`. Returns once every worker has its model, or the first load
+    /// error (the started workers are then stopped). Running decodes and encodes are counted
+    /// at `gate`, where the lanes below them give way.
     pub fn start(
         lanes: &[LaneSpec],
         checkpoint: Arc<Checkpoint>,

@@ -1,5 +1,4 @@
-//! The mask decoder on the CPU kernels: the two-way transformer of
-//! [`crate::transformer::cpu`], then the 4x upscaling (two 2x2 transposed convolutions with
+//! The mask decoder on the CPU kernels: the fused two-way transformer, then the 4x upscaling (two 2x2 transposed convolutions with
 //! LayerNorm and GELU) fused with the hypernetwork products, one embedding row per task, so
 //! that the 256x256x32 upscaled features never exist as a whole; only the masks that will be
 //! returned are formed.
@@ -12,7 +11,7 @@ use crate::architecture::{DECODER_DIM as DIM, EMBED_SIDE, IOU_HIDDEN, NUM_MASK_T
 use crate::error::{ModelError, Result};
 use crate::kernels::buffers::{with_scratch, BufferPool, PoolCache};
 use crate::kernels::gelu::gelu_slice;
-use crate::kernels::layout::planar_to_interleaved;
+use crate::kernels::layout::to_channels_last;
 use crate::kernels::linear::{Fused, Linear};
 use crate::kernels::matmul::{matmul, MatRef};
 use crate::kernels::norm::LayerNormParams;
@@ -106,8 +105,7 @@ impl MaskDecoder {
                 dense_pe.len()
             )));
         }
-        let mut pe_tokens = vec![0.0; dense_pe.len()];
-        planar_to_interleaved(dense_pe, &mut pe_tokens, DIM);
+        let pe_tokens = to_channels_last(dense_pe, DIM);
         let up = w.pp("output_upscaling");
         Ok(Self {
             output_tokens,

@@ -2,6 +2,20 @@
 
 use rayon::prelude::*;
 
+/// Channel planes -> a new channels-last buffer.
+pub fn to_channels_last(planar: &[f32], channels: usize) -> Vec<f32> {
+    let mut out = vec![0.0; planar.len()];
+    planar_to_interleaved(planar, &mut out, channels);
+    out
+}
+
+/// Channels-last pixels -> a new buffer of channel planes.
+pub fn to_planar(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    let mut out = vec![0.0; interleaved.len()];
+    interleaved_to_planar(interleaved, &mut out, channels);
+    out
+}
+
 /// Pixels per task of [`planar_to_interleaved`].
 const LAYOUT_BLOCK_PIXELS: usize = 1 << 15;
 
