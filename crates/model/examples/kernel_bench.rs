@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use mobilesam_model::kernels::attention::WindowAttention;
 use mobilesam_model::kernels::depthwise::DepthwiseConv3x3;
+use mobilesam_model::kernels::epilogue::Activation;
 use mobilesam_model::kernels::inverted_residual::{Finish, InvertedResidual};
 use mobilesam_model::kernels::linear::{Fused, Linear};
 
@@ -73,7 +74,7 @@ fn layers(
         &mut d[..os * os * ir.expand.out_dim],
     );
     ir.expand.forward(x, e, gelu);
-    ir.depthwise.forward(e, side, side, d, true);
+    ir.depthwise.forward(e, side, side, d, Activation::Gelu);
     let fused = match finish {
         Finish::ResidualGelu => Fused {
             residual: Some(x),
@@ -125,7 +126,9 @@ fn main() {
         let (c0, t0) = (cpu_ns(), Instant::now());
         match name {
             "mbconv" | "merge" => ir.forward(&x, side, &mut out, finish),
-            "mbconv-depthwise" => ir.depthwise.forward(&e, side, side, &mut d, true),
+            "mbconv-depthwise" => ir
+                .depthwise
+                .forward(&e, side, side, &mut d, Activation::Gelu),
             n if n.starts_with("attention") => {
                 let (att, qkv, side, windowed) = attention.as_mut().expect("set up above");
                 let len = *side * *side * att.channels();

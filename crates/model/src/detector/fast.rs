@@ -7,6 +7,10 @@
 //! Built from the loaded (BatchNorm-folded) blocks; any convolution outside these shapes
 //! makes [`FastGraph::new`] refuse, and the detector keeps the candle path.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
 use rayon::prelude::*;
 
 use super::blocks::{
@@ -17,12 +21,29 @@ use super::graph::Graph;
 use super::postprocess::LevelOutput;
 use crate::kernels::conv::Conv3x3;
 use crate::kernels::depthwise::DepthwiseConv3x3;
+use crate::kernels::epilogue::{apply_epilogue, Activation, Epilogue};
 use crate::kernels::linear::par_row_blocks;
-use crate::kernels::math::{exp, scaled_softmax};
+use crate::kernels::math::scaled_softmax;
 use crate::kernels::matmul::{matmul, MatRef};
-use crate::kernels::winograd::Winograd3x3;
+use crate::kernels::profile::step;
+use crate::kernels::winograd4::Winograd4x4;
 
-/// A channels-last feature map: `data[(y * w + x) * c + channel]`.
+thread_local! {
+    /// The buffers of this thread's dropped maps, oldest first, for its next maps of the
+    /// same sizes: a forward pass makes and drops maps of a few dozen sizes, the same ones
+    /// image after image, and a reused buffer is neither zeroed nor faulted in again.
+    static SPARE_BUFFERS: RefCell<VecDeque<Vec<f32>>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// At most this many spare buffers are kept per thread (more than the sizes of one pass
+/// of a detection network); the oldest go first.
+const MAX_SPARE_BUFFERS: usize = 48;
+
+/// Pixels per parallel task of the channel copies.
+const COPY_PIXELS: usize = 1024;
+
+/// A channels-last feature map: `data[(y * w + x) * c + channel]`. Its buffer goes back
+/// to the thread's spares when it is dropped.
 #[derive(Debug, Clone)]
 pub struct Map {
     /// The values.
@@ -35,10 +56,35 @@ pub struct Map {
     pub c: usize,
 }
 
+impl Drop for Map {
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        if data.is_empty() {
+            return;
+        }
+        SPARE_BUFFERS.with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() == MAX_SPARE_BUFFERS {
+                    spare.pop_front();
+                }
+                spare.push_back(data);
+            }
+        });
+    }
+}
+
 impl Map {
-    fn zeros(h: usize, w: usize, c: usize) -> Self {
+    /// An `h x w x c` map whose values are left over from an earlier map of the same size
+    /// when there is one (zeros otherwise): every caller overwrites all of them.
+    fn stale(h: usize, w: usize, c: usize) -> Self {
+        let len = h * w * c;
+        let reused = SPARE_BUFFERS.with(|spare| {
+            let mut spare = spare.try_borrow_mut().ok()?;
+            let at = spare.iter().rposition(|b| b.len() == len)?;
+            spare.remove(at)
+        });
         Self {
-            data: vec![0.0; h * w * c],
+            data: reused.unwrap_or_else(|| vec![0.0; len]),
             h,
             w,
             c,
@@ -47,29 +93,46 @@ impl Map {
 
     /// Channels `from..from + count` as a map of their own.
     fn channels(&self, from: usize, count: usize) -> Map {
-        let mut out = Map::zeros(self.h, self.w, count);
-        for (dst, src) in out
-            .data
-            .chunks_exact_mut(count)
-            .zip(self.data.chunks_exact(self.c))
-        {
-            dst.copy_from_slice(&src[from..from + count]);
-        }
+        step("detector copies", || self.copy_channels(from, count))
+    }
+
+    fn copy_channels(&self, from: usize, count: usize) -> Map {
+        let mut out = Map::stale(self.h, self.w, count);
+        out.data
+            .par_chunks_mut(COPY_PIXELS * count)
+            .zip(self.data.par_chunks(COPY_PIXELS * self.c))
+            .for_each(|(dst, src)| {
+                for (d, s) in dst.chunks_exact_mut(count).zip(src.chunks_exact(self.c)) {
+                    d.copy_from_slice(&s[from..from + count]);
+                }
+            });
         out
     }
 
     /// The maps side by side along channels.
     fn concat(parts: &[&Map]) -> Map {
+        step("detector copies", || Self::copy_side_by_side(parts))
+    }
+
+    fn copy_side_by_side(parts: &[&Map]) -> Map {
         let (h, w) = (parts[0].h, parts[0].w);
         let c: usize = parts.iter().map(|p| p.c).sum();
-        let mut out = Map::zeros(h, w, c);
-        for (p, dst) in out.data.chunks_exact_mut(c).enumerate() {
-            let mut at = 0;
-            for part in parts {
-                dst[at..at + part.c].copy_from_slice(&part.data[p * part.c..(p + 1) * part.c]);
-                at += part.c;
-            }
-        }
+        let mut out = Map::stale(h, w, c);
+        out.data
+            .par_chunks_mut(COPY_PIXELS * c)
+            .enumerate()
+            .for_each(|(block, dst)| {
+                let p0 = block * COPY_PIXELS;
+                for (i, pixel) in dst.chunks_exact_mut(c).enumerate() {
+                    let p = p0 + i;
+                    let mut at = 0;
+                    for part in parts {
+                        pixel[at..at + part.c]
+                            .copy_from_slice(&part.data[p * part.c..(p + 1) * part.c]);
+                        at += part.c;
+                    }
+                }
+            });
         out
     }
 
@@ -78,27 +141,6 @@ impl Map {
             *a += b;
         }
         self
-    }
-}
-
-multiversioned! {
-    /// `x / (1 + e^-x)`, in place, after adding a per-channel bias.
-    fn bias_silu(rows: &mut [f32], bias: &[f32], silu: bool) {
-        let width = bias.len();
-        for row in rows.chunks_exact_mut(width) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                let x = *v + b;
-                *v = if silu { x / (1.0 + exp(-x)) } else { x };
-            }
-        }
-    }
-}
-
-multiversioned! {
-    fn silu_inplace(values: &mut [f32]) {
-        for v in values.iter_mut() {
-            *v /= 1.0 + exp(-*v);
-        }
     }
 }
 
@@ -113,10 +155,22 @@ enum Kernel {
     },
     /// 3x3, padding 1, stride 1 or 2.
     Dense3(Conv3x3),
-    /// 3x3, padding 1, stride 1, channels in multiples of 16: Winograd F(2x2, 3x3).
-    Winograd3(Winograd3x3),
+    /// 3x3, padding 1, stride 1, channels in multiples of 16: Winograd F(4x4, 3x3).
+    Winograd3(Winograd4x4),
     /// Depthwise 3x3, padding 1, stride 1 or 2.
     Depthwise3(DepthwiseConv3x3),
+}
+
+impl Kernel {
+    /// The name of its step in [`crate::kernels::profile`].
+    fn step_name(&self) -> &'static str {
+        match self {
+            Kernel::Pointwise { .. } => "detector conv 1x1",
+            Kernel::Dense3(_) => "detector conv 3x3 im2col",
+            Kernel::Winograd3(_) => "detector conv 3x3 winograd",
+            Kernel::Depthwise3(_) => "detector conv 3x3 depthwise",
+        }
+    }
 }
 
 /// A convolution with its activation.
@@ -152,8 +206,8 @@ impl Conv {
                     ci: cig,
                 }
             }
-            (3, 1, 1, 1) if Winograd3x3::supports(cig, co) => {
-                Kernel::Winograd3(Winograd3x3::from_torch(&weight, Some(bias), cig, co))
+            (3, 1, 1, 1) if Winograd4x4::supports(cig, co) => {
+                Kernel::Winograd3(Winograd4x4::from_torch(&weight, Some(bias), cig, co))
             }
             (3, 1, 1 | 2, 1) => {
                 Kernel::Dense3(Conv3x3::from_torch(&weight, Some(bias), cig, co, u.stride))
@@ -176,42 +230,46 @@ impl Conv {
     }
 
     fn forward(&self, x: &Map) -> Map {
+        let activation = if self.silu {
+            Activation::Silu
+        } else {
+            Activation::Identity
+        };
+        step(self.kernel.step_name(), || self.run(x, activation))
+    }
+
+    fn run(&self, x: &Map, activation: Activation) -> Map {
         match &self.kernel {
             Kernel::Pointwise { weight, bias, ci } => {
                 let (ci, co) = (*ci, self.co);
-                let mut out = Map::zeros(x.h, x.w, co);
+                let mut out = Map::stale(x.h, x.w, co);
+                let epilogue = Epilogue {
+                    bias: Some(bias),
+                    activation,
+                };
                 par_row_blocks(&mut out.data, co, |p0, rows| {
                     let n = rows.len() / co;
                     let a = MatRef::rows(&x.data[p0 * ci..(p0 + n) * ci], n, ci, ci);
                     matmul(a, MatRef::rows(weight, ci, co, co), rows, co, false);
-                    bias_silu(rows, bias, self.silu);
+                    apply_epilogue(rows, co, epilogue, None);
                 });
                 out
             }
             Kernel::Dense3(conv) => {
                 let (ho, wo) = conv.out_size(x.h, x.w);
-                let mut out = Map::zeros(ho, wo, self.co);
-                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
-                if self.silu {
-                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
-                }
+                let mut out = Map::stale(ho, wo, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
                 out
             }
             Kernel::Winograd3(conv) => {
-                let mut out = Map::zeros(x.h, x.w, self.co);
-                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
-                if self.silu {
-                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
-                }
+                let mut out = Map::stale(x.h, x.w, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
                 out
             }
             Kernel::Depthwise3(conv) => {
                 let (ho, wo) = conv.out_size(x.h, x.w);
-                let mut out = Map::zeros(ho, wo, self.co);
-                conv.forward(&x.data, x.h, x.w, &mut out.data, false);
-                if self.silu {
-                    out.data.par_chunks_mut(1 << 14).for_each(silu_inplace);
-                }
+                let mut out = Map::stale(ho, wo, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
                 out
             }
         }
@@ -337,7 +395,9 @@ impl FastSppf {
     fn forward(&self, x: &Map) -> Map {
         let mut parts = vec![self.cv1.forward(x)];
         for _ in 0..self.n {
-            let next = max_pool(&parts[parts.len() - 1], self.kernel);
+            let next = step("detector pool", || {
+                max_pool(&parts[parts.len() - 1], self.kernel)
+            });
             parts.push(next);
         }
         let refs: Vec<&Map> = parts.iter().collect();
@@ -354,7 +414,7 @@ impl FastSppf {
 fn max_pool(x: &Map, k: usize) -> Map {
     let (h, w, c) = (x.h, x.w, x.c);
     let r = k / 2;
-    let mut rows = Map::zeros(h, w, c);
+    let mut rows = Map::stale(h, w, c);
     rows.data
         .par_chunks_mut(w * c)
         .enumerate()
@@ -370,7 +430,7 @@ fn max_pool(x: &Map, k: usize) -> Map {
                 }
             }
         });
-    let mut out = Map::zeros(h, w, c);
+    let mut out = Map::stale(h, w, c);
     out.data
         .par_chunks_mut(w * c)
         .enumerate()
@@ -417,14 +477,14 @@ impl FastAttention {
         let width = qkv.c;
         let c = self.heads * hd;
         // The values as a map of their own (channel head * hd + j), for `pe`.
-        let mut v = Map::zeros(x.h, x.w, c);
+        let mut v = Map::stale(x.h, x.w, c);
         for (p, dst) in v.data.chunks_exact_mut(c).enumerate() {
             for h in 0..self.heads {
                 let src = &qkv.data[p * width + h * per_head + 2 * kd..][..hd];
                 dst[h * hd..(h + 1) * hd].copy_from_slice(src);
             }
         }
-        let mut out = Map::zeros(x.h, x.w, c);
+        let mut out = Map::stale(x.h, x.w, c);
         let mut scores = vec![0f32; n * n];
         for h in 0..self.heads {
             let base = h * per_head;
@@ -545,7 +605,7 @@ impl FastBlock {
             FastBlock::C3(c) => c.forward(inputs[0]),
             FastBlock::Sppf(s) => s.forward(inputs[0]),
             FastBlock::C2psa(c) => c.forward(inputs[0]),
-            FastBlock::Upsample(f) => upsample(inputs[0], *f),
+            FastBlock::Upsample(f) => step("detector copies", || upsample(inputs[0], *f)),
             FastBlock::Concat => Map::concat(inputs),
         }
     }
@@ -564,7 +624,7 @@ fn sppf(s: &Sppf) -> Result<FastSppf, String> {
 /// Nearest-neighbour upsampling by an integer factor.
 fn upsample(x: &Map, f: usize) -> Map {
     let (h, w, c) = (x.h * f, x.w * f, x.c);
-    let mut out = Map::zeros(h, w, c);
+    let mut out = Map::stale(h, w, c);
     out.data
         .par_chunks_mut(w * c)
         .enumerate()
@@ -613,26 +673,25 @@ impl FastGraph {
     /// box distributions and class logits channel-major (`(channels, h * w)`), with the
     /// level's size, as [`Graph::forward`] does.
     pub fn forward(&self, image: Map) -> Vec<LevelOutput> {
-        let mut outputs: Vec<Option<Map>> = vec![None; self.layers.len()];
-        let mut previous = image;
+        // Shared, not copied: a kept output is also the next layer's input.
+        let mut outputs: Vec<Option<Rc<Map>>> = vec![None; self.layers.len()];
+        let mut previous = Rc::new(image);
         for (i, (block, inputs)) in self.layers.iter().enumerate() {
             let y = if inputs.is_empty() {
                 block.forward(&[&previous])
             } else {
                 let maps: Vec<&Map> = inputs
                     .iter()
-                    .map(|&j| {
-                        if j + 1 == i {
-                            &previous
-                        } else {
-                            outputs[j].as_ref().unwrap_or(&previous)
-                        }
+                    .map(|&j| match outputs.get(j) {
+                        Some(Some(kept)) if j + 1 != i => kept.as_ref(),
+                        _ => previous.as_ref(),
                     })
                     .collect();
                 block.forward(&maps)
             };
+            let y = Rc::new(y);
             if self.kept[i] {
-                outputs[i] = Some(y.clone());
+                outputs[i] = Some(Rc::clone(&y));
             }
             previous = y;
         }
@@ -640,13 +699,16 @@ impl FastGraph {
             .iter()
             .zip(self.boxes.iter().zip(&self.classes))
             .map(|(&j, (b, c))| {
-                let x = outputs[j].as_ref().unwrap_or(&previous);
+                let x: &Map = match outputs.get(j) {
+                    Some(Some(kept)) => kept,
+                    _ => &previous,
+                };
                 let run = |convs: &[Conv]| {
                     let mut y = convs[0].forward(x);
                     for conv in &convs[1..] {
                         y = conv.forward(&y);
                     }
-                    channel_major(&y)
+                    step("detector copies", || channel_major(&y))
                 };
                 LevelOutput {
                     boxes: run(b),
@@ -659,45 +721,25 @@ impl FastGraph {
     }
 }
 
+/// `x` as `(channels, h * w)`. Each task takes a group of channels that fill one cache
+/// line of a pixel.
 fn channel_major(x: &Map) -> Vec<f32> {
+    const GROUP: usize = 16;
     let n = x.h * x.w;
     let mut out = vec![0f32; n * x.c];
-    for (p, src) in x.data.chunks_exact(x.c).enumerate() {
-        for (ch, v) in src.iter().enumerate() {
-            out[ch * n + p] = *v;
-        }
+    if n == 0 {
+        return out;
     }
+    out.par_chunks_mut(GROUP * n)
+        .enumerate()
+        .for_each(|(group, rows)| {
+            let c0 = group * GROUP;
+            let count = rows.len() / n;
+            for (p, src) in x.data.chunks_exact(x.c).enumerate() {
+                for (j, v) in src[c0..c0 + count].iter().enumerate() {
+                    rows[j * n + p] = *v;
+                }
+            }
+        });
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The SiLU clones (run under each emulated CPU by tests/emulated_cpu.sh) against the
-    /// formula in f64.
-    #[test]
-    fn silu_clones_match_the_formula() {
-        let values: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) * 0.173).collect();
-        let silu = |x: f64| x / (1.0 + (-x).exp());
-        let mut plain = values.clone();
-        silu_inplace(&mut plain);
-        let bias = [0.5f32, -1.25, 0.0];
-        let mut biased = values.clone();
-        bias_silu(&mut biased, &bias, true);
-        let mut bias_only = values.clone();
-        bias_silu(&mut bias_only, &bias, false);
-        for (i, &x) in values.iter().enumerate() {
-            let b = bias[i % 3];
-            let close =
-                |got: f32, want: f64| (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0);
-            assert!(
-                close(plain[i], silu(f64::from(x))),
-                "silu({x}) = {}",
-                plain[i]
-            );
-            assert!(close(biased[i], silu(f64::from(x + b))), "silu({x} + {b})");
-            assert_eq!(bias_only[i], x + b);
-        }
-    }
 }

@@ -8,6 +8,7 @@
 //! whole rows, tails included), and the exact-2x shortcut to `INTER_AREA`.
 
 use image::RgbImage;
+use rayon::prelude::*;
 
 /// The geometry of one letterbox: the model input's size and where the image lies in it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,15 +72,22 @@ impl Letterbox {
             self.resized.1,
         );
         let (iw, ih) = self.input;
-        let mut out = vec![114.0 / 255.0; 3 * iw * ih];
         let (rw, rh) = self.resized;
-        for y in 0..rh {
-            let row = &resized[y * rw * 3..(y + 1) * rw * 3];
-            let o = ((y + self.pad.1) * iw + self.pad.0) * 3;
-            for (d, s) in out[o..o + rw * 3].iter_mut().zip(row) {
-                *d = f32::from(*s) / 255.0;
-            }
-        }
+        let (left, top) = self.pad;
+        let mut out = vec![0.0; 3 * iw * ih];
+        out.par_chunks_mut(3 * iw)
+            .enumerate()
+            .for_each(|(oy, dst)| match oy.checked_sub(top).filter(|&y| y < rh) {
+                Some(y) => {
+                    let row = &resized[y * rw * 3..(y + 1) * rw * 3];
+                    dst[..left * 3].fill(PAD);
+                    for (d, s) in dst[left * 3..(left + rw) * 3].iter_mut().zip(row) {
+                        *d = f32::from(*s) / 255.0;
+                    }
+                    dst[(left + rw) * 3..].fill(PAD);
+                }
+                None => dst.fill(PAD),
+            });
         out
     }
 
@@ -94,7 +102,7 @@ impl Letterbox {
         );
         let (iw, ih) = self.input;
         let plane = iw * ih;
-        let mut out = vec![114.0 / 255.0; 3 * plane];
+        let mut out = vec![PAD; 3 * plane];
         let (rw, rh) = self.resized;
         for y in 0..rh {
             let row = &resized[y * rw * 3..(y + 1) * rw * 3];
@@ -111,6 +119,9 @@ impl Letterbox {
 }
 
 /// `INTER_RESIZE_COEF_BITS` and its scale.
+/// The padding's value after scaling to [0, 1] (Ultralytics pads with 114).
+const PAD: f32 = 114.0 / 255.0;
+
 const COEF_BITS: u32 = 11;
 const COEF_SCALE: f32 = (1 << COEF_BITS) as f32;
 
@@ -147,51 +158,65 @@ pub fn resize_linear_u8(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) 
     let xt = axis_table(sw, dw);
     let yt = axis_table(sh, dh);
     let clamp_y = |s: isize| s.clamp(0, sh as isize - 1) as usize;
+    // Per output column: the two source columns and their weights. Out of range, OpenCV
+    // uses the edge pixel with weight 1.
+    let columns: Vec<(usize, usize, i32, i32)> = xt
+        .iter()
+        .map(|&(sx, a0, a1)| {
+            if sx < 0 {
+                (0, 0, COEF_SCALE as i32, 0)
+            } else if sx as usize >= sw - 1 {
+                (sw - 1, sw - 1, COEF_SCALE as i32, 0)
+            } else {
+                (sx as usize, sx as usize + 1, a0, a1)
+            }
+        })
+        .collect();
     // Horizontal pass of one source row into fixed point (x 2048).
     let hpass = |y: usize, out: &mut Vec<i32>| {
         out.clear();
         let row = &src[y * sw * CN..(y + 1) * sw * CN];
-        for &(sx, a0, a1) in &xt {
-            let (x0, x1) = if sx < 0 {
-                (0, 0)
-            } else if sx as usize >= sw - 1 {
-                (sw - 1, sw - 1)
-            } else {
-                (sx as usize, sx as usize + 1)
-            };
-            // Out of range, OpenCV uses the edge pixel with weight 1.
-            let (a0, a1) = if sx < 0 || sx as usize >= sw - 1 {
-                (COEF_SCALE as i32, 0)
-            } else {
-                (a0, a1)
-            };
+        for &(x0, x1, a0, a1) in &columns {
+            let (p0, p1) = (&row[x0 * CN..x0 * CN + CN], &row[x1 * CN..x1 * CN + CN]);
             for c in 0..CN {
-                out.push(i32::from(row[x0 * CN + c]) * a0 + i32::from(row[x1 * CN + c]) * a1);
+                out.push(i32::from(p0[c]) * a0 + i32::from(p1[c]) * a1);
             }
         }
     };
     let width = dw * CN;
     let mut out = vec![0u8; dh * width];
-    let (mut r0, mut r1) = (Vec::with_capacity(width), Vec::with_capacity(width));
-    let mut cached: (usize, usize) = (usize::MAX, usize::MAX);
-    for (dy, &(sy, b0, b1)) in yt.iter().enumerate() {
-        let (y0, y1) = (clamp_y(sy), clamp_y(sy + 1));
-        if cached != (y0, y1) {
-            hpass(y0, &mut r0);
-            hpass(y1, &mut r1);
-            cached = (y0, y1);
-        }
-        let dst = &mut out[dy * width..(dy + 1) * width];
-        for ((d, &a), &c) in dst.iter_mut().zip(&r0).zip(&r1) {
-            let v = ((((a >> 4) * b0) >> 16) + (((c >> 4) * b1) >> 16) + 2) >> 2;
-            *d = v.clamp(0, 255) as u8;
-        }
-    }
+    // Bands of output rows in parallel; within a band, each source row's horizontal pass
+    // is computed once and kept while the next output rows still use it.
+    out.par_chunks_mut(RESIZE_BAND_ROWS * width)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            let (mut r0, mut r1) = (Vec::with_capacity(width), Vec::with_capacity(width));
+            let mut cached: (usize, usize) = (usize::MAX, usize::MAX);
+            let first = band * RESIZE_BAND_ROWS;
+            for (i, dst) in rows.chunks_exact_mut(width).enumerate() {
+                let (sy, b0, b1) = yt[first + i];
+                let (y0, y1) = (clamp_y(sy), clamp_y(sy + 1));
+                if cached != (y0, y1) {
+                    if y0 == cached.1 {
+                        std::mem::swap(&mut r0, &mut r1);
+                    } else {
+                        hpass(y0, &mut r0);
+                    }
+                    hpass(y1, &mut r1);
+                    cached = (y0, y1);
+                }
+                for ((d, &a), &c) in dst.iter_mut().zip(&r0).zip(&r1) {
+                    let v = ((((a >> 4) * b0) >> 16) + (((c >> 4) * b1) >> 16) + 2) >> 2;
+                    *d = v.clamp(0, 255) as u8;
+                }
+            }
+        });
     out
 }
 
-/// OpenCV's exact 2x shrink (`INTER_LINEAR` becomes `INTER_AREA` there): the rounded mean
-/// of each 2x2 block.
+/// Output rows per parallel task of [`resize_linear_u8`].
+const RESIZE_BAND_ROWS: usize = 32;
+
 fn resize_area_half(src: &[u8], sw: usize, dw: usize, dh: usize) -> Vec<u8> {
     const CN: usize = 3;
     let mut out = vec![0u8; dw * dh * CN];

@@ -21,6 +21,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::error::{ModelError, Result};
+use crate::kernels::profile::step;
 use checkpoint::read_ultralytics;
 use fast::{FastGraph, Map};
 use graph::Graph;
@@ -187,12 +188,10 @@ impl Detector {
         );
         let (w, h) = lb.input;
         let levels = match &self.fast {
-            Some(fast) => fast.forward(Map {
-                data: lb.apply_hwc(image),
-                h,
-                w,
-                c: 3,
-            }),
+            Some(fast) => {
+                let data = step("detector letterbox", || lb.apply_hwc(image));
+                fast.forward(Map { data, h, w, c: 3 })
+            }
             None => {
                 let input = lb.apply(image);
                 let x =
@@ -207,14 +206,17 @@ impl Detector {
             max_det: options.max_det,
             classes: options.classes.clone(),
         };
-        let candidates = decode(
-            &levels,
-            &self.graph.strides,
-            head.reg_max,
-            head.nc,
-            &nms_options,
-        );
-        Ok(nms(candidates, &nms_options)
+        let candidates = step("detector decode and nms", || {
+            let candidates = decode(
+                &levels,
+                &self.graph.strides,
+                head.reg_max,
+                head.nc,
+                &nms_options,
+            );
+            nms(candidates, &nms_options)
+        });
+        Ok(candidates
             .into_iter()
             .map(|c| Detection {
                 bbox: lb.unscale(c.bbox),

@@ -12,6 +12,7 @@ use crate::kernels::attention::WindowAttention;
 use crate::kernels::buffers::{with_scratch, BufferPool, PoolCache};
 use crate::kernels::conv::Conv3x3;
 use crate::kernels::depthwise::DepthwiseConv3x3;
+use crate::kernels::epilogue::Activation;
 use crate::kernels::inverted_residual::{Finish, InvertedResidual};
 use crate::kernels::layout::planar_to_interleaved;
 use crate::kernels::linear::{par_row_blocks, Fused, Linear};
@@ -259,7 +260,10 @@ impl BlockCpu {
         pool.give(attended);
         pool.give(x);
         let mut x2 = pool.take(x1.len());
-        step(n[3], || self.local.forward(&x1, side, side, &mut x2, false));
+        step(n[3], || {
+            self.local
+                .forward(&x1, side, side, &mut x2, Activation::Identity)
+        });
         pool.give(x1);
         let mut y = pool.take(x2.len());
         step(n[4], || self.mlp(&x2, &mut y));
@@ -382,14 +386,16 @@ impl TinyVit {
         let (s0, _) = self.patch0.out_size(side, side);
         let mut p0 = pool.take(s0 * s0 * self.patch0.out_channels());
         step("patch_embed conv0", || {
-            self.patch0.forward(&input, side, side, &mut p0, true)
+            self.patch0
+                .forward(&input, side, side, &mut p0, Activation::Gelu)
         });
         pool.give(input);
         side = s0;
         let (s1, _) = self.patch1.out_size(side, side);
         let mut x = pool.take(s1 * s1 * self.patch1.out_channels());
         step("patch_embed conv1", || {
-            self.patch1.forward(&p0, side, side, &mut x, false)
+            self.patch1
+                .forward(&p0, side, side, &mut x, Activation::Identity)
         });
         pool.give(p0);
         side = s1;
@@ -419,7 +425,8 @@ impl TinyVit {
         step("neck norms", || self.neck_norm0.rows_inplace(&mut n0));
         let mut n1 = pool.take(side * side * self.neck_conv1.out_channels());
         step("neck conv1", || {
-            self.neck_conv1.forward(&n0, side, side, &mut n1, false)
+            self.neck_conv1
+                .forward(&n0, side, side, &mut n1, Activation::Identity)
         });
         pool.give(n0);
         step("neck norms", || self.neck_norm1.rows_inplace(&mut n1));

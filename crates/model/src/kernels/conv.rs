@@ -1,9 +1,12 @@
 //! Dense 3x3 convolution (zero padding 1) on a channels-last map: each task gathers the 3x3
 //! neighbourhoods of a block of output pixels (im2col) into its scratch and multiplies them
-//! by the weight; bias and GELU are applied in the same pass.
+//! by the weight; bias and the activation are applied in the same pass. Inputs of a few
+//! channels (an RGB image) are convolved directly instead, one output row per task.
+
+use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::epilogue::{apply_epilogue, Epilogue};
+use super::epilogue::{apply_epilogue, Activation, Epilogue};
 use super::linear::par_row_blocks;
 use super::matmul::{matmul, MatRef};
 
@@ -16,6 +19,11 @@ pub struct Conv3x3 {
     in_ch: usize,
     out_ch: usize,
     stride: usize,
+    /// For an RGB input (3 channels in, a multiple of 16 out): the weight in blocks of
+    /// output channels, for the direct path. With 27 products per output channel,
+    /// gathering im2col patches and calling the matrix product cost more than the
+    /// arithmetic.
+    rgb_blocks: Option<Vec<RgbBlock>>,
 }
 
 impl Conv3x3 {
@@ -36,12 +44,24 @@ impl Conv3x3 {
                 }
             }
         }
+        let rgb_blocks = (in_ch == 3 && out_ch.is_multiple_of(RGB_BLOCK)).then(|| {
+            (0..out_ch / RGB_BLOCK)
+                .map(|b| {
+                    let mut block = [0.0; RGB_TAPS * RGB_BLOCK];
+                    for (k, taps) in block.chunks_exact_mut(RGB_BLOCK).enumerate() {
+                        taps.copy_from_slice(&packed[k * out_ch + b * RGB_BLOCK..][..RGB_BLOCK]);
+                    }
+                    block
+                })
+                .collect()
+        });
         Self {
             weight: packed,
             bias,
             in_ch,
             out_ch,
             stride,
+            rgb_blocks,
         }
     }
 
@@ -55,11 +75,11 @@ impl Conv3x3 {
         ((h - 1) / self.stride + 1, (w - 1) / self.stride + 1)
     }
 
-    /// `x` (h, w, in_ch) -> `out` (h_out, w_out, out_ch), GELU last when `apply_gelu`.
+    /// `x` (h, w, in_ch) -> `out` (h_out, w_out, out_ch), `activation` last.
     ///
     /// # Panics
     /// When the lengths do not match.
-    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], apply_gelu: bool) {
+    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], activation: Activation) {
         let (ci, co) = (self.in_ch, self.out_ch);
         let (ho, wo) = self.out_size(h, w);
         assert!(
@@ -70,8 +90,24 @@ impl Conv3x3 {
         let weight = MatRef::rows(&self.weight, k, co, co);
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
-            gelu: apply_gelu,
+            activation,
         };
+        if let Some(blocks) = &self.rgb_blocks {
+            out.par_chunks_mut(wo * co)
+                .enumerate()
+                .for_each(|(oy, row)| {
+                    crate::yield_point::reached();
+                    let input_rows: [Option<&[f32]>; 3] = std::array::from_fn(|ky| {
+                        (oy * self.stride + ky)
+                            .checked_sub(1)
+                            .filter(|&iy| iy < h)
+                            .map(|iy| &x[iy * w * ci..(iy + 1) * w * ci])
+                    });
+                    rgb_row(input_rows, w, blocks, self.stride, row);
+                    apply_epilogue(row, co, epilogue, None);
+                });
+            return;
+        }
         par_row_blocks(out, co, |p0, rows| {
             let n = rows.len() / co;
             with_scratch(n * k, |cols| {
@@ -86,6 +122,70 @@ impl Conv3x3 {
             });
             apply_epilogue(rows, co, epilogue, None);
         });
+    }
+}
+
+/// Values of one RGB patch: 3 x 3 pixels of 3 channels.
+const RGB_TAPS: usize = 27;
+
+/// Output channels per register block of the RGB path.
+const RGB_BLOCK: usize = 16;
+
+/// The weights of [`RGB_BLOCK`] output channels for the RGB path: row `k` (patch value
+/// `(ky * 3 + kx) * 3 + c`) holds the block's channels.
+type RgbBlock = [f32; RGB_TAPS * RGB_BLOCK];
+
+/// Output pixels computed together by the RGB path: their accumulators are independent
+/// chains of FMAs, and each weight row loaded serves all of them.
+const RGB_PIXELS: usize = 4;
+
+multiversioned! {
+    /// One output row of a convolution of an RGB input, without bias: `inputs` are the
+    /// three input rows of the kernel (`None` outside the map), `w` pixels each.
+    fn rgb_row(inputs: [Option<&[f32]>; 3], w: usize, blocks: &[RgbBlock], stride: usize, row: &mut [f32]) {
+        let co = blocks.len() * RGB_BLOCK;
+        let wo = row.len() / co;
+        let mut ox = 0;
+        while ox < wo {
+            let count = RGB_PIXELS.min(wo - ox);
+            let mut patches = [[0.0f32; RGB_TAPS]; RGB_PIXELS];
+            for (i, patch) in patches.iter_mut().take(count).enumerate() {
+                rgb_patch(&inputs, w, (ox + i) * stride, patch);
+            }
+            let pixels = &mut row[ox * co..(ox + count) * co];
+            for (b, block) in blocks.iter().enumerate() {
+                // Fixed sizes throughout: the loops unroll into vector FMAs on registers.
+                let mut acc = [[0.0f32; RGB_BLOCK]; RGB_PIXELS];
+                for (k, taps) in block.chunks_exact(RGB_BLOCK).enumerate() {
+                    for (a, patch) in acc.iter_mut().zip(&patches) {
+                        let v = patch[k];
+                        for (a, &t) in a.iter_mut().zip(taps) {
+                            *a = v.mul_add(t, *a);
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().take(count).enumerate() {
+                    pixels[i * co + b * RGB_BLOCK..][..RGB_BLOCK].copy_from_slice(a);
+                }
+            }
+            ox += count;
+        }
+    }
+}
+
+/// The 3x3 RGB patch centred on input column `x1 - 1` of the three input rows (zeros
+/// outside the map).
+#[inline(always)]
+fn rgb_patch(inputs: &[Option<&[f32]>; 3], w: usize, x1: usize, patch: &mut [f32; RGB_TAPS]) {
+    for (ky, input) in inputs.iter().enumerate() {
+        let Some(input) = input else {
+            continue;
+        };
+        for kx in 0..3 {
+            if let Some(ix) = (x1 + kx).checked_sub(1).filter(|&x| x < w) {
+                patch[(ky * 3 + kx) * 3..][..3].copy_from_slice(&input[ix * 3..ix * 3 + 3]);
+            }
+        }
     }
 }
 
@@ -126,14 +226,17 @@ mod tests {
 
     #[test]
     fn matches_direct_convolution() {
-        // 3 input channels take the fixed-size gather, 2 the general one.
-        for ci in [2, 3] {
-            check_against_direct(ci);
+        // 3 input channels take the fixed-size gather (or, with 16 or 32 output channels,
+        // the direct RGB path), the others the general one.
+        for ci in [2, 3, 5] {
+            for co in [4, 16, 32] {
+                check_against_direct(ci, co);
+            }
         }
     }
 
-    fn check_against_direct(ci: usize) {
-        let (h, w, co) = (6, 5, 4);
+    fn check_against_direct(ci: usize, co: usize) {
+        let (h, w) = (6, 5);
         let x: Vec<f32> = (0..h * w * ci)
             .map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8)
             .collect();
@@ -145,7 +248,7 @@ mod tests {
             let conv = Conv3x3::from_torch(&weight, Some(bias.clone()), ci, co, stride);
             let (ho, wo) = conv.out_size(h, w);
             let mut out = vec![0.0; ho * wo * co];
-            conv.forward(&x, h, w, &mut out, false);
+            conv.forward(&x, h, w, &mut out, Activation::Identity);
             for oy in 0..ho {
                 for ox in 0..wo {
                     for o in 0..co {

@@ -1,9 +1,9 @@
 //! Depthwise 3x3 convolution (zero padding 1, stride 1 or 2) on a channels-last map, with
-//! bias and optional GELU; vectorized over channels, output rows in parallel.
+//! bias and an optional activation; vectorized over channels, output rows in parallel.
 
 use rayon::prelude::*;
 
-use super::gelu::gelu_slice;
+use super::epilogue::{activate, Activation};
 
 /// A depthwise 3x3 convolution with its (BatchNorm-folded) bias.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl DepthwiseConv3x3 {
     ///
     /// # Panics
     /// When the lengths do not match.
-    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], apply_gelu: bool) {
+    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], activation: Activation) {
         let c = self.channels;
         let (ho, wo) = self.out_size(h, w);
         assert!(
@@ -65,7 +65,7 @@ impl DepthwiseConv3x3 {
                         .filter(|&iy| iy < h)
                         .map(|iy| &x[iy * w * c..(iy + 1) * w * c])
                 });
-                self.row(inputs, w, 0, row, apply_gelu)
+                self.row(inputs, w, 0, row, activation)
             });
     }
 
@@ -81,7 +81,7 @@ impl DepthwiseConv3x3 {
         w: usize,
         ox0: usize,
         out: &mut [f32],
-        apply_gelu: bool,
+        activation: Activation,
     ) {
         let c = self.channels;
         let (_, wo) = self.out_size(1, w);
@@ -99,7 +99,7 @@ impl DepthwiseConv3x3 {
             self.stride,
             ox0,
             out,
-            apply_gelu,
+            activation,
         );
     }
 }
@@ -126,7 +126,7 @@ multiversioned! {
         stride: usize,
         ox0: usize,
         row: &mut [f32],
-        apply_gelu: bool,
+        activation: Activation,
     ) {
         // (input pixel's values from channel 0, offset into `weight`) of the taps inside the
         // map, per output pixel.
@@ -167,9 +167,7 @@ multiversioned! {
                 px[ch] = a;
             }
         }
-        if apply_gelu {
-            gelu_slice(row);
-        }
+        activate(row, activation);
     }
 }
 
@@ -197,7 +195,7 @@ mod tests {
             let conv = DepthwiseConv3x3::from_torch(&weight, bias.clone(), stride);
             let (ho, wo) = conv.out_size(h, w);
             let mut out = vec![0.0; ho * wo * c];
-            conv.forward(&x, h, w, &mut out, false);
+            conv.forward(&x, h, w, &mut out, Activation::Identity);
             for oy in 0..ho {
                 for ox in 0..wo {
                     for ch in 0..c {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::buffers::with_scratch;
 use super::depthwise::DepthwiseConv3x3;
+use super::epilogue::Activation;
 use super::linear::{Fused, Linear};
 
 /// Depthwise output pixels projected per matrix product.
@@ -113,7 +114,7 @@ impl InvertedResidual {
                     let pixels = chunk.len() / c_out;
                     let ox0 = p * PIXELS_PER_PRODUCT;
                     let dw = &mut dw[..pixels * hidden];
-                    self.depthwise.row(inputs, side, ox0, dw, true);
+                    self.depthwise.row(inputs, side, ox0, dw, Activation::Gelu);
                     match finish {
                         Finish::ResidualGelu => {
                             let residual = &x[oy * in_row + ox0 * c_in..][..pixels * c_in];
@@ -165,7 +166,8 @@ mod tests {
         ir.expand.forward(x, &mut e, gelu);
         let os = ir.out_side(side);
         let mut d = vec![0.0; os * os * ir.expand.out_dim];
-        ir.depthwise.forward(&e, side, side, &mut d, true);
+        ir.depthwise
+            .forward(&e, side, side, &mut d, Activation::Gelu);
         let mut y = vec![0.0; os * os * ir.project.out_dim];
         let fused = match finish {
             Finish::ResidualGelu => Fused {

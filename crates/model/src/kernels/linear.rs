@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::epilogue::{apply_epilogue, Epilogue};
+use super::epilogue::{apply_epilogue, Activation, Epilogue};
 use super::matmul::{matmul, MatRef};
 use super::norm::LayerNormParams;
 
@@ -153,7 +153,7 @@ impl Linear {
         });
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
-            gelu: fused.gelu,
+            activation: Activation::gelu_if(fused.gelu),
         };
         apply_epilogue(out, n, epilogue, fused.residual);
     }
@@ -198,7 +198,7 @@ impl Linear {
         }
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
-            gelu: fused.gelu,
+            activation: Activation::gelu_if(fused.gelu),
         };
         let residual = fused.residual.map(|r| &r[r0 * n..(r0 + rows) * n]);
         apply_epilogue(out, n, epilogue, residual);

@@ -25,3 +25,4 @@ pub mod matmul;
 pub mod norm;
 pub mod profile;
 pub mod winograd;
+pub mod winograd4;

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
-use super::epilogue::{apply_epilogue, Epilogue};
+use super::epilogue::{apply_epilogue, Activation, Epilogue};
 use super::matmul::{matmul, MatRef};
 
 /// Rows of output tiles per task: large bands share each packing of the transformed
@@ -81,11 +81,11 @@ impl Winograd3x3 {
         self.out_ch
     }
 
-    /// `x` (h, w, in_ch) -> `out` (h, w, out_ch), GELU last when `apply_gelu`.
+    /// `x` (h, w, in_ch) -> `out` (h, w, out_ch), `activation` last.
     ///
     /// # Panics
     /// When the lengths do not match.
-    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], apply_gelu: bool) {
+    pub fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], activation: Activation) {
         let (ci, co) = (self.in_ch, self.out_ch);
         assert!(
             x.len() == h * w * ci && out.len() == h * w * co,
@@ -97,7 +97,7 @@ impl Winograd3x3 {
         let tiles_across = w.div_ceil(2);
         let epilogue = Epilogue {
             bias: self.bias.as_deref(),
-            gelu: apply_gelu,
+            activation,
         };
         let per_task = tile_rows_per_task(h.div_ceil(2));
         let band_rows = 2 * per_task;
@@ -268,13 +268,13 @@ mod tests {
                 .map(|i| ((i * 5) % 7) as f32 * 0.3 - 1.0)
                 .collect();
             let bias: Vec<f32> = (0..co).map(|i| i as f32 * 0.5).collect();
-            for gelu in [false, true] {
+            for activation in [Activation::Identity, Activation::Gelu, Activation::Silu] {
                 let direct = Conv3x3::from_torch(&weight, Some(bias.clone()), ci, co, 1);
                 let winograd = Winograd3x3::from_torch(&weight, Some(bias.clone()), ci, co);
                 let mut want = vec![0.0; h * w * co];
                 let mut got = vec![0.0; h * w * co];
-                direct.forward(&x, h, w, &mut want, gelu);
-                winograd.forward(&x, h, w, &mut got, gelu);
+                direct.forward(&x, h, w, &mut want, activation);
+                winograd.forward(&x, h, w, &mut got, activation);
                 for (a, b) in got.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "{h}x{w}: {a} vs {b}");
                 }
