@@ -1,8 +1,16 @@
 //! The detector's CPU path: the same network as [`super::graph`], channels-last on plain
-//! `f32` buffers, with the crate's CPU kernels (`crate::kernels`): 1x1 convolutions as one
-//! matrix product per row block with bias and SiLU fused in, 3x3 convolutions through
-//! im2col blocks, depthwise 3x3 vectorized over channels. candle runs every operation as
-//! its own pass over a fresh NCHW tensor, which on the CPU costs more than the arithmetic.
+//! `f32` buffers, with the crate's CPU kernels (`crate::kernels`), bias and SiLU fused into
+//! each kernel's last pass:
+//! - 1x1 convolutions as one matrix product per row block; a 1x1 convolution of maps side
+//!   by side (C2f's, C3's, SPPF's and C2PSA's last) sums one product per map instead of
+//!   copying them into one;
+//! - stride-1 3x3 convolutions by Winograd F(4x4, 3x3), or F(2x2, 3x3) for wide layers;
+//! - the first (RGB) convolution directly, other 3x3 ones through im2col blocks;
+//! - depthwise 3x3 vectorized over channels.
+//!
+//! Maps take their buffers from the previous maps of the same size (per thread), and a
+//! kept output is shared, not copied. candle runs every operation as its own pass over a
+//! fresh NCHW tensor, which on the CPU costs more than the arithmetic.
 //!
 //! Built from the loaded (BatchNorm-folded) blocks; any convolution outside these shapes
 //! makes [`FastGraph::new`] refuse, and the detector keeps the candle path.
@@ -26,6 +34,7 @@ use crate::kernels::linear::par_row_blocks;
 use crate::kernels::math::scaled_softmax;
 use crate::kernels::matmul::{matmul, MatRef};
 use crate::kernels::profile::step;
+use crate::kernels::winograd::Winograd3x3;
 use crate::kernels::winograd4::Winograd4x4;
 
 thread_local! {
@@ -144,6 +153,12 @@ impl Map {
     }
 }
 
+/// Input times output channels from which a stride-1 3x3 convolution takes Winograd
+/// F(2x2, 3x3) instead of F(4x4, 3x3). Wide layers are the deep ones, on small maps: there
+/// F(4x4, 3x3)'s 36 transformed weight matrices (4 times the weight, against 1.8 times)
+/// are streamed for few tiles, and cost more memory, than its fewer products save.
+const WIDE_WINOGRAD: usize = 128 * 128;
+
 /// One convolution on the CPU kernels.
 #[derive(Debug, Clone)]
 enum Kernel {
@@ -155,8 +170,12 @@ enum Kernel {
     },
     /// 3x3, padding 1, stride 1 or 2.
     Dense3(Conv3x3),
-    /// 3x3, padding 1, stride 1, channels in multiples of 16: Winograd F(4x4, 3x3).
-    Winograd3(Winograd4x4),
+    /// 3x3, padding 1, stride 1, channels in multiples of 16, narrow layers: Winograd
+    /// F(4x4, 3x3).
+    Winograd4(Winograd4x4),
+    /// 3x3, padding 1, stride 1, channels in multiples of 16, wide layers: Winograd
+    /// F(2x2, 3x3).
+    Winograd2(Winograd3x3),
     /// Depthwise 3x3, padding 1, stride 1 or 2.
     Depthwise3(DepthwiseConv3x3),
 }
@@ -167,7 +186,8 @@ impl Kernel {
         match self {
             Kernel::Pointwise { .. } => "detector conv 1x1",
             Kernel::Dense3(_) => "detector conv 3x3 im2col",
-            Kernel::Winograd3(_) => "detector conv 3x3 winograd",
+            Kernel::Winograd4(_) => "detector conv 3x3 winograd 4x4",
+            Kernel::Winograd2(_) => "detector conv 3x3 winograd 2x2",
             Kernel::Depthwise3(_) => "detector conv 3x3 depthwise",
         }
     }
@@ -206,8 +226,11 @@ impl Conv {
                     ci: cig,
                 }
             }
-            (3, 1, 1, 1) if Winograd4x4::supports(cig, co) => {
-                Kernel::Winograd3(Winograd4x4::from_torch(&weight, Some(bias), cig, co))
+            (3, 1, 1, 1) if Winograd4x4::supports(cig, co) && cig * co < WIDE_WINOGRAD => {
+                Kernel::Winograd4(Winograd4x4::from_torch(&weight, Some(bias), cig, co))
+            }
+            (3, 1, 1, 1) if Winograd3x3::supports(cig, co) => {
+                Kernel::Winograd2(Winograd3x3::from_torch(&weight, Some(bias), cig, co))
             }
             (3, 1, 1 | 2, 1) => {
                 Kernel::Dense3(Conv3x3::from_torch(&weight, Some(bias), cig, co, u.stride))
@@ -229,12 +252,50 @@ impl Conv {
         })
     }
 
-    fn forward(&self, x: &Map) -> Map {
-        let activation = if self.silu {
+    /// This convolution of the maps side by side along channels. A 1x1 convolution
+    /// multiplies each map by its rows of the weight and sums (no concatenated copy is
+    /// made); any other concatenates first.
+    fn forward_concat(&self, parts: &[&Map]) -> Map {
+        let Kernel::Pointwise { weight, bias, ci } = &self.kernel else {
+            return self.forward(&Map::concat(parts));
+        };
+        let (h, w) = (parts[0].h, parts[0].w);
+        if parts.len() == 1 || parts.iter().map(|p| p.c).sum::<usize>() != *ci {
+            return self.forward(&Map::concat(parts));
+        }
+        step(self.kernel.step_name(), || {
+            let co = self.co;
+            let mut out = Map::stale(h, w, co);
+            let epilogue = Epilogue {
+                bias: Some(bias),
+                activation: self.activation(),
+            };
+            par_row_blocks(&mut out.data, co, |p0, rows| {
+                let n = rows.len() / co;
+                let mut first_row = 0;
+                for (i, part) in parts.iter().enumerate() {
+                    let c = part.c;
+                    let a = MatRef::rows(&part.data[p0 * c..(p0 + n) * c], n, c, c);
+                    let b = MatRef::rows(&weight[first_row * co..], c, co, co);
+                    matmul(a, b, rows, co, i > 0);
+                    first_row += c;
+                }
+                apply_epilogue(rows, co, epilogue, None);
+            });
+            out
+        })
+    }
+
+    fn activation(&self) -> Activation {
+        if self.silu {
             Activation::Silu
         } else {
             Activation::Identity
-        };
+        }
+    }
+
+    fn forward(&self, x: &Map) -> Map {
+        let activation = self.activation();
         step(self.kernel.step_name(), || self.run(x, activation))
     }
 
@@ -261,7 +322,12 @@ impl Conv {
                 conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
                 out
             }
-            Kernel::Winograd3(conv) => {
+            Kernel::Winograd4(conv) => {
+                let mut out = Map::stale(x.h, x.w, self.co);
+                conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
+                out
+            }
+            Kernel::Winograd2(conv) => {
                 let mut out = Map::stale(x.h, x.w, self.co);
                 conv.forward(&x.data, x.h, x.w, &mut out.data, activation);
                 out
@@ -329,7 +395,7 @@ impl FastC3 {
             a = b.forward(&a);
         }
         let b = self.cv2.forward(x);
-        self.cv3.forward(&Map::concat(&[&a, &b]))
+        self.cv3.forward_concat(&[&a, &b])
     }
 }
 
@@ -378,7 +444,7 @@ impl FastC2f {
         }
         let mut parts: Vec<&Map> = vec![&y];
         parts.extend(outs[1..].iter());
-        self.cv2.forward(&Map::concat(&parts))
+        self.cv2.forward_concat(&parts)
     }
 }
 
@@ -401,7 +467,7 @@ impl FastSppf {
             parts.push(next);
         }
         let refs: Vec<&Map> = parts.iter().collect();
-        let y = self.cv2.forward(&Map::concat(&refs));
+        let y = self.cv2.forward_concat(&refs);
         if self.add {
             y.add(x)
         } else {
@@ -569,7 +635,7 @@ impl FastC2psa {
         for block in &self.m {
             b = block.forward(&b);
         }
-        self.cv2.forward(&Map::concat(&[&a, &b]))
+        self.cv2.forward_concat(&[&a, &b])
     }
 }
 

@@ -203,17 +203,15 @@ multiversioned! {
         };
         let d: [[&[f32]; 6]; 6] = std::array::from_fn(|r| std::array::from_fn(|s| pixel(r, s)));
         for c in (0..ci).step_by(LANES) {
-            // Columns first: B^T d, one column of six pixels at a time.
-            let mut bd = [[[0.0f32; LANES]; 6]; 6];
-            for s in 0..6 {
-                let column = input_transform(std::array::from_fn(|r| lanes(d[r][s], c)));
-                for (r, value) in column.into_iter().enumerate() {
-                    bd[r][s] = value;
-                }
-            }
+            // Columns first: B^T d, one column of six pixels at a time (`columns[s][r]`).
+            let columns: [[[f32; LANES]; 6]; 6] = std::array::from_fn(|s| {
+                input_transform(std::array::from_fn(|r| lanes(d[r][s], c)))
+            });
             // Then rows: (B^T d) B.
-            for (r, row) in bd.iter().enumerate() {
-                let out = input_transform(std::array::from_fn(|s| &row[s]));
+            let rows_of_columns: [[&[f32; LANES]; 6]; 6] =
+                std::array::from_fn(|r| std::array::from_fn(|s| &columns[s][r]));
+            for (r, row) in rows_of_columns.into_iter().enumerate() {
+                let out = input_transform(row);
                 for (s, value) in out.iter().enumerate() {
                     v[((r * 6 + s) * tiles + t) * ci + c..][..LANES].copy_from_slice(value);
                 }
@@ -251,20 +249,18 @@ multiversioned! {
         let band_height = rows.len() / (w * co);
         for c in (0..co).step_by(LANES) {
             let p = |k: usize| lanes(m, (k * tiles + t) * co + c);
-            // Columns first: A^T m, four rows of six.
-            let mut am = [[[0.0f32; LANES]; 6]; 4];
-            for s in 0..6 {
-                let column = output_transform(std::array::from_fn(|r| p(r * 6 + s)));
-                for (r, value) in column.into_iter().enumerate() {
-                    am[r][s] = value;
-                }
-            }
-            for (dy, row) in am.iter().enumerate() {
+            // Columns first: A^T m (`columns[s][dy]`), then rows.
+            let columns: [[[f32; LANES]; 4]; 6] = std::array::from_fn(|s| {
+                output_transform(std::array::from_fn(|r| p(r * 6 + s)))
+            });
+            let rows_of_columns: [[&[f32; LANES]; 6]; 4] =
+                std::array::from_fn(|dy| std::array::from_fn(|s| &columns[s][dy]));
+            for (dy, row) in rows_of_columns.into_iter().enumerate() {
                 let y = y0 + dy;
                 if y >= band_height {
                     break;
                 }
-                let out = output_transform(std::array::from_fn(|s| &row[s]));
+                let out = output_transform(row);
                 for (dx, value) in out.iter().enumerate() {
                     let x = x0 + dx;
                     if x >= w {
