@@ -43,21 +43,13 @@ fn embedding() -> &'static Path {
 /// Runs `segment` on the test image with the saved embedding and `prompt` flags; returns
 /// the parsed JSON after checking its schema.
 fn segment(prompt: &[&str]) -> Value {
-    let mut args = vec![
-        "segment",
-        "--checkpoint",
-        arg(checkpoint()),
-        "--image",
-        arg(image()),
-        "--embedding",
-        arg(embedding()),
-    ];
-    args.extend_from_slice(prompt);
-    parse_checked(&success(&run(&args)))
+    let mut extra = vec!["--embedding", arg(embedding())];
+    extra.extend_from_slice(prompt);
+    segment_encoding(&extra)
 }
 
-/// Runs `segment` on the test image, encoding it, with `extra` flags; returns the parsed
-/// JSON after checking its schema.
+/// Runs `segment` on the test image with `extra` flags (it encodes the image unless they
+/// name an `--embedding`); returns the parsed JSON after checking its schema.
 fn segment_encoding(extra: &[&str]) -> Value {
     let mut args = vec![
         "segment",

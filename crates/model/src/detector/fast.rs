@@ -197,7 +197,7 @@ impl Kernel {
 #[derive(Debug, Clone)]
 struct Conv {
     kernel: Kernel,
-    silu: bool,
+    activation: Activation,
     co: usize,
 }
 
@@ -247,7 +247,11 @@ impl Conv {
         };
         Ok(Self {
             kernel,
-            silu: u.silu,
+            activation: if u.silu {
+                Activation::Silu
+            } else {
+                Activation::Identity
+            },
             co,
         })
     }
@@ -256,66 +260,50 @@ impl Conv {
     /// multiplies each map by its rows of the weight and sums (no concatenated copy is
     /// made); any other concatenates first.
     fn forward_concat(&self, parts: &[&Map]) -> Map {
-        let Kernel::Pointwise { weight, bias, ci } = &self.kernel else {
-            return self.forward(&Map::concat(parts));
-        };
-        let (h, w) = (parts[0].h, parts[0].w);
-        if parts.len() == 1 || parts.iter().map(|p| p.c).sum::<usize>() != *ci {
-            return self.forward(&Map::concat(parts));
+        match &self.kernel {
+            Kernel::Pointwise { weight, bias, ci }
+                if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
+            {
+                step(self.kernel.step_name(), || {
+                    self.pointwise(parts, weight, bias)
+                })
+            }
+            _ => self.forward(&Map::concat(parts)),
         }
-        step(self.kernel.step_name(), || {
-            let co = self.co;
-            let mut out = Map::stale(h, w, co);
-            let epilogue = Epilogue {
-                bias: Some(bias),
-                activation: self.activation(),
-            };
-            par_row_blocks(&mut out.data, co, |p0, rows| {
-                let n = rows.len() / co;
-                let mut first_row = 0;
-                for (i, part) in parts.iter().enumerate() {
-                    let c = part.c;
-                    let a = MatRef::rows(&part.data[p0 * c..(p0 + n) * c], n, c, c);
-                    let b = MatRef::rows(&weight[first_row * co..], c, co, co);
-                    matmul(a, b, rows, co, i > 0);
-                    first_row += c;
-                }
-                apply_epilogue(rows, co, epilogue, None);
-            });
-            out
-        })
     }
 
-    fn activation(&self) -> Activation {
-        if self.silu {
-            Activation::Silu
-        } else {
-            Activation::Identity
-        }
+    /// The 1x1 convolution of `parts` side by side: per row block, one product per part
+    /// with its rows of the `(in, out)` weight, summed, then bias and activation.
+    fn pointwise(&self, parts: &[&Map], weight: &[f32], bias: &[f32]) -> Map {
+        let co = self.co;
+        let mut out = Map::stale(parts[0].h, parts[0].w, co);
+        let epilogue = Epilogue {
+            bias: Some(bias),
+            activation: self.activation,
+        };
+        par_row_blocks(&mut out.data, co, |p0, rows| {
+            let n = rows.len() / co;
+            let mut first_row = 0;
+            for (i, part) in parts.iter().enumerate() {
+                let c = part.c;
+                let a = MatRef::rows(&part.data[p0 * c..(p0 + n) * c], n, c, c);
+                let b = MatRef::rows(&weight[first_row * co..], c, co, co);
+                matmul(a, b, rows, co, i > 0);
+                first_row += c;
+            }
+            apply_epilogue(rows, co, epilogue, None);
+        });
+        out
     }
 
     fn forward(&self, x: &Map) -> Map {
-        let activation = self.activation();
-        step(self.kernel.step_name(), || self.run(x, activation))
+        step(self.kernel.step_name(), || self.run(x))
     }
 
-    fn run(&self, x: &Map, activation: Activation) -> Map {
+    fn run(&self, x: &Map) -> Map {
+        let activation = self.activation;
         match &self.kernel {
-            Kernel::Pointwise { weight, bias, ci } => {
-                let (ci, co) = (*ci, self.co);
-                let mut out = Map::stale(x.h, x.w, co);
-                let epilogue = Epilogue {
-                    bias: Some(bias),
-                    activation,
-                };
-                par_row_blocks(&mut out.data, co, |p0, rows| {
-                    let n = rows.len() / co;
-                    let a = MatRef::rows(&x.data[p0 * ci..(p0 + n) * ci], n, ci, ci);
-                    matmul(a, MatRef::rows(weight, ci, co, co), rows, co, false);
-                    apply_epilogue(rows, co, epilogue, None);
-                });
-                out
-            }
+            Kernel::Pointwise { weight, bias, .. } => self.pointwise(&[x], weight, bias),
             Kernel::Dense3(conv) => {
                 let (ho, wo) = conv.out_size(x.h, x.w);
                 let mut out = Map::stale(ho, wo, self.co);

@@ -46,23 +46,7 @@ impl Winograd3x3 {
             [0.5, -0.5, 0.5],
             [0.0, 0.0, 1.0],
         ];
-        let mut transformed = vec![0.0f32; 16 * in_ch * out_ch];
-        for o in 0..out_ch {
-            for i in 0..in_ch {
-                let g = &weight[(o * in_ch + i) * 9..][..9];
-                for (a, ga) in G.iter().enumerate() {
-                    for (b, gb) in G.iter().enumerate() {
-                        let mut u = 0.0f64;
-                        for (ky, &wa) in ga.iter().enumerate() {
-                            for (kx, &wb) in gb.iter().enumerate() {
-                                u += wa * f64::from(g[ky * 3 + kx]) * wb;
-                            }
-                        }
-                        transformed[((a * 4 + b) * in_ch + i) * out_ch + o] = u as f32;
-                    }
-                }
-            }
-        }
+        let transformed = transform_weights(weight, &G, in_ch, out_ch);
         Self {
             weight: transformed,
             bias,
@@ -73,7 +57,7 @@ impl Winograd3x3 {
 
     /// Whether these channel counts are supported (multiples of 16).
     pub fn supports(in_ch: usize, out_ch: usize) -> bool {
-        in_ch.is_multiple_of(LANES) && out_ch.is_multiple_of(LANES) && in_ch > 0 && out_ch > 0
+        channels_supported(in_ch, out_ch)
     }
 
     /// Output channels.
@@ -134,12 +118,46 @@ impl Winograd3x3 {
     }
 }
 
-/// Channels per vector step of the tile transforms.
-const LANES: usize = 16;
+/// Whether both channel counts are positive multiples of [`LANES`] (both Winograd forms).
+pub(super) fn channels_supported(in_ch: usize, out_ch: usize) -> bool {
+    in_ch.is_multiple_of(LANES) && out_ch.is_multiple_of(LANES) && in_ch > 0 && out_ch > 0
+}
+
+/// `G g G^T` (in f64) of every `(out, in)` 3x3 filter of PyTorch's `(out_ch, in_ch, 3, 3)`
+/// weight, for a filter transform `G` of `N` rows: `N * N` matrices `(in_ch, out_ch)`, one
+/// per position of the transformed tile.
+pub(super) fn transform_weights<const N: usize>(
+    weight: &[f32],
+    g_rows: &[[f64; 3]; N],
+    in_ch: usize,
+    out_ch: usize,
+) -> Vec<f32> {
+    let mut transformed = vec![0.0f32; N * N * in_ch * out_ch];
+    for o in 0..out_ch {
+        for i in 0..in_ch {
+            let g = &weight[(o * in_ch + i) * 9..][..9];
+            for (a, ga) in g_rows.iter().enumerate() {
+                for (b, gb) in g_rows.iter().enumerate() {
+                    let mut u = 0.0f64;
+                    for (ky, &wa) in ga.iter().enumerate() {
+                        for (kx, &wb) in gb.iter().enumerate() {
+                            u += wa * f64::from(g[ky * 3 + kx]) * wb;
+                        }
+                    }
+                    transformed[((a * N + b) * in_ch + i) * out_ch + o] = u as f32;
+                }
+            }
+        }
+    }
+    transformed
+}
+
+/// Channels per vector step of the tile transforms (both Winograd forms).
+pub(super) const LANES: usize = 16;
 
 /// `LANES` values of `s` from `at` on, as an array.
 #[inline(always)]
-fn lanes(s: &[f32], at: usize) -> &[f32; LANES] {
+pub(super) fn lanes(s: &[f32], at: usize) -> &[f32; LANES] {
     s[at..at + LANES]
         .try_into()
         .expect("a slice of LANES values converts to an array")

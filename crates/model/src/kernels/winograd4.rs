@@ -17,9 +17,7 @@ use rayon::prelude::*;
 use super::buffers::with_scratch;
 use super::epilogue::{apply_epilogue, Activation, Epilogue};
 use super::matmul::{matmul, MatRef};
-
-/// Channels per vector step of the tile transforms.
-const LANES: usize = 16;
+use super::winograd::{channels_supported, lanes, transform_weights, LANES};
 
 /// Values of a transformed tile.
 const POSITIONS: usize = 36;
@@ -70,23 +68,7 @@ impl Winograd4x4 {
             Self::supports(in_ch, out_ch),
             "winograd conv: channels must be multiples of {LANES}"
         );
-        let mut transformed = vec![0.0f32; POSITIONS * in_ch * out_ch];
-        for o in 0..out_ch {
-            for i in 0..in_ch {
-                let g = &weight[(o * in_ch + i) * 9..][..9];
-                for (a, ga) in G.iter().enumerate() {
-                    for (b, gb) in G.iter().enumerate() {
-                        let mut u = 0.0f64;
-                        for (ky, &wa) in ga.iter().enumerate() {
-                            for (kx, &wb) in gb.iter().enumerate() {
-                                u += wa * f64::from(g[ky * 3 + kx]) * wb;
-                            }
-                        }
-                        transformed[((a * 6 + b) * in_ch + i) * out_ch + o] = u as f32;
-                    }
-                }
-            }
-        }
+        let transformed = transform_weights(weight, &G, in_ch, out_ch);
         Self {
             weight: transformed,
             bias,
@@ -97,7 +79,7 @@ impl Winograd4x4 {
 
     /// Whether these channel counts are supported (multiples of 16).
     pub fn supports(in_ch: usize, out_ch: usize) -> bool {
-        in_ch.is_multiple_of(LANES) && out_ch.is_multiple_of(LANES) && in_ch > 0 && out_ch > 0
+        channels_supported(in_ch, out_ch)
     }
 
     /// `x` (h, w, in_ch) -> `out` (h, w, out_ch), `activation` last.
@@ -155,14 +137,6 @@ impl Winograd4x4 {
                 apply_epilogue(rows, co, epilogue, None);
             });
     }
-}
-
-/// `LANES` values of `s` from `at` on, as an array.
-#[inline(always)]
-fn lanes(s: &[f32], at: usize) -> &[f32; LANES] {
-    s[at..at + LANES]
-        .try_into()
-        .expect("a slice of LANES values converts to an array")
 }
 
 /// `B^T d` along one axis: six vectors in, six out.
