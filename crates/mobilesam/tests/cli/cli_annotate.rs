@@ -9,7 +9,7 @@
 //! (`mobilesam_model::contours`, whose parity with OpenCV and Ultralytics the model crate's
 //! `yolo_parity` test proves on a fixture made by `ultralytics`).
 
-mod cli_support;
+use crate::cli_support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! `fault_injection`): a panic on a chosen image width, a slow encode, and a stub
 //! encoder that makes an encode cost a 4 MiB fill instead of a model run.
 
-mod server_support;
+use crate::server_support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! and rasterised with the even-odd rule they cover the mask. Without the flag no polygons
 //! are sent.
 
-mod server_support;
+use crate::server_support;
 
 use mobilesam_model::masks::{BinaryMask, Rle};
 use mobilesam_model::polygon::{rasterize, DEFAULT_EPSILON};

@@ -1,6 +1,6 @@
 //! `mobilesam info`: parameter counts per part and file size, as a table and as JSON.
 
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::{arg, checkpoint, run, success};
 use mobilesam_model::checkpoint::Checkpoint;

@@ -6,7 +6,7 @@
 //! (shared through [`embedding`]) and once by a direct `segment`; every other run reuses
 //! the saved embedding with `--embedding`.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -5,8 +5,8 @@
 //! low, so the filters are set to 0 for masks to survive (NMS stays on). Grids are small:
 //! the image encoder is the slow part on CPU.
 
-mod cli_support;
-mod server_support;
+use crate::cli_support;
+use crate::server_support;
 
 use std::time::Duration;
 

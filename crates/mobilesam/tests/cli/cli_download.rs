@@ -2,7 +2,7 @@
 //! later runs use the cached file; a download that is not a checkpoint is not cached.
 //! A one-shot HTTP server on the loopback interface stands in for GitHub.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -2,7 +2,7 @@
 //! and clean errors for bad parameters. (Parity with the reference generator is
 //! crates/model/tests/amg_parity.rs.)
 
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::{arg, checkpoint, failure, image, run, success, temp_dir, HEIGHT, WIDTH};
 use mobilesam_model::masks::{BinaryMask, Rle};

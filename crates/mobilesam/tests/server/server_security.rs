@@ -2,7 +2,7 @@
 //! (rustls), mutual TLS, the bearer token, startup errors for bad certificate, key and
 //! token files, and the message-size limit. Certificates are made at test time (rcgen).
 
-mod server_support;
+use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

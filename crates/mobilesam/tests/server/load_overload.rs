@@ -3,7 +3,7 @@
 //! for some prompts, RESOURCE_EXHAUSTED for the rest, faster than a mask), report one
 //! embedding per session, stay alive and keep its memory bounded.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

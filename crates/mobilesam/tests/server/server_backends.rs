@@ -2,7 +2,7 @@
 //! the masks the library computes with it, and an unknown name is refused before the
 //! server starts.
 
-mod server_support;
+use crate::server_support;
 
 use mobilesam_model::{Backend, DecodeOptions, Sam};
 use mobilesam_proto::v1;

@@ -3,7 +3,7 @@
 //! refuse a different checkpoint (`segment`, `info`, `serve`, and a download before it is
 //! cached); `info` prints the file's SHA-256, as `sha256sum` computes it.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

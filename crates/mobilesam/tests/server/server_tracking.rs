@@ -7,7 +7,7 @@
 //! untracking, an object lost (by `--track-min-score`), frames of another size, a session
 //! resumed on another stream, the tracked-object cap, memory accounting, bad requests.
 
-mod server_support;
+use crate::server_support;
 
 use std::io::Read;
 

@@ -2,7 +2,7 @@
 //! unreadable, corrupt or unknown images, malformed prompts, missing or invalid
 //! checkpoints, and an unreachable download server. None of these runs the encoder.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::net::TcpListener;
 

@@ -5,7 +5,7 @@
 //! from the JSON log) and keeps the number of image encodes small: the encoder is the
 //! slow part on CPU.
 
-mod server_support;
+use crate::server_support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

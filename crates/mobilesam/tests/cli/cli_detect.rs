@@ -4,7 +4,7 @@
 //! detect -> detections file -> `annotate --detections`, COCO categories named from the
 //! checkpoint, and clear one-line errors for bad checkpoints.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@
 //! encode worker sleeps before each encode, which holds the encode lane busy without
 //! holding a CPU.
 
-mod server_support;
+use crate::server_support;
 
 use std::time::Duration;
 

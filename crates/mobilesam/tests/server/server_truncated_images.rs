@@ -2,7 +2,7 @@
 //! error (and the stream goes on), the unary `SetImage` an INVALID_ARGUMENT status, for every
 //! format of `tests/fixtures/truncation` cut in half; the stream then accepts a whole file.
 
-mod server_support;
+use crate::server_support;
 
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_response::Response as Resp;

@@ -5,7 +5,7 @@
 //! between them); a raw HTTP/1.1 client sends gRPC-web frames and CORS preflights, as a
 //! browser does.
 
-mod server_support;
+use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -10,7 +10,7 @@
 //!   without encoding;
 //! - f16 storage keeps masks (IoU >= 0.99, score within 5e-3 of f32) on the fixtures.
 
-mod server_support;
+use crate::server_support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
