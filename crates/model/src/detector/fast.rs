@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::rc::Rc;
 
 use rayon::prelude::*;
@@ -260,38 +261,72 @@ impl Conv {
     /// multiplies each map by its rows of the weight and sums (no concatenated copy is
     /// made); any other concatenates first.
     fn forward_concat(&self, parts: &[&Map]) -> Map {
+        if let [x] = parts {
+            return self.forward(x);
+        }
         match &self.kernel {
             Kernel::Pointwise { weight, bias, ci }
                 if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
             {
                 step(self.kernel.step_name(), || {
-                    self.pointwise(parts, weight, bias)
+                    self.pointwise(parts, weight, bias, 0..self.co)
                 })
             }
             _ => self.forward(&Map::concat(parts)),
         }
     }
 
-    /// The 1x1 convolution of `parts` side by side: per row block, one product per part
-    /// with its rows of the `(in, out)` weight, summed, then bias and activation.
-    fn pointwise(&self, parts: &[&Map], weight: &[f32], bias: &[f32]) -> Map {
-        let co = self.co;
-        let mut out = Map::stale(parts[0].h, parts[0].w, co);
+    /// This convolution of `parts` side by side, its output channels `0..half` and
+    /// `half..` as two maps, as Ultralytics splits them (`chunk(2, 1)`, `split`): a 1x1
+    /// convolution computes each half into its own map, from the parts where they lie,
+    /// instead of copying the parts into one map and the halves out of another.
+    fn forward_halves(&self, parts: &[&Map]) -> (Map, Map) {
+        let half = self.co / 2;
+        match &self.kernel {
+            Kernel::Pointwise { weight, bias, ci }
+                if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
+            {
+                step(self.kernel.step_name(), || {
+                    (
+                        self.pointwise(parts, weight, bias, 0..half),
+                        self.pointwise(parts, weight, bias, half..self.co),
+                    )
+                })
+            }
+            _ => {
+                let y = self.forward_concat(parts);
+                (y.channels(0, half), y.channels(half, y.c - half))
+            }
+        }
+    }
+
+    /// Output channels `outputs` of the 1x1 convolution of `parts` side by side: per row
+    /// block, one product per part with its rows of the `(in, out)` weight, summed, then
+    /// bias and activation.
+    fn pointwise(
+        &self,
+        parts: &[&Map],
+        weight: &[f32],
+        bias: &[f32],
+        outputs: Range<usize>,
+    ) -> Map {
+        let (co, width) = (self.co, outputs.len());
+        let mut out = Map::stale(parts[0].h, parts[0].w, width);
         let epilogue = Epilogue {
-            bias: Some(bias),
+            bias: Some(&bias[outputs.clone()]),
             activation: self.activation,
         };
-        par_row_blocks(&mut out.data, co, |p0, rows| {
-            let n = rows.len() / co;
+        par_row_blocks(&mut out.data, width, |p0, rows| {
+            let n = rows.len() / width;
             let mut first_row = 0;
             for (i, part) in parts.iter().enumerate() {
                 let c = part.c;
                 let a = MatRef::rows(&part.data[p0 * c..(p0 + n) * c], n, c, c);
-                let b = MatRef::rows(&weight[first_row * co..], c, co, co);
-                matmul(a, b, rows, co, i > 0);
+                let b = MatRef::rows(&weight[first_row * co + outputs.start..], c, width, co);
+                matmul(a, b, rows, width, i > 0);
                 first_row += c;
             }
-            apply_epilogue(rows, co, epilogue, None);
+            apply_epilogue(rows, width, epilogue, None);
         });
         out
     }
@@ -303,7 +338,9 @@ impl Conv {
     fn run(&self, x: &Map) -> Map {
         let activation = self.activation;
         match &self.kernel {
-            Kernel::Pointwise { weight, bias, .. } => self.pointwise(&[x], weight, bias),
+            Kernel::Pointwise { weight, bias, .. } => {
+                self.pointwise(&[x], weight, bias, 0..self.co)
+            }
             Kernel::Dense3(conv) => {
                 let (ho, wo) = conv.out_size(x.h, x.w);
                 let mut out = Map::stale(ho, wo, self.co);
@@ -418,10 +455,11 @@ impl FastC2f {
         })
     }
 
-    fn forward(&self, x: &Map) -> Map {
-        let y = self.cv1.forward(x);
-        let half = y.c / 2;
-        let mut outs = vec![y.channels(half, y.c - half)];
+    /// This block on `parts` side by side along channels (one map, or the inputs of a
+    /// Concat that only this block reads).
+    fn forward(&self, parts: &[&Map]) -> Map {
+        let (first, second) = self.cv1.forward_halves(parts);
+        let mut outs = vec![second];
         for block in &self.m {
             let last = &outs[outs.len() - 1];
             let next = match block {
@@ -430,8 +468,8 @@ impl FastC2f {
             };
             outs.push(next);
         }
-        let mut parts: Vec<&Map> = vec![&y];
-        parts.extend(outs[1..].iter());
+        let mut parts: Vec<&Map> = vec![&first];
+        parts.extend(outs.iter());
         self.cv2.forward_concat(&parts)
     }
 }
@@ -616,10 +654,7 @@ impl FastC2psa {
     }
 
     fn forward(&self, x: &Map) -> Map {
-        let y = self.cv1.forward(x);
-        let half = y.c / 2;
-        let a = y.channels(0, half);
-        let mut b = y.channels(half, y.c - half);
+        let (a, mut b) = self.cv1.forward_halves(&[x]);
         for block in &self.m {
             b = block.forward(&b);
         }
@@ -655,7 +690,7 @@ impl FastBlock {
     fn forward(&self, inputs: &[&Map]) -> Map {
         match self {
             FastBlock::Conv(c) => c.forward(inputs[0]),
-            FastBlock::C2f(c) => c.forward(inputs[0]),
+            FastBlock::C2f(c) => c.forward(&inputs[..1]),
             FastBlock::C3(c) => c.forward(inputs[0]),
             FastBlock::Sppf(s) => s.forward(inputs[0]),
             FastBlock::C2psa(c) => c.forward(inputs[0]),
@@ -700,6 +735,10 @@ fn chain(c: &ConvChain) -> Result<Vec<Conv>, String> {
 pub struct FastGraph {
     layers: Vec<(FastBlock, Vec<usize>)>,
     kept: Vec<bool>,
+    /// Per layer: a Concat that only the next layer reads, a C2f. Its inputs are handed to
+    /// that C2f as they are (its first convolution, 1x1, reads them in place), and the
+    /// concatenated map is never made.
+    concat_into_next: Vec<bool>,
     head_inputs: Vec<usize>,
     boxes: Vec<Vec<Conv>>,
     classes: Vec<Vec<Conv>>,
@@ -708,15 +747,23 @@ pub struct FastGraph {
 impl FastGraph {
     /// The CPU form of `graph`, or why it has none.
     pub fn new(graph: &Graph) -> Result<Self, String> {
-        let layers = graph
+        let layers: Vec<(FastBlock, Vec<usize>)> = graph
             .layers
             .iter()
             .map(|l| Ok((FastBlock::new(&l.block)?, l.inputs.clone())))
             .collect::<Result<_, String>>()?;
+        let concat_into_next = (0..layers.len())
+            .map(|i| {
+                matches!(layers[i].0, FastBlock::Concat)
+                    && !graph.kept[i]
+                    && matches!(layers.get(i + 1), Some((FastBlock::C2f(_), inputs)) if inputs[..] == [i])
+            })
+            .collect();
         let head: &DetectHead = graph.head();
         Ok(Self {
             layers,
             kept: graph.kept.clone(),
+            concat_into_next,
             head_inputs: graph.head_inputs.clone(),
             boxes: head.boxes.iter().map(chain).collect::<Result<_, _>>()?,
             classes: head.classes.iter().map(chain).collect::<Result<_, _>>()?,
@@ -730,17 +777,30 @@ impl FastGraph {
         // Shared, not copied: a kept output is also the next layer's input.
         let mut outputs: Vec<Option<Rc<Map>>> = vec![None; self.layers.len()];
         let mut previous = Rc::new(image);
+        // The inputs of a Concat in `concat_into_next`, for the next layer.
+        let mut unjoined: Option<Vec<Rc<Map>>> = None;
         for (i, (block, inputs)) in self.layers.iter().enumerate() {
-            let y = if inputs.is_empty() {
+            let y = if let Some(parts) = unjoined.take() {
+                let parts: Vec<&Map> = parts.iter().map(Rc::as_ref).collect();
+                match block {
+                    FastBlock::C2f(c) => c.forward(&parts),
+                    _ => block.forward(&[&Map::concat(&parts)]),
+                }
+            } else if inputs.is_empty() {
                 block.forward(&[&previous])
             } else {
-                let maps: Vec<&Map> = inputs
+                let maps: Vec<Rc<Map>> = inputs
                     .iter()
                     .map(|&j| match outputs.get(j) {
-                        Some(Some(kept)) if j + 1 != i => kept.as_ref(),
-                        _ => previous.as_ref(),
+                        Some(Some(kept)) if j + 1 != i => Rc::clone(kept),
+                        _ => Rc::clone(&previous),
                     })
                     .collect();
+                if self.concat_into_next[i] {
+                    unjoined = Some(maps);
+                    continue;
+                }
+                let maps: Vec<&Map> = maps.iter().map(Rc::as_ref).collect();
                 block.forward(&maps)
             };
             let y = Rc::new(y);
