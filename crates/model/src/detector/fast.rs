@@ -264,15 +264,11 @@ impl Conv {
         if let [x] = parts {
             return self.forward(x);
         }
-        match &self.kernel {
-            Kernel::Pointwise { weight, bias, ci }
-                if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
-            {
-                step(self.kernel.step_name(), || {
-                    self.pointwise(parts, weight, bias, 0..self.co)
-                })
-            }
-            _ => self.forward(&Map::concat(parts)),
+        match self.pointwise_weights(parts) {
+            Some((weight, bias)) => step(self.kernel.step_name(), || {
+                self.pointwise(parts, weight, bias, 0..self.co)
+            }),
+            None => self.forward(&Map::concat(parts)),
         }
     }
 
@@ -282,21 +278,30 @@ impl Conv {
     /// instead of copying the parts into one map and the halves out of another.
     fn forward_halves(&self, parts: &[&Map]) -> (Map, Map) {
         let half = self.co / 2;
+        match self.pointwise_weights(parts) {
+            Some((weight, bias)) => step(self.kernel.step_name(), || {
+                (
+                    self.pointwise(parts, weight, bias, 0..half),
+                    self.pointwise(parts, weight, bias, half..self.co),
+                )
+            }),
+            None => {
+                let y = self.forward_concat(parts);
+                (y.channels(0, half), y.channels(half, y.c - half))
+            }
+        }
+    }
+
+    /// The `(in, out)` weight and the bias of a 1x1 convolution whose input channels are
+    /// those of `parts` together; `None` for any other kernel.
+    fn pointwise_weights(&self, parts: &[&Map]) -> Option<(&[f32], &[f32])> {
         match &self.kernel {
             Kernel::Pointwise { weight, bias, ci }
                 if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
             {
-                step(self.kernel.step_name(), || {
-                    (
-                        self.pointwise(parts, weight, bias, 0..half),
-                        self.pointwise(parts, weight, bias, half..self.co),
-                    )
-                })
+                Some((weight, bias))
             }
-            _ => {
-                let y = self.forward_concat(parts);
-                (y.channels(0, half), y.channels(half, y.c - half))
-            }
+            _ => None,
         }
     }
 
