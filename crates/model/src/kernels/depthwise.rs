@@ -108,12 +108,36 @@ impl DepthwiseConv3x3 {
 /// the nine taps.
 const BLOCK: usize = 32;
 
-/// The first [`BLOCK`] values of `values`.
+/// Channels per register block of a layer's last channels, past its [`BLOCK`]s (80 = 2 x
+/// 32 + 16, as YOLO heads have).
+const TAIL_BLOCK: usize = 16;
+
+/// The first `N` values of `values`.
 #[inline(always)]
-fn block(values: &[f32]) -> [f32; BLOCK] {
-    let mut out = [0.0; BLOCK];
-    out.copy_from_slice(&values[..BLOCK]);
+fn block<const N: usize>(values: &[f32]) -> [f32; N] {
+    let mut out = [0.0; N];
+    out.copy_from_slice(&values[..N]);
     out
+}
+
+/// Channels `c0..c0 + N` of one output pixel from its `taps`: bias, then the taps in order.
+#[inline(always)]
+fn pixel_block<const N: usize>(
+    taps: &[(&[f32], usize)],
+    weight: &[f32],
+    bias: &[f32],
+    c0: usize,
+    px: &mut [f32],
+) {
+    let mut acc = block::<N>(&bias[c0..]);
+    for &(src, ker) in taps {
+        let (s, k) = (block::<N>(&src[c0..]), block::<N>(&weight[ker + c0..]));
+        // Fixed-length arrays: the loop unrolls into vector FMAs on registers.
+        for i in 0..N {
+            acc[i] = s[i].mul_add(k[i], acc[i]);
+        }
+    }
+    px[c0..c0 + N].copy_from_slice(&acc);
 }
 
 multiversioned! {
@@ -149,17 +173,13 @@ multiversioned! {
             let taps = &taps[..count];
             let blocks = c / BLOCK * BLOCK;
             for c0 in (0..blocks).step_by(BLOCK) {
-                let mut acc = block(&bias[c0..]);
-                for &(src, ker) in taps {
-                    let (s, k) = (block(&src[c0..]), block(&weight[ker + c0..]));
-                    // Fixed-length arrays: the loop unrolls into vector FMAs on registers.
-                    for i in 0..BLOCK {
-                        acc[i] = s[i].mul_add(k[i], acc[i]);
-                    }
-                }
-                px[c0..c0 + BLOCK].copy_from_slice(&acc);
+                pixel_block::<BLOCK>(taps, weight, bias, c0, px);
             }
-            for ch in blocks..c {
+            let tails = blocks + (c - blocks) / TAIL_BLOCK * TAIL_BLOCK;
+            for c0 in (blocks..tails).step_by(TAIL_BLOCK) {
+                pixel_block::<TAIL_BLOCK>(taps, weight, bias, c0, px);
+            }
+            for ch in tails..c {
                 let mut a = bias[ch];
                 for &(src, ker) in taps {
                     a = src[ch].mul_add(weight[ker + ch], a);
@@ -177,7 +197,8 @@ mod tests {
 
     #[test]
     fn matches_direct_convolution() {
-        for c in [5, 37] {
+        // Scalar channels only; one 32-channel block; 32 + 16 + scalar (YOLO heads: 80).
+        for c in [5, 37, 53, 80] {
             check_channels(c);
         }
     }
