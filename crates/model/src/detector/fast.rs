@@ -86,7 +86,7 @@ impl Drop for Map {
 impl Map {
     /// An `h x w x c` map whose values are left over from an earlier map of the same size
     /// when there is one (zeros otherwise): every caller overwrites all of them.
-    fn stale(h: usize, w: usize, c: usize) -> Self {
+    pub fn stale(h: usize, w: usize, c: usize) -> Self {
         let len = h * w * c;
         let reused = SPARE_BUFFERS.with(|spare| {
             let mut spare = spare.try_borrow_mut().ok()?;

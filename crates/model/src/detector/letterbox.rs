@@ -62,33 +62,57 @@ impl Letterbox {
         ]
     }
 
-    /// The model input, channels-last RGB scaled to [0, 1]: `(H, W, 3)` row-major.
-    pub fn apply_hwc(&self, image: &RgbImage) -> Vec<f32> {
-        let resized = resize_linear_u8(
-            image.as_raw(),
-            self.orig.0,
-            self.orig.1,
-            self.resized.0,
-            self.resized.1,
-        );
-        let (iw, ih) = self.input;
+    /// The model input, channels-last RGB scaled to [0, 1]: `(H, W, 3)` row-major, into
+    /// `out` (every value is written). A linear resize writes each row straight into the
+    /// input (no resized image in between), a band of rows per task.
+    ///
+    /// # Panics
+    /// When `out` is not `3 * W * H` long or the image is not the letterbox's size.
+    pub fn fill_hwc(&self, image: &RgbImage, out: &mut [f32]) {
+        let (sw, sh) = self.orig;
         let (rw, rh) = self.resized;
+        let (iw, ih) = self.input;
         let (left, top) = self.pad;
-        let mut out = vec![0.0; 3 * iw * ih];
-        out.par_chunks_mut(3 * iw)
+        assert!(
+            out.len() == 3 * iw * ih && image.as_raw().len() == 3 * sw * sh,
+            "letterbox: sizes"
+        );
+        let src = image.as_raw();
+        let source = if sw == rw && sh == rh {
+            ResizedRows::Ready(src)
+        } else if sw == rw * 2 && sh == rh * 2 {
+            ResizedRows::Owned(resize_area_half(src, sw, rw, rh))
+        } else {
+            ResizedRows::Linear(LinearResizer::new(src, sw, sh, rw, rh))
+        };
+        out.par_chunks_mut(RESIZE_BAND_ROWS * 3 * iw)
             .enumerate()
-            .for_each(|(oy, dst)| match oy.checked_sub(top).filter(|&y| y < rh) {
-                Some(y) => {
-                    let row = &resized[y * rw * 3..(y + 1) * rw * 3];
+            .for_each(|(band, rows)| {
+                let mut cache = RowCache::default();
+                let mut bytes = vec![0u8; 3 * rw];
+                for (i, dst) in rows.chunks_exact_mut(3 * iw).enumerate() {
+                    let Some(y) = (band * RESIZE_BAND_ROWS + i)
+                        .checked_sub(top)
+                        .filter(|&y| y < rh)
+                    else {
+                        dst.fill(PAD);
+                        continue;
+                    };
+                    let row = match &source {
+                        ResizedRows::Linear(resizer) => {
+                            resizer.row(y, &mut cache, &mut bytes);
+                            &bytes[..]
+                        }
+                        ResizedRows::Ready(resized) => &resized[y * rw * 3..(y + 1) * rw * 3],
+                        ResizedRows::Owned(resized) => &resized[y * rw * 3..(y + 1) * rw * 3],
+                    };
                     dst[..left * 3].fill(PAD);
                     for (d, s) in dst[left * 3..(left + rw) * 3].iter_mut().zip(row) {
                         *d = f32::from(*s) / 255.0;
                     }
                     dst[(left + rw) * 3..].fill(PAD);
                 }
-                None => dst.fill(PAD),
             });
-        out
     }
 
     /// The model input, channels-first RGB scaled to [0, 1]: `(3, H, W)` row-major.
@@ -148,73 +172,129 @@ fn round_half_even(v: f64) -> i32 {
 
 /// `cv2.resize(src, (dw, dh), interpolation=cv2.INTER_LINEAR)` for interleaved RGB bytes.
 pub fn resize_linear_u8(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    const CN: usize = 3;
     if sw == dw && sh == dh {
         return src.to_vec();
     }
     if sw == dw * 2 && sh == dh * 2 {
         return resize_area_half(src, sw, dw, dh);
     }
-    let xt = axis_table(sw, dw);
-    let yt = axis_table(sh, dh);
-    let clamp_y = |s: isize| s.clamp(0, sh as isize - 1) as usize;
-    // Per output column: the two source columns and their weights. Out of range, OpenCV
-    // uses the edge pixel with weight 1.
-    let columns: Vec<(usize, usize, i32, i32)> = xt
-        .iter()
-        .map(|&(sx, a0, a1)| {
-            if sx < 0 {
-                (0, 0, COEF_SCALE as i32, 0)
-            } else if sx as usize >= sw - 1 {
-                (sw - 1, sw - 1, COEF_SCALE as i32, 0)
-            } else {
-                (sx as usize, sx as usize + 1, a0, a1)
-            }
-        })
-        .collect();
-    // Horizontal pass of one source row into fixed point (x 2048).
-    let hpass = |y: usize, out: &mut Vec<i32>| {
-        out.clear();
-        let row = &src[y * sw * CN..(y + 1) * sw * CN];
-        for &(x0, x1, a0, a1) in &columns {
-            let (p0, p1) = (&row[x0 * CN..x0 * CN + CN], &row[x1 * CN..x1 * CN + CN]);
-            for c in 0..CN {
-                out.push(i32::from(p0[c]) * a0 + i32::from(p1[c]) * a1);
-            }
-        }
-    };
-    let width = dw * CN;
+    let resizer = LinearResizer::new(src, sw, sh, dw, dh);
+    let width = dw * CHANNELS;
     let mut out = vec![0u8; dh * width];
-    // Bands of output rows in parallel; within a band, each source row's horizontal pass
-    // is computed once and kept while the next output rows still use it.
     out.par_chunks_mut(RESIZE_BAND_ROWS * width)
         .enumerate()
         .for_each(|(band, rows)| {
-            let (mut r0, mut r1) = (Vec::with_capacity(width), Vec::with_capacity(width));
-            let mut cached: (usize, usize) = (usize::MAX, usize::MAX);
-            let first = band * RESIZE_BAND_ROWS;
+            let mut cache = RowCache::default();
             for (i, dst) in rows.chunks_exact_mut(width).enumerate() {
-                let (sy, b0, b1) = yt[first + i];
-                let (y0, y1) = (clamp_y(sy), clamp_y(sy + 1));
-                if cached != (y0, y1) {
-                    if y0 == cached.1 {
-                        std::mem::swap(&mut r0, &mut r1);
-                    } else {
-                        hpass(y0, &mut r0);
-                    }
-                    hpass(y1, &mut r1);
-                    cached = (y0, y1);
-                }
-                for ((d, &a), &c) in dst.iter_mut().zip(&r0).zip(&r1) {
-                    let v = ((((a >> 4) * b0) >> 16) + (((c >> 4) * b1) >> 16) + 2) >> 2;
-                    *d = v.clamp(0, 255) as u8;
-                }
+                resizer.row(band * RESIZE_BAND_ROWS + i, &mut cache, dst);
             }
         });
     out
 }
 
-/// Output rows per parallel task of [`resize_linear_u8`].
+/// Where the letterbox takes its resized rows from.
+enum ResizedRows<'a> {
+    /// The image itself (no resize).
+    Ready(&'a [u8]),
+    /// A resized image (the exact-half `INTER_AREA` shortcut).
+    Owned(Vec<u8>),
+    /// Row by row from the linear resize.
+    Linear(LinearResizer<'a>),
+}
+
+/// Channels of the interleaved images the resize takes.
+const CHANNELS: usize = 3;
+
+/// One `INTER_LINEAR` resize, an output row at a time: a band of rows computes each
+/// source row's horizontal pass once and keeps it (in a [`RowCache`]) while the next
+/// output rows still use it.
+struct LinearResizer<'a> {
+    src: &'a [u8],
+    sw: usize,
+    sh: usize,
+    /// Per output column: the two source columns and their weights. Out of range, OpenCV
+    /// uses the edge pixel with weight 1.
+    columns: Vec<(usize, usize, i32, i32)>,
+    /// Per output row: the first source row and the two weights.
+    rows: Vec<(isize, i32, i32)>,
+}
+
+/// The horizontal passes (fixed point, x 2048) of the two source rows an output row
+/// reads, and which rows they are.
+struct RowCache {
+    r0: Vec<i32>,
+    r1: Vec<i32>,
+    rows: (usize, usize),
+}
+
+impl Default for RowCache {
+    fn default() -> Self {
+        Self {
+            r0: Vec::new(),
+            r1: Vec::new(),
+            rows: (usize::MAX, usize::MAX),
+        }
+    }
+}
+
+impl<'a> LinearResizer<'a> {
+    fn new(src: &'a [u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Self {
+        let columns = axis_table(sw, dw)
+            .iter()
+            .map(|&(sx, a0, a1)| {
+                if sx < 0 {
+                    (0, 0, COEF_SCALE as i32, 0)
+                } else if sx as usize >= sw - 1 {
+                    (sw - 1, sw - 1, COEF_SCALE as i32, 0)
+                } else {
+                    (sx as usize, sx as usize + 1, a0, a1)
+                }
+            })
+            .collect();
+        Self {
+            src,
+            sw,
+            sh,
+            columns,
+            rows: axis_table(sh, dh),
+        }
+    }
+
+    /// The horizontal pass of source row `y` into `out`.
+    fn hpass(&self, y: usize, out: &mut Vec<i32>) {
+        const CN: usize = CHANNELS;
+        out.resize(self.columns.len() * CN, 0);
+        let row = &self.src[y * self.sw * CN..(y + 1) * self.sw * CN];
+        for (o, &(x0, x1, a0, a1)) in out.chunks_exact_mut(CN).zip(&self.columns) {
+            let (p0, p1) = (&row[x0 * CN..x0 * CN + CN], &row[x1 * CN..x1 * CN + CN]);
+            for c in 0..CN {
+                o[c] = i32::from(p0[c]) * a0 + i32::from(p1[c]) * a1;
+            }
+        }
+    }
+
+    /// Output row `y` into `dst` (`dw * 3` bytes).
+    fn row(&self, y: usize, cache: &mut RowCache, dst: &mut [u8]) {
+        let clamp_y = |s: isize| s.clamp(0, self.sh as isize - 1) as usize;
+        let (sy, b0, b1) = self.rows[y];
+        let (y0, y1) = (clamp_y(sy), clamp_y(sy + 1));
+        if cache.rows != (y0, y1) {
+            if y0 == cache.rows.1 {
+                std::mem::swap(&mut cache.r0, &mut cache.r1);
+            } else {
+                self.hpass(y0, &mut cache.r0);
+            }
+            self.hpass(y1, &mut cache.r1);
+            cache.rows = (y0, y1);
+        }
+        for ((d, &a), &c) in dst.iter_mut().zip(&cache.r0).zip(&cache.r1) {
+            let v = ((((a >> 4) * b0) >> 16) + (((c >> 4) * b1) >> 16) + 2) >> 2;
+            *d = v.clamp(0, 255) as u8;
+        }
+    }
+}
+
+/// Output rows per parallel task of [`resize_linear_u8`] and [`Letterbox::apply_hwc`].
 const RESIZE_BAND_ROWS: usize = 32;
 
 fn resize_area_half(src: &[u8], sw: usize, dw: usize, dh: usize) -> Vec<u8> {
@@ -273,5 +353,24 @@ mod tests {
         let half = resize_linear_u8(&src, 4, 2, 2, 1);
         // Block of (0,3,12,15) -> (30 + 2) / 4 = 8.
         assert_eq!(half[0], 8);
+    }
+
+    #[test]
+    fn channels_last_input_is_the_channels_first_one_transposed() {
+        // Upscale, downscale, exact size and exact half, with padding on either axis.
+        for (w, h) in [(600, 400), (123, 77), (640, 480), (1280, 960), (64, 200)] {
+            let pixels: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+            let image = RgbImage::from_raw(w as u32, h as u32, pixels).expect("sized buffer");
+            let lb = Letterbox::new(w, h, 640, 32);
+            let (iw, ih) = lb.input;
+            let mut hwc = vec![f32::NAN; 3 * iw * ih];
+            lb.fill_hwc(&image, &mut hwc);
+            let chw = lb.apply(&image);
+            for p in 0..iw * ih {
+                for c in 0..3 {
+                    assert_eq!(hwc[p * 3 + c], chw[c * iw * ih + p], "{w}x{h} pixel {p}");
+                }
+            }
+        }
     }
 }

@@ -189,8 +189,9 @@ impl Detector {
         let (w, h) = lb.input;
         let levels = match &self.fast {
             Some(fast) => {
-                let data = step("detector letterbox", || lb.apply_hwc(image));
-                fast.forward(Map { data, h, w, c: 3 })
+                let mut input = Map::stale(h, w, 3);
+                step("detector letterbox", || lb.fill_hwc(image, &mut input.data));
+                fast.forward(input)
             }
             None => {
                 let input = lb.apply(image);
