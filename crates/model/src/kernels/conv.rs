@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::buffers::with_scratch;
+use super::conv_narrow;
 use super::epilogue::{apply_epilogue, Activation, Epilogue};
 use super::linear::par_row_blocks;
 use super::matmul::{matmul, MatRef};
@@ -24,6 +25,8 @@ pub struct Conv3x3 {
     /// gathering im2col patches and calling the matrix product cost more than the
     /// arithmetic.
     rgb_blocks: Option<Vec<RgbBlock>>,
+    /// Whether the channels take the direct path of [`super::conv_narrow`].
+    narrow: bool,
 }
 
 impl Conv3x3 {
@@ -62,6 +65,7 @@ impl Conv3x3 {
             out_ch,
             stride,
             rgb_blocks,
+            narrow: conv_narrow::supports(in_ch, out_ch),
         }
     }
 
@@ -92,7 +96,7 @@ impl Conv3x3 {
             bias: self.bias.as_deref(),
             activation,
         };
-        if let Some(blocks) = &self.rgb_blocks {
+        if self.rgb_blocks.is_some() || self.narrow {
             out.par_chunks_mut(wo * co)
                 .enumerate()
                 .for_each(|(oy, row)| {
@@ -103,7 +107,17 @@ impl Conv3x3 {
                             .filter(|&iy| iy < h)
                             .map(|iy| &x[iy * w * ci..(iy + 1) * w * ci])
                     });
-                    rgb_row(input_rows, w, blocks, self.stride, row);
+                    match &self.rgb_blocks {
+                        Some(blocks) => rgb_row(input_rows, w, blocks, self.stride, row),
+                        None => conv_narrow::row(
+                            input_rows,
+                            w,
+                            &self.weight,
+                            (ci, co),
+                            self.stride,
+                            row,
+                        ),
+                    }
                     apply_epilogue(row, co, epilogue, None);
                 });
             return;
@@ -227,16 +241,18 @@ mod tests {
     #[test]
     fn matches_direct_convolution() {
         // 3 input channels take the fixed-size gather (or, with 16 or 32 output channels,
-        // the direct RGB path), the others the general one.
-        for ci in [2, 3, 5] {
-            for co in [4, 16, 32] {
+        // the direct RGB path), 8 or 16 the narrow direct path (with 8 or 16 output
+        // channels), the others the general one.
+        for ci in [2, 3, 5, 8, 16] {
+            for co in [4, 8, 16, 32] {
                 check_against_direct(ci, co);
             }
         }
     }
 
     fn check_against_direct(ci: usize, co: usize) {
-        let (h, w) = (6, 5);
+        // 19 columns: two full blocks of the narrow path's 8 pixels and a short one.
+        let (h, w) = (6, 19);
         let x: Vec<f32> = (0..h * w * ci)
             .map(|i| ((i * 13) % 17) as f32 * 0.1 - 0.8)
             .collect();

@@ -13,6 +13,7 @@ pub mod attention;
 pub mod attention_avx512;
 pub mod buffers;
 pub mod conv;
+pub mod conv_narrow;
 pub mod depthwise;
 pub mod dispatch;
 pub mod epilogue;
