@@ -26,6 +26,7 @@ use super::blocks::{
     Attention, Block, Bottleneck, C2f, C2psa, ConvChain, ConvUnit, DetectHead, Inner, PsaBlock,
     Sppf, C3,
 };
+use super::fast_parts::{spread_upsampled, Part};
 use super::graph::Graph;
 use super::postprocess::LevelOutput;
 use crate::kernels::conv::Conv3x3;
@@ -264,19 +265,21 @@ impl Conv {
         if let [x] = parts {
             return self.forward(x);
         }
-        match self.pointwise_weights(parts) {
+        let parts = Part::plain_all(parts);
+        match self.pointwise_weights(&parts) {
             Some((weight, bias)) => step(self.kernel.step_name(), || {
-                self.pointwise(parts, weight, bias, 0..self.co)
+                self.pointwise(&parts, weight, bias, 0..self.co)
             }),
-            None => self.forward(&Map::concat(parts)),
+            None => self.forward(&joined(&parts)),
         }
     }
 
     /// This convolution of `parts` side by side, its output channels `0..half` and
     /// `half..` as two maps, as Ultralytics splits them (`chunk(2, 1)`, `split`): a 1x1
     /// convolution computes each half into its own map, from the parts where they lie,
-    /// instead of copying the parts into one map and the halves out of another.
-    fn forward_halves(&self, parts: &[&Map]) -> (Map, Map) {
+    /// instead of copying the parts into one map and the halves out of another (and an
+    /// upsampled part's share at its own size, see [`super::fast_parts`]).
+    fn forward_halves(&self, parts: &[Part]) -> (Map, Map) {
         let half = self.co / 2;
         match self.pointwise_weights(parts) {
             Some((weight, bias)) => step(self.kernel.step_name(), || {
@@ -286,7 +289,10 @@ impl Conv {
                 )
             }),
             None => {
-                let y = self.forward_concat(parts);
+                let y = match parts {
+                    [Part { map, up: 1 }] => self.forward(map),
+                    _ => self.forward(&joined(parts)),
+                };
                 (y.channels(0, half), y.channels(half, y.c - half))
             }
         }
@@ -294,10 +300,10 @@ impl Conv {
 
     /// The `(in, out)` weight and the bias of a 1x1 convolution whose input channels are
     /// those of `parts` together; `None` for any other kernel.
-    fn pointwise_weights(&self, parts: &[&Map]) -> Option<(&[f32], &[f32])> {
+    fn pointwise_weights(&self, parts: &[Part]) -> Option<(&[f32], &[f32])> {
         match &self.kernel {
             Kernel::Pointwise { weight, bias, ci }
-                if parts.iter().map(|p| p.c).sum::<usize>() == *ci =>
+                if parts.iter().map(Part::channels).sum::<usize>() == *ci =>
             {
                 Some((weight, bias))
             }
@@ -307,29 +313,52 @@ impl Conv {
 
     /// Output channels `outputs` of the 1x1 convolution of `parts` side by side: per row
     /// block, one product per part with its rows of the `(in, out)` weight, summed, then
-    /// bias and activation.
+    /// bias and activation. An upsampled part's product is made at its own size first and
+    /// spread over the row blocks.
     fn pointwise(
         &self,
-        parts: &[&Map],
+        parts: &[Part],
         weight: &[f32],
         bias: &[f32],
         outputs: Range<usize>,
     ) -> Map {
         let (co, width) = (self.co, outputs.len());
-        let mut out = Map::stale(parts[0].h, parts[0].w, width);
+        let (h, w) = parts[0].size();
+        // Each part's rows of the weight, restricted to `outputs`.
+        let weights: Vec<MatRef> = parts
+            .iter()
+            .scan(0, |first_row, part| {
+                let b = MatRef::rows(
+                    &weight[*first_row * co + outputs.start..],
+                    part.channels(),
+                    width,
+                    co,
+                );
+                *first_row += part.channels();
+                Some(b)
+            })
+            .collect();
+        let small: Vec<Option<Map>> = parts
+            .iter()
+            .zip(&weights)
+            .map(|(part, &b)| (part.up > 1).then(|| product(part.map, b)))
+            .collect();
+        let mut out = Map::stale(h, w, width);
         let epilogue = Epilogue {
             bias: Some(&bias[outputs.clone()]),
             activation: self.activation,
         };
         par_row_blocks(&mut out.data, width, |p0, rows| {
             let n = rows.len() / width;
-            let mut first_row = 0;
-            for (i, part) in parts.iter().enumerate() {
-                let c = part.c;
-                let a = MatRef::rows(&part.data[p0 * c..(p0 + n) * c], n, c, c);
-                let b = MatRef::rows(&weight[first_row * co + outputs.start..], c, width, co);
-                matmul(a, b, rows, width, i > 0);
-                first_row += c;
+            for (i, ((part, &b), small)) in parts.iter().zip(&weights).zip(&small).enumerate() {
+                match small {
+                    Some(small) => spread_upsampled(small, part.up, w, p0, rows, i > 0),
+                    None => {
+                        let c = part.map.c;
+                        let a = MatRef::rows(&part.map.data[p0 * c..(p0 + n) * c], n, c, c);
+                        matmul(a, b, rows, width, i > 0);
+                    }
+                }
             }
             apply_epilogue(rows, width, epilogue, None);
         });
@@ -344,7 +373,7 @@ impl Conv {
         let activation = self.activation;
         match &self.kernel {
             Kernel::Pointwise { weight, bias, .. } => {
-                self.pointwise(&[x], weight, bias, 0..self.co)
+                self.pointwise(&[Part::plain(x)], weight, bias, 0..self.co)
             }
             Kernel::Dense3(conv) => {
                 let (ho, wo) = conv.out_size(x.h, x.w);
@@ -370,6 +399,32 @@ impl Conv {
             }
         }
     }
+}
+
+/// `x` (as `(pixels, channels)`) times `b`, as a map: no bias, no activation.
+fn product(x: &Map, b: MatRef) -> Map {
+    let width = b.cols;
+    let mut out = Map::stale(x.h, x.w, width);
+    par_row_blocks(&mut out.data, width, |p0, rows| {
+        let (n, c) = (rows.len() / width, x.c);
+        let a = MatRef::rows(&x.data[p0 * c..(p0 + n) * c], n, c, c);
+        matmul(a, b, rows, width, false);
+    });
+    out
+}
+
+/// `parts` side by side in one map, upsampled ones upsampled.
+fn joined(parts: &[Part]) -> Map {
+    let upsampled: Vec<Option<Map>> = parts
+        .iter()
+        .map(|p| (p.up > 1).then(|| step("detector copies", || upsample(p.map, p.up))))
+        .collect();
+    let maps: Vec<&Map> = parts
+        .iter()
+        .zip(&upsampled)
+        .map(|(p, u)| u.as_ref().unwrap_or(p.map))
+        .collect();
+    Map::concat(&maps)
 }
 
 #[derive(Debug, Clone)]
@@ -462,7 +517,7 @@ impl FastC2f {
 
     /// This block on `parts` side by side along channels (one map, or the inputs of a
     /// Concat that only this block reads).
-    fn forward(&self, parts: &[&Map]) -> Map {
+    fn forward(&self, parts: &[Part]) -> Map {
         let (first, second) = self.cv1.forward_halves(parts);
         let mut outs = vec![second];
         for block in &self.m {
@@ -659,7 +714,7 @@ impl FastC2psa {
     }
 
     fn forward(&self, x: &Map) -> Map {
-        let (a, mut b) = self.cv1.forward_halves(&[x]);
+        let (a, mut b) = self.cv1.forward_halves(&[Part::plain(x)]);
         for block in &self.m {
             b = block.forward(&b);
         }
@@ -695,7 +750,7 @@ impl FastBlock {
     fn forward(&self, inputs: &[&Map]) -> Map {
         match self {
             FastBlock::Conv(c) => c.forward(inputs[0]),
-            FastBlock::C2f(c) => c.forward(&inputs[..1]),
+            FastBlock::C2f(c) => c.forward(&[Part::plain(inputs[0])]),
             FastBlock::C3(c) => c.forward(inputs[0]),
             FastBlock::Sppf(s) => s.forward(inputs[0]),
             FastBlock::C2psa(c) => c.forward(inputs[0]),
@@ -744,6 +799,9 @@ pub struct FastGraph {
     /// that C2f as they are (its first convolution, 1x1, reads them in place), and the
     /// concatenated map is never made.
     concat_into_next: Vec<bool>,
+    /// Per layer: an Upsample that only such a Concat reads. It is never made: the C2f's
+    /// first convolution takes its input map and the factor ([`super::fast_parts`]).
+    upsample_into_next: Vec<bool>,
     head_inputs: Vec<usize>,
     boxes: Vec<Vec<Conv>>,
     classes: Vec<Vec<Conv>>,
@@ -763,12 +821,20 @@ impl FastGraph {
                     && !graph.kept[i]
                     && matches!(layers.get(i + 1), Some((FastBlock::C2f(_), inputs)) if inputs[..] == [i])
             })
+            .collect::<Vec<bool>>();
+        let upsample_into_next = (0..layers.len())
+            .map(|i| {
+                matches!(layers[i].0, FastBlock::Upsample(_))
+                    && !graph.kept[i]
+                    && concat_into_next.get(i + 1).copied().unwrap_or(false)
+            })
             .collect();
         let head: &DetectHead = graph.head();
         Ok(Self {
             layers,
             kept: graph.kept.clone(),
             concat_into_next,
+            upsample_into_next,
             head_inputs: graph.head_inputs.clone(),
             boxes: head.boxes.iter().map(chain).collect::<Result<_, _>>()?,
             classes: head.classes.iter().map(chain).collect::<Result<_, _>>()?,
@@ -782,30 +848,56 @@ impl FastGraph {
         // Shared, not copied: a kept output is also the next layer's input.
         let mut outputs: Vec<Option<Rc<Map>>> = vec![None; self.layers.len()];
         let mut previous = Rc::new(image);
-        // The inputs of a Concat in `concat_into_next`, for the next layer.
-        let mut unjoined: Option<Vec<Rc<Map>>> = None;
+        // `previous` stands for its upsampling by this factor (an Upsample in
+        // `upsample_into_next`, not made).
+        let mut previous_up = 1;
+        // The inputs of a Concat in `concat_into_next`, with their factors, for the next
+        // layer.
+        let mut unjoined: Option<Vec<(Rc<Map>, usize)>> = None;
         for (i, (block, inputs)) in self.layers.iter().enumerate() {
             let y = if let Some(parts) = unjoined.take() {
-                let parts: Vec<&Map> = parts.iter().map(Rc::as_ref).collect();
+                let parts: Vec<Part> = parts
+                    .iter()
+                    .map(|(map, up)| Part { map, up: *up })
+                    .collect();
                 match block {
                     FastBlock::C2f(c) => c.forward(&parts),
-                    _ => block.forward(&[&Map::concat(&parts)]),
+                    _ => block.forward(&[&joined(&parts)]),
                 }
-            } else if inputs.is_empty() {
-                block.forward(&[&previous])
             } else {
-                let maps: Vec<Rc<Map>> = inputs
-                    .iter()
-                    .map(|&j| match outputs.get(j) {
-                        Some(Some(kept)) if j + 1 != i => Rc::clone(kept),
-                        _ => Rc::clone(&previous),
-                    })
-                    .collect();
+                let maps: Vec<(Rc<Map>, usize)> = if inputs.is_empty() {
+                    vec![(Rc::clone(&previous), previous_up)]
+                } else {
+                    inputs
+                        .iter()
+                        .map(|&j| match outputs.get(j) {
+                            Some(Some(kept)) if j + 1 != i => (Rc::clone(kept), 1),
+                            _ => (Rc::clone(&previous), previous_up),
+                        })
+                        .collect()
+                };
                 if self.concat_into_next[i] {
                     unjoined = Some(maps);
                     continue;
                 }
-                let maps: Vec<&Map> = maps.iter().map(Rc::as_ref).collect();
+                if let (true, FastBlock::Upsample(f), [(map, 1)]) =
+                    (self.upsample_into_next[i], block, &maps[..])
+                {
+                    previous = Rc::clone(map);
+                    previous_up = *f;
+                    continue;
+                }
+                // An upsampled part only reaches the next C2f (by construction); were one
+                // to reach any other layer, it is upsampled here.
+                let made: Vec<Option<Map>> = maps
+                    .iter()
+                    .map(|(map, up)| (*up > 1).then(|| joined(&[Part { map, up: *up }])))
+                    .collect();
+                let maps: Vec<&Map> = maps
+                    .iter()
+                    .zip(&made)
+                    .map(|((map, _), made)| made.as_ref().unwrap_or(map))
+                    .collect();
                 block.forward(&maps)
             };
             let y = Rc::new(y);
@@ -813,6 +905,7 @@ impl FastGraph {
                 outputs[i] = Some(Rc::clone(&y));
             }
             previous = y;
+            previous_up = 1;
         }
         self.head_inputs
             .iter()

@@ -10,6 +10,7 @@
 pub mod blocks;
 pub mod checkpoint;
 pub mod fast;
+pub mod fast_parts;
 pub mod graph;
 pub mod letterbox;
 pub mod postprocess;
