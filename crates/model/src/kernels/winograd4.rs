@@ -41,10 +41,12 @@ const G: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Rows of output tiles per task: at least two bands per thread keep the threads busy.
+/// Rows of output tiles per task: the most rows (up to 4, so that each product has tiles
+/// enough) that leave the busiest thread no more rows than any smaller count would.
 fn tile_rows_per_task(tile_rows: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    tile_rows.div_ceil(2 * threads).clamp(1, 4)
+    let busiest = |per_task: usize| tile_rows.div_ceil(per_task).div_ceil(threads) * per_task;
+    (1..=4).rev().min_by_key(|&p| busiest(p)).unwrap_or(1)
 }
 
 /// A 3x3 convolution, stride 1, zero padding 1, in F(4x4, 3x3) Winograd form.
