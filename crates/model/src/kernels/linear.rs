@@ -17,12 +17,22 @@ const COLUMN_BLOCK: usize = 128;
 /// Weights below this size are not worth a parallel split.
 const FEW_ROWS_MIN_WEIGHTS: usize = 1 << 18;
 
-/// Rows per task for an `m`-row product: several tasks per thread, multiples of 16 rows.
+/// Rows per task for an `m`-row product: multiples of 16 rows, at most 512, in four
+/// tasks per thread or more, their count a multiple of the threads (so that no thread is
+/// left with one block more than the others: 4480 rows went in 9 blocks of 512).
 pub fn block_rows(m: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    let per_task = m.div_ceil(threads * 4);
-    per_task.clamp(16, 512).next_multiple_of(16)
+    let tasks = m
+        .div_ceil(MAX_BLOCK_ROWS)
+        .max(4 * threads)
+        .next_multiple_of(threads);
+    m.div_ceil(tasks)
+        .clamp(16, MAX_BLOCK_ROWS)
+        .next_multiple_of(16)
 }
+
+/// The most rows per task of a row-blocked product.
+const MAX_BLOCK_ROWS: usize = 512;
 
 /// Runs `f(first_row, rows_of_out)` over blocks of the `width`-wide rows of `out`, in
 /// parallel.
