@@ -236,3 +236,42 @@ fn hostile_checkpoints_are_errors() {
     }
     assert!(refused > 0);
 }
+
+#[test]
+fn a_head_that_disagrees_with_its_class_count_is_an_error() {
+    // The fixture's Detect module says `nc` 20 (`X\x02\x00\x00\x00nc`, a memo, `K\x14`);
+    // 21 no longer matches its class branches' 20 output channels.
+    let good = std::fs::read(yolo_dir().join("yolov8n_w.pt")).expect("fixture");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&good[..])).expect("zip");
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).expect("entry");
+        let name = entry.name().expect("entry name").to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("read");
+        if name.ends_with("data.pkl") {
+            let key = b"X\x02\x00\x00\x00nc";
+            let at = bytes
+                .windows(key.len())
+                .position(|w| w == key)
+                .expect("the Detect module's nc");
+            // The key, a 5-byte memo put (`r` and a 4-byte index), then `K` and the value.
+            let value = at + key.len() + 6;
+            assert_eq!(&bytes[value - 1..=value], b"K\x14", "nc 20 where expected");
+            bytes[value] = 21;
+        }
+        out.start_file(name, stored).expect("entry");
+        std::io::Write::write_all(&mut out, &bytes).expect("write");
+    }
+    let bytes = out.finish().expect("zip").into_inner();
+    let err = Detector::from_bytes(&bytes, "x.pt", &Device::Cpu)
+        .and_then(|detector| {
+            let image = read_image(&common::fixtures().join("images/coffee.png"), u64::MAX)?;
+            detector.detect(&image, &DetectOptions::default())
+        })
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("class channels"), "{err}");
+}

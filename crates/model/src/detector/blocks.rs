@@ -656,6 +656,7 @@ impl DetectHead {
                 logits: logits.flatten_all()?.to_vec1::<f32>()?,
                 h,
                 w,
+                channels_last: false,
             });
         }
         Ok(out)

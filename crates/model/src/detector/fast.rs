@@ -830,20 +830,33 @@ impl FastGraph {
             })
             .collect();
         let head: &DetectHead = graph.head();
+        let boxes: Vec<Vec<Conv>> = head.boxes.iter().map(chain).collect::<Result<_, _>>()?;
+        let classes: Vec<Vec<Conv>> = head.classes.iter().map(chain).collect::<Result<_, _>>()?;
+        // The decoder reads the head's maps as they are: their channels must be right.
+        let out_channels = |chain: &[Conv]| chain.last().map_or(0, |c| c.co);
+        if boxes.iter().any(|b| out_channels(b) != 4 * head.reg_max)
+            || classes.iter().any(|c| out_channels(c) != head.nc)
+        {
+            return Err(format!(
+                "the head's branches do not end in {} box and {} class channels",
+                4 * head.reg_max,
+                head.nc
+            ));
+        }
         Ok(Self {
             layers,
             kept: graph.kept.clone(),
             concat_into_next,
             upsample_into_next,
             head_inputs: graph.head_inputs.clone(),
-            boxes: head.boxes.iter().map(chain).collect::<Result<_, _>>()?,
-            classes: head.classes.iter().map(chain).collect::<Result<_, _>>()?,
+            boxes,
+            classes,
         })
     }
 
     /// Runs the network on a channels-last `(h, w, 3)` image and returns, per level, the
-    /// box distributions and class logits channel-major (`(channels, h * w)`), with the
-    /// level's size, as [`Graph::forward`] does.
+    /// box distributions and class logits as the head's maps leave them, channels last
+    /// (`(h * w, channels)`: the decoder reads either layout), with the level's size.
     pub fn forward(&self, image: Map) -> Vec<LevelOutput> {
         // Shared, not copied: a kept output is also the next layer's input.
         let mut outputs: Vec<Option<Rc<Map>>> = vec![None; self.layers.len()];
@@ -920,38 +933,16 @@ impl FastGraph {
                     for conv in &convs[1..] {
                         y = conv.forward(&y);
                     }
-                    step("detector copies", || channel_major(&y))
+                    std::mem::take(&mut y.data)
                 };
                 LevelOutput {
                     boxes: run(b),
                     logits: run(c),
                     h: x.h,
                     w: x.w,
+                    channels_last: true,
                 }
             })
             .collect()
     }
-}
-
-/// `x` as `(channels, h * w)`. Each task takes a group of channels that fill one cache
-/// line of a pixel.
-fn channel_major(x: &Map) -> Vec<f32> {
-    const GROUP: usize = 16;
-    let n = x.h * x.w;
-    let mut out = vec![0f32; n * x.c];
-    if n == 0 {
-        return out;
-    }
-    out.par_chunks_mut(GROUP * n)
-        .enumerate()
-        .for_each(|(group, rows)| {
-            let c0 = group * GROUP;
-            let count = rows.len() / n;
-            for (p, src) in x.data.chunks_exact(x.c).enumerate() {
-                for (j, v) in src[c0..c0 + count].iter().enumerate() {
-                    rows[j * n + p] = *v;
-                }
-            }
-        });
-    out
 }

@@ -11,17 +11,50 @@ const MAX_WH: f32 = 7680.0;
 /// At most this many candidates enter NMS.
 const MAX_NMS: usize = 30_000;
 
-/// The head's raw output for one level, channel-major.
+/// The head's raw output for one level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LevelOutput {
-    /// Box distributions, `(4 * reg_max, h * w)`.
+    /// Box distributions, `(4 * reg_max, h * w)` (`(h * w, 4 * reg_max)` when
+    /// `channels_last`).
     pub boxes: Vec<f32>,
-    /// Class logits, `(nc, h * w)`.
+    /// Class logits, `(nc, h * w)` (`(h * w, nc)` when `channels_last`).
     pub logits: Vec<f32>,
     /// Cells down.
     pub h: usize,
     /// Cells across.
     pub w: usize,
+    /// Whether each cell's values are side by side (the CPU path's maps) rather than
+    /// each channel's (candle's NCHW tensors).
+    pub channels_last: bool,
+}
+
+/// Where value `(channel, anchor)` of a level output lies: `channel * channel_step +
+/// anchor * anchor_step`.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    channel_step: usize,
+    anchor_step: usize,
+}
+
+impl Steps {
+    fn new(channels_last: bool, channels: usize, anchors: usize) -> Self {
+        if channels_last {
+            Self {
+                channel_step: 1,
+                anchor_step: channels,
+            }
+        } else {
+            Self {
+                channel_step: anchors,
+                anchor_step: 1,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn at(self, channel: usize, anchor: usize) -> usize {
+        channel * self.channel_step + anchor * self.anchor_step
+    }
 }
 
 /// A candidate in model-input pixels.
@@ -63,12 +96,14 @@ pub fn decode(
     for (level, &stride) in levels.iter().zip(strides) {
         let (boxes, logits, h, w) = (&level.boxes, &level.logits, level.h, level.w);
         let n = h * w;
+        let class_steps = Steps::new(level.channels_last, nc, n);
+        let box_steps = Steps::new(level.channels_last, 4 * reg_max, n);
         for a in 0..n {
             // Best class first (cheap): Ultralytics filters on max score > conf.
             let mut best = 0usize;
             let mut best_logit = f32::NEG_INFINITY;
             for c in 0..nc {
-                let v = logits[c * n + a];
+                let v = logits[class_steps.at(c, a)];
                 if v > best_logit {
                     best_logit = v;
                     best = c;
@@ -87,7 +122,7 @@ pub fn decode(
             for (side, d) in dist.iter_mut().enumerate() {
                 let mut max = f32::NEG_INFINITY;
                 for (k, p) in probs.iter_mut().enumerate() {
-                    *p = boxes[(side * reg_max + k) * n + a];
+                    *p = boxes[box_steps.at(side * reg_max + k, a)];
                     max = max.max(*p);
                 }
                 let mut sum = 0f32;
@@ -101,7 +136,7 @@ pub fn decode(
                     .map(|(k, p)| p / sum * k as f32)
                     .sum();
                 if reg_max == 1 {
-                    *d = boxes[side * n + a];
+                    *d = boxes[box_steps.at(side, a)];
                 }
             }
             let ax = (a % w) as f32 + 0.5;
@@ -211,11 +246,46 @@ mod tests {
             logits,
             h: 1,
             w: 2,
+            channels_last: false,
         }];
         let opts = options(0.5, 300);
         let out = decode(&levels, &[8], 2, 1, &opts);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bbox, [0.0, 0.0, 8.0, 8.0]);
         assert!((out[0].score - sigmoid(3.0)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn both_layouts_decode_alike() {
+        // Two levels of 3x5 cells, reg_max 4, 6 classes, varied values.
+        let (n, reg_max, nc) = (15, 4, 6);
+        let value = |i: usize, seed: usize| ((i * 7919 + seed * 104_729) % 61) as f32 / 10.0 - 3.0;
+        let transpose = |v: &[f32], channels: usize| -> Vec<f32> {
+            (0..n * channels)
+                .map(|i| v[(i % channels) * n + i / channels])
+                .collect()
+        };
+        let channel_major: Vec<LevelOutput> = (0..2)
+            .map(|level| LevelOutput {
+                boxes: (0..4 * reg_max * n).map(|i| value(i, level)).collect(),
+                logits: (0..nc * n).map(|i| value(i, level + 2)).collect(),
+                h: 3,
+                w: 5,
+                channels_last: false,
+            })
+            .collect();
+        let channels_last: Vec<LevelOutput> = channel_major
+            .iter()
+            .map(|l| LevelOutput {
+                boxes: transpose(&l.boxes, 4 * reg_max),
+                logits: transpose(&l.logits, nc),
+                channels_last: true,
+                ..l.clone()
+            })
+            .collect();
+        let opts = options(0.7, 300);
+        let want = decode(&channel_major, &[8, 16], reg_max, nc, &opts);
+        assert!(want.len() > 5, "the test keeps candidates ({})", want.len());
+        assert_eq!(decode(&channels_last, &[8, 16], reg_max, nc, &opts), want);
     }
 }
