@@ -11,9 +11,8 @@ pub mod pki;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mobilesam_proto::v1;
@@ -31,49 +30,12 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest wait for the server to start and load the model.
 pub const START_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// This test binary's scratch directory.
-pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mobilesam-server-support");
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    })
-}
-
-/// A fresh empty directory under the scratch directory.
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(scratch()).expect("temp dir")
-}
-
-/// The seeded random weights of `tests/fixtures/weights_manifest.json`.
-pub fn seeded() -> mobilesam_model::checkpoint::Checkpoint {
-    let text = std::fs::read_to_string(workspace().join("tests/fixtures/weights_manifest.json"))
-        .expect("read weights manifest");
-    mobilesam_model::seeded::Manifest::from_json(&text)
-        .expect("parse manifest")
-        .generate()
-        .expect("generate weights")
-}
-
-/// The seeded weights as a `.safetensors` file, written once per test process.
-pub fn checkpoint() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = scratch().join("seeded.safetensors");
-        let part = scratch().join(format!("seeded.{}.part", std::process::id()));
-        seeded()
-            .save_safetensors(&part)
-            .expect("write seeded checkpoint");
-        std::fs::rename(&part, &path).expect("rename seeded checkpoint");
-        path
-    })
-}
+// The workspace root, this binary's scratch directory, fresh directories under it and the
+// seeded weights written once as a `.safetensors` file: the CLI tests' helpers, which this
+// binary compiles too.
+pub use crate::cli_support::{
+    checkpoint, scratch, seeded_checkpoint as seeded, temp_dir, workspace,
+};
 
 /// A `width` x `height` RGB image: a gradient with a bright rectangle (`variant` moves it).
 pub fn rgb(width: u32, height: u32, variant: u32) -> image::RgbImage {
