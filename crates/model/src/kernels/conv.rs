@@ -191,10 +191,22 @@ multiversioned! {
 /// outside the map).
 #[inline(always)]
 fn rgb_patch(inputs: &[Option<&[f32]>; 3], w: usize, x1: usize, patch: &mut [f32; RGB_TAPS]) {
+    let inside = x1 >= 1 && x1 + 1 < w;
     for (ky, input) in inputs.iter().enumerate() {
         let Some(input) = input else {
             continue;
         };
+        if inside {
+            // All three columns inside: one run of nine values, copied at a fixed size.
+            let (Ok(dst), Ok(src)) = (
+                <&mut [f32; 9]>::try_from(&mut patch[ky * 9..ky * 9 + 9]),
+                <&[f32; 9]>::try_from(&input[(x1 - 1) * 3..(x1 + 2) * 3]),
+            ) else {
+                continue;
+            };
+            *dst = *src;
+            continue;
+        }
         for kx in 0..3 {
             if let Some(ix) = (x1 + kx).checked_sub(1).filter(|&x| x < w) {
                 patch[(ky * 3 + kx) * 3..][..3].copy_from_slice(&input[ix * 3..ix * 3 + 3]);
