@@ -262,15 +262,20 @@ impl Conv {
     /// multiplies each map by its rows of the weight and sums (no concatenated copy is
     /// made); any other concatenates first.
     fn forward_concat(&self, parts: &[&Map]) -> Map {
-        if let [x] = parts {
-            return self.forward(x);
+        self.forward_parts(&Part::plain_all(parts))
+    }
+
+    /// [`Self::forward_concat`] of parts, an upsampled one taken at its own size by a 1x1
+    /// convolution ([`super::fast_parts`]) and upsampled first by any other.
+    fn forward_parts(&self, parts: &[Part]) -> Map {
+        if let [Part { map, up: 1 }] = parts {
+            return self.forward(map);
         }
-        let parts = Part::plain_all(parts);
-        match self.pointwise_weights(&parts) {
+        match self.pointwise_weights(parts) {
             Some((weight, bias)) => step(self.kernel.step_name(), || {
-                self.pointwise(&parts, weight, bias, 0..self.co)
+                self.pointwise(parts, weight, bias, 0..self.co)
             }),
-            None => self.forward(&joined(&parts)),
+            None => self.forward(&joined(parts)),
         }
     }
 
@@ -289,10 +294,7 @@ impl Conv {
                 )
             }),
             None => {
-                let y = match parts {
-                    [Part { map, up: 1 }] => self.forward(map),
-                    _ => self.forward(&joined(parts)),
-                };
+                let y = self.forward_parts(parts);
                 (y.channels(0, half), y.channels(half, y.c - half))
             }
         }
@@ -349,15 +351,10 @@ impl Conv {
             activation: self.activation,
         };
         par_row_blocks(&mut out.data, width, |p0, rows| {
-            let n = rows.len() / width;
             for (i, ((part, &b), small)) in parts.iter().zip(&weights).zip(&small).enumerate() {
                 match small {
                     Some(small) => spread_upsampled(small, part.up, w, p0, rows, i > 0),
-                    None => {
-                        let c = part.map.c;
-                        let a = MatRef::rows(&part.map.data[p0 * c..(p0 + n) * c], n, c, c);
-                        matmul(a, b, rows, width, i > 0);
-                    }
+                    None => multiply_rows(part.map, b, p0, rows, i > 0),
                 }
             }
             apply_epilogue(rows, width, epilogue, None);
@@ -401,24 +398,31 @@ impl Conv {
     }
 }
 
+/// Pixels `p0..` of `x` (as `(pixels, channels)`) times `b` into `rows` (`b.cols` wide),
+/// or added to them with `accumulate`.
+fn multiply_rows(x: &Map, b: MatRef, p0: usize, rows: &mut [f32], accumulate: bool) {
+    let (n, c) = (rows.len() / b.cols, x.c);
+    let a = MatRef::rows(&x.data[p0 * c..(p0 + n) * c], n, c, c);
+    matmul(a, b, rows, b.cols, accumulate);
+}
+
 /// `x` (as `(pixels, channels)`) times `b`, as a map: no bias, no activation.
 fn product(x: &Map, b: MatRef) -> Map {
-    let width = b.cols;
-    let mut out = Map::stale(x.h, x.w, width);
-    par_row_blocks(&mut out.data, width, |p0, rows| {
-        let (n, c) = (rows.len() / width, x.c);
-        let a = MatRef::rows(&x.data[p0 * c..(p0 + n) * c], n, c, c);
-        matmul(a, b, rows, width, false);
+    let mut out = Map::stale(x.h, x.w, b.cols);
+    par_row_blocks(&mut out.data, b.cols, |p0, rows| {
+        multiply_rows(x, b, p0, rows, false)
     });
     out
 }
 
+/// The map an upsampled part stands for; `None` for a plain one.
+fn made(part: &Part) -> Option<Map> {
+    (part.up > 1).then(|| step("detector copies", || upsample(part.map, part.up)))
+}
+
 /// `parts` side by side in one map, upsampled ones upsampled.
 fn joined(parts: &[Part]) -> Map {
-    let upsampled: Vec<Option<Map>> = parts
-        .iter()
-        .map(|p| (p.up > 1).then(|| step("detector copies", || upsample(p.map, p.up))))
-        .collect();
+    let upsampled: Vec<Option<Map>> = parts.iter().map(made).collect();
     let maps: Vec<&Map> = parts
         .iter()
         .zip(&upsampled)
@@ -808,7 +812,10 @@ pub struct FastGraph {
 }
 
 impl FastGraph {
-    /// The CPU form of `graph`, or why it has none.
+    /// The CPU form of `graph`, or why it has none. The graph is one that has run (as
+    /// [`super::Detector::from_bytes`]'s probe pass does), which checks that the head ends
+    /// in `4 * reg_max` box and `nc` class channels: the decoder reads the head's maps as
+    /// they are.
     pub fn new(graph: &Graph) -> Result<Self, String> {
         let layers: Vec<(FastBlock, Vec<usize>)> = graph
             .layers
@@ -830,27 +837,14 @@ impl FastGraph {
             })
             .collect();
         let head: &DetectHead = graph.head();
-        let boxes: Vec<Vec<Conv>> = head.boxes.iter().map(chain).collect::<Result<_, _>>()?;
-        let classes: Vec<Vec<Conv>> = head.classes.iter().map(chain).collect::<Result<_, _>>()?;
-        // The decoder reads the head's maps as they are: their channels must be right.
-        let out_channels = |chain: &[Conv]| chain.last().map_or(0, |c| c.co);
-        if boxes.iter().any(|b| out_channels(b) != 4 * head.reg_max)
-            || classes.iter().any(|c| out_channels(c) != head.nc)
-        {
-            return Err(format!(
-                "the head's branches do not end in {} box and {} class channels",
-                4 * head.reg_max,
-                head.nc
-            ));
-        }
         Ok(Self {
             layers,
             kept: graph.kept.clone(),
             concat_into_next,
             upsample_into_next,
             head_inputs: graph.head_inputs.clone(),
-            boxes,
-            classes,
+            boxes: head.boxes.iter().map(chain).collect::<Result<_, _>>()?,
+            classes: head.classes.iter().map(chain).collect::<Result<_, _>>()?,
         })
     }
 
@@ -902,13 +896,13 @@ impl FastGraph {
                 }
                 // An upsampled part only reaches the next C2f (by construction); were one
                 // to reach any other layer, it is upsampled here.
-                let made: Vec<Option<Map>> = maps
+                let upsampled: Vec<Option<Map>> = maps
                     .iter()
-                    .map(|(map, up)| (*up > 1).then(|| joined(&[Part { map, up: *up }])))
+                    .map(|(map, up)| made(&Part { map, up: *up }))
                     .collect();
                 let maps: Vec<&Map> = maps
                     .iter()
-                    .zip(&made)
+                    .zip(&upsampled)
                     .map(|((map, _), made)| made.as_ref().unwrap_or(map))
                     .collect();
                 block.forward(&maps)

@@ -7,6 +7,8 @@
 //! (`((a >> 4) * b0 >> 16) + ((c >> 4) * b1 >> 16) + 2 >> 2`, which OpenCV 5 applies to
 //! whole rows, tails included), and the exact-2x shortcut to `INTER_AREA`.
 
+use std::borrow::Cow;
+
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -79,9 +81,9 @@ impl Letterbox {
         );
         let src = image.as_raw();
         let source = if sw == rw && sh == rh {
-            ResizedRows::Ready(src)
+            ResizedRows::Image(Cow::Borrowed(src))
         } else if sw == rw * 2 && sh == rh * 2 {
-            ResizedRows::Owned(resize_area_half(src, sw, rw, rh))
+            ResizedRows::Image(Cow::Owned(resize_area_half(src, sw, rw, rh)))
         } else {
             ResizedRows::Linear(LinearResizer::new(src, sw, sh, rw, rh))
         };
@@ -103,8 +105,7 @@ impl Letterbox {
                             resizer.row(y, &mut cache, &mut bytes);
                             &bytes[..]
                         }
-                        ResizedRows::Ready(resized) => &resized[y * rw * 3..(y + 1) * rw * 3],
-                        ResizedRows::Owned(resized) => &resized[y * rw * 3..(y + 1) * rw * 3],
+                        ResizedRows::Image(resized) => &resized[y * rw * 3..(y + 1) * rw * 3],
                     };
                     dst[..left * 3].fill(PAD);
                     for (d, s) in dst[left * 3..(left + rw) * 3].iter_mut().zip(row) {
@@ -194,10 +195,9 @@ pub fn resize_linear_u8(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) 
 
 /// Where the letterbox takes its resized rows from.
 enum ResizedRows<'a> {
-    /// The image itself (no resize).
-    Ready(&'a [u8]),
-    /// A resized image (the exact-half `INTER_AREA` shortcut).
-    Owned(Vec<u8>),
+    /// The resized image: the image itself (no resize), or the exact-half `INTER_AREA`
+    /// shortcut's.
+    Image(Cow<'a, [u8]>),
     /// Row by row from the linear resize.
     Linear(LinearResizer<'a>),
 }
@@ -294,7 +294,7 @@ impl<'a> LinearResizer<'a> {
     }
 }
 
-/// Output rows per parallel task of [`resize_linear_u8`] and [`Letterbox::apply_hwc`].
+/// Output rows per parallel task of [`resize_linear_u8`] and [`Letterbox::fill_hwc`].
 const RESIZE_BAND_ROWS: usize = 32;
 
 fn resize_area_half(src: &[u8], sw: usize, dw: usize, dh: usize) -> Vec<u8> {
