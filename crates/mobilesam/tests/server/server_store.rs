@@ -187,6 +187,7 @@ fn set_image(image: Vec<u8>, session_id: &str, image_sha256: &str) -> Req {
         image,
         session_id: session_id.into(),
         image_sha256: image_sha256.into(),
+        ..Default::default()
     })
 }
 
