@@ -316,6 +316,7 @@ mod tests {
             image,
             session_id: session_id.into(),
             image_sha256: "ab".repeat(32),
+            ..Default::default()
         };
         assert_eq!(
             set_image(digest(Vec::new(), "")),
