@@ -206,7 +206,12 @@ echo "ok: go vet and go build of $module/... (the example's main: $main_lines li
 step "Go: the example against a real mobilesam serve"
 ran="skipped (set MOBILESAM_BIN and MOBILESAM_TEST_CHECKPOINT)"
 if [ -n "${MOBILESAM_BIN:-}" ] && [ -n "${MOBILESAM_TEST_CHECKPOINT:-}" ]; then
-  RUST_LOG=info "$MOBILESAM_BIN" serve --checkpoint "$MOBILESAM_TEST_CHECKPOINT" \
+  # The server reads MOBILESAM_* variables as options: start it without any of ours.
+  unset_ours=()
+  for name in $(compgen -e | grep '^MOBILESAM_' || true); do
+    unset_ours+=(-u "$name")
+  done
+  env "${unset_ours[@]}" RUST_LOG=info "$MOBILESAM_BIN" serve --checkpoint "$MOBILESAM_TEST_CHECKPOINT" \
     --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --log-format json --workers 1 \
     </dev/null >/dev/null 2>"$work/server.log" &
   server_pid=$!
