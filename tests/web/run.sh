@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The web page's checks, run by tests/run.sh after the binary and the seeded weights exist:
-# 1. rebuild the page (crates/server/web: buf generate, tsc, vite build) and fail when the
-#    committed output differs (the binary embeds dist/, so `cargo build` needs no Node.js);
+# 1. rebuild the page (crates/server/web: `npm run build` builds @mobilesam/client from
+#    clients/typescript first, its buf generate and tsc, then the page's tsc and vite build)
+#    and fail when the committed output differs: the page's dist/ (the binary embeds it, so
+#    `cargo build` needs no Node.js) or the package's generated code;
 # 2. drive the page in Debian's headless Chromium against the real `mobilesam serve`.
 # Needs MOBILESAM_BIN and MOBILESAM_TEST_CHECKPOINT. Prints the seconds it took.
 set -euo pipefail
@@ -13,8 +15,8 @@ bash tests/debian_package.sh /usr/bin/chromium chromium
 
 npm ci --prefix crates/server/web --no-audit --no-fund --loglevel=error
 npm run --prefix crates/server/web build
-if ! git diff --exit-code --stat -- crates/server/web/dist crates/server/web/src/gen; then
-  echo "crates/server/web/dist is stale: run 'npm run build' in crates/server/web and commit it" >&2
+if ! git diff --exit-code --stat -- crates/server/web/dist clients/typescript/src/gen; then
+  echo "crates/server/web/dist or clients/typescript/src/gen is stale: run 'npm run build' in crates/server/web and commit both" >&2
   exit 1
 fi
 

@@ -1,5 +1,5 @@
 // The annotation state: objects with their clicks and masks, and an undo history.
-import { decodeRle, type BinaryMask } from "./rle";
+import type { Mask } from "@mobilesam/client";
 
 /** A click prompt in image pixels; label 1 foreground, 0 background. */
 export interface ClickPoint {
@@ -55,28 +55,23 @@ const PALETTE: [number, number, number][] = [
   [199, 21, 133],
 ];
 
-/** Mask fields as they come off the wire (protobuf-es messages). */
-export interface WireMask {
-  score: number;
-  area: bigint;
-  bbox?: { x1: number; y1: number; x2: number; y2: number };
-  rle?: { size: number[]; counts: string };
-  lowResLogits: Uint8Array;
-  polygons: { points: number[]; hole: boolean }[];
+/** A binary mask, row-major: `data[y * width + x]` is 1 for foreground. */
+export interface BinaryMask {
+  width: number;
+  height: number;
+  data: Uint8Array;
 }
 
-/** A wire mask with its pixels decoded. */
-export function toCandidate(mask: WireMask): MaskCandidate {
-  const rle = { size: [...(mask.rle?.size ?? [0, 0])], counts: mask.rle?.counts ?? "" };
-  const b = mask.bbox ?? { x1: 0, y1: 0, x2: 0, y2: 0 };
+/** A mask of @mobilesam/client as the page keeps it (plain data, for the undo history). */
+export function toCandidate(mask: Mask): MaskCandidate {
   return {
     score: mask.score,
-    area: Number(mask.area),
-    bbox: [b.x1, b.y1, b.x2 - b.x1, b.y2 - b.y1],
-    rle,
-    lowResLogits: mask.lowResLogits,
+    area: mask.area,
+    bbox: mask.xywh,
+    rle: { size: [...mask.rle.size], counts: mask.rle.counts },
+    lowResLogits: mask.lowResLogits ?? new Uint8Array(0),
     polygons: mask.polygons.map((p) => ({ points: [...p.points], hole: p.hole })),
-    mask: decodeRle(rle.size, rle.counts),
+    mask: { width: mask.width, height: mask.height, data: mask.bitmap },
   };
 }
 

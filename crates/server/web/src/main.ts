@@ -1,14 +1,15 @@
 // The annotation page: open an image or a video, click to segment, export.
 import "./style.css";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { MobilesamError, type PredictOptions, type Session } from "@mobilesam/client";
 import {
   Annotations,
   toCandidate,
   type AnnotatedObject,
   type BoxCorners,
+  type ClickPoint,
   type MaskCandidate,
 } from "./annotations";
-import { connect } from "./client";
+import { connect } from "./connection";
 import { download, toCoco, toCocoVideo, toYolo, toYoloVideo, type ImageInfo } from "./export";
 import { drawMasks, drawPrompts } from "./overlay";
 import { LivePreview } from "./preview";
@@ -27,7 +28,7 @@ const overlayCanvas = $<HTMLCanvasElement>("overlay-canvas");
 const promptCanvas = $<HTMLCanvasElement>("prompt-canvas");
 const status = $<HTMLSpanElement>("status");
 
-let sessionId = "";
+let session: Session | null = null;
 let image: ImageInfo | null = null;
 let frames: FrameSource | null = null;
 let playing = false;
@@ -44,7 +45,7 @@ function setStatus(text: string, error = false): void {
 }
 
 function describe(error: unknown): string {
-  return error instanceof ConnectError ? `${Code[error.code] ?? error.code}: ${error.rawMessage}` : String(error);
+  return error instanceof MobilesamError ? error.message : String(error);
 }
 
 /** Runs `task` after the server calls already queued; errors go to the status line. */
@@ -127,20 +128,29 @@ function renderCandidates(): void {
  * applied; returns the ids of the objects it lost. */
 async function setImage(bytes: Uint8Array): Promise<number[]> {
   const started = performance.now();
-  const ready = await client.setImage({ image: bytes, sessionId });
-  sessionId = ready.sessionId;
-  showLatency("lat-encode", ready.encodeMs);
+  const ready = session ? await session.setImage(bytes) : null;
+  if (!session) session = await client.openSession(bytes);
+  showLatency("lat-encode", ready?.encodeMs ?? session.encodeMs);
   showLatency("lat-round-trip", performance.now() - started);
-  document.body.dataset.sessionId = sessionId;
-  if (!ready.tracked) return [];
-  showLatency("lat-decode", ready.tracked.decodeMs);
-  return applyTracked(annotations.objects, ready.tracked.objects);
+  document.body.dataset.sessionId = session.id;
+  if (!ready || ready.tracked.length === 0) return [];
+  showLatency("lat-decode", ready.decodeMs);
+  return applyTracked(annotations.objects, ready.tracked);
+}
+
+/** The prompt of one object: its clicks (one object, several points) and its box. */
+function objectPrompt(points: ClickPoint[], box: BoxCorners | null): PredictOptions {
+  return {
+    points: points.length > 0 ? [points.map((p) => [p.x, p.y])] : undefined,
+    labels: points.length > 0 ? [points.map((p) => p.label)] : undefined,
+    boxes: box ?? undefined,
+  };
 }
 
 /** Asks for `object`'s masks with its clicks. On a video the object is tracked by the
  * server from this frame on (a click on a tracked object corrects it). */
 async function predict(object: AnnotatedObject): Promise<void> {
-  if (!sessionId) throw new Error("open an image first");
+  if (!session) throw new Error("open an image first");
   if (object.points.length === 0 && !object.box) {
     object.candidates = [];
     return;
@@ -148,24 +158,14 @@ async function predict(object: AnnotatedObject): Promise<void> {
   const multimask = $<HTMLInputElement>("multimask").checked;
   const video = frames !== null;
   const started = performance.now();
-  const masks = await client.predict({
-    sessionId,
-    prompt: {
-      requestId: BigInt(++predictions),
-      multimaskOutput: multimask,
-      track: video,
-      returnLowResLogits: true,
-      returnPolygons: true,
-      objects: [
-        {
-          points: object.points,
-          box: object.box
-            ? { x1: object.box[0], y1: object.box[1], x2: object.box[2], y2: object.box[3] }
-            : undefined,
-          objectId: BigInt(object.id),
-        },
-      ],
-    },
+  ++predictions;
+  const masks = await session.predict({
+    ...objectPrompt(object.points, object.box),
+    multimask,
+    track: video,
+    lowResLogits: true,
+    polygons: true,
+    objectIds: [object.id],
   });
   const roundTrip = performance.now() - started;
   object.candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
@@ -176,7 +176,7 @@ async function predict(object: AnnotatedObject): Promise<void> {
   showLatency("lat-decode", masks.decodeMs);
   showLatency("lat-round-trip", roundTrip);
   if (frames && image) {
-    object.state = masks.objects[0]?.state === 2 ? "lost" : "tracked";
+    object.state = masks.objects[0]?.state === "lost" ? "lost" : "tracked";
     frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
   }
   document.body.dataset.predictions = String(predictions);
@@ -187,22 +187,14 @@ async function predict(object: AnnotatedObject): Promise<void> {
 let previewMask: MaskCandidate | null = null;
 
 const preview = new LivePreview(
-  async (point, requestId) => {
+  async (point) => {
     // The selected object, without creating one (a hover changes nothing until a click).
     const object = annotations.objects[annotations.current] ?? { points: [], box: null };
-    const masks = await client.predict({
-      sessionId,
-      prompt: {
-        requestId,
-        supersedePending: true,
-        objects: [
-          {
-            points: [...object.points, point],
-            box: object.box ? { x1: object.box[0], y1: object.box[1], x2: object.box[2], y2: object.box[3] } : undefined,
-          },
-        ],
-        multimaskOutput: $<HTMLInputElement>("multimask").checked,
-      },
+    if (!session) return null;
+    const masks = await session.predict({
+      ...objectPrompt([...object.points, point], object.box),
+      supersede: true,
+      multimask: $<HTMLInputElement>("multimask").checked,
     });
     const candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
     return candidates.reduce<MaskCandidate | null>((best, c) => (best && best.score >= c.score ? best : c), null);
@@ -228,7 +220,7 @@ function withPreview(objects: AnnotatedObject[]): AnnotatedObject[] {
 /** Previews a click at the pointer, unless a committed click is still on its way (a
  * superseding preview would abort it). */
 function hoverPreview(event: PointerEvent): void {
-  if (!image || !sessionId || !$<HTMLInputElement>("live-preview").checked) return;
+  if (!image || !session || !$<HTMLInputElement>("live-preview").checked) return;
   if (document.body.dataset.busy === "1") return;
   const [x, y] = toImage(event);
   preview.hover({ x, y, label: 1 });
@@ -273,10 +265,10 @@ function showFrameLabel(): void {
 }
 
 async function startSession(bytes: Uint8Array): Promise<void> {
-  if (sessionId) {
-    const old = sessionId;
-    sessionId = "";
-    client.closeSession({ sessionId: old }).catch(() => undefined);
+  if (session) {
+    const old = session;
+    session = null;
+    old.close().catch(() => undefined);
   }
   annotations.clear();
   preview.cancel();
@@ -470,6 +462,6 @@ document.body.dataset.tracking = "0";
       })),
     })),
   frameIndex: () => frames?.index ?? 0,
-  sessionId: () => sessionId,
+  sessionId: () => session?.id ?? "",
   preview: () => ({ ...preview.stats, rle: previewMask?.rle }),
 };

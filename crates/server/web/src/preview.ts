@@ -3,14 +3,14 @@
 // is still queued when the next arrives is answered ABORTED and never decoded (latest
 // wins); at most three requests are in flight, and only an answer newer than the one shown
 // is drawn. A click commits: it cancels the preview, and the page predicts the click.
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Superseded } from "@mobilesam/client";
 import type { ClickPoint, MaskCandidate } from "./annotations";
 
 /** Requests in flight at most (a browser has few connections per origin over HTTP/1.1). */
 const MAX_IN_FLIGHT = 3;
 
 /** Asks for the best mask with `point` added to the active object's prompt. */
-export type PreviewRequest = (point: ClickPoint, requestId: bigint) => Promise<MaskCandidate | null>;
+export type PreviewRequest = (point: ClickPoint) => Promise<MaskCandidate | null>;
 
 /** Counters, for the page's tests and the console. */
 export interface PreviewStats {
@@ -71,7 +71,7 @@ export class LivePreview {
     this.inFlight++;
     this.stats.sent++;
     try {
-      const candidate = await this.request(point, BigInt(id));
+      const candidate = await this.request(point);
       if (epoch === this.epoch && id > this.shownId) {
         this.shownId = id;
         this.stats.shown++;
@@ -80,7 +80,7 @@ export class LivePreview {
         this.show(candidate);
       }
     } catch (error) {
-      if (error instanceof ConnectError && error.code === Code.Aborted) {
+      if (error instanceof Superseded) {
         this.stats.superseded++;
       } else if (epoch === this.epoch) {
         this.onError(error);

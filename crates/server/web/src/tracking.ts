@@ -1,6 +1,7 @@
 // Video tracking on the server: the masks each frame's SetImage answers (ImageReady.tracked),
 // kept per frame for the exports.
-import { toCandidate, type AnnotatedObject, type MaskCandidate, type WireMask } from "./annotations";
+import type { ObjectResult } from "@mobilesam/client";
+import { toCandidate, type AnnotatedObject, type MaskCandidate } from "./annotations";
 import type { ImageInfo } from "./export";
 
 /** One object's result on one frame. */
@@ -17,23 +18,13 @@ export interface FrameRecord {
   objects: FrameObject[];
 }
 
-/** `ImageReady.tracked` objects as they come off the wire. */
-export interface WireTracked {
-  objectId: bigint;
-  state: number;
-  masks: WireMask[];
-}
-
-/** TrackState.TRACK_STATE_LOST on the wire. */
-const TRACK_STATE_LOST = 2;
-
 /** Applies a frame's tracked masks to the objects; returns the ids of the lost ones. */
-export function applyTracked(objects: AnnotatedObject[], tracked: WireTracked[]): number[] {
+export function applyTracked(objects: AnnotatedObject[], tracked: ObjectResult[]): number[] {
   const lost: number[] = [];
   for (const result of tracked) {
-    const object = objects.find((o) => o.id === Number(result.objectId));
+    const object = objects.find((o) => o.id === result.objectId);
     if (!object) continue;
-    const isLost = result.state === TRACK_STATE_LOST || result.masks.length === 0;
+    const isLost = result.state === "lost" || result.masks.length === 0;
     object.state = isLost ? "lost" : "tracked";
     object.candidates = isLost ? [] : result.masks.map(toCandidate);
     object.chosen = 0;
