@@ -3,14 +3,15 @@
 //
 //   node tests/conformance/run_node.mjs SCENARIO --server HOST:PORT --out RESULTS.json
 //
-// It runs every step of the scenario with @mobilesam/client (clients/typescript, built:
-// `npm ci && npm run build` there) over HTTP/2 gRPC and writes the results file the other
+// It runs every step of the scenario with @mobilesam/client (clients/typescript, built with
+// `npm ci && npm run build` there first when its dist/ is missing) over HTTP/2 gRPC and writes the results file the other
 // runners write. The package speaks the unary session RPCs (SetImage, Predict,
 // GenerateMasks), which share the server's sessions, queues and supersede rule with the
 // Segment stream: a scenario session is a server session id, `close` forgets it (as ending a
 // stream does; the embedding stays cached), and a `pipeline` sends its prompts in order
 // without waiting for answers.
-import { readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -102,6 +103,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   let pkg;
+  if (!existsSync(resolve(packageDir, "dist/node.js"))) {
+    // A fresh checkout: build the package first (npm ci, buf generate, tsc).
+    process.stderr.write(`building @mobilesam/client in ${packageDir}\n`);
+    const npm = (...a) => execFileSync("npm", a, { cwd: packageDir, stdio: ["ignore", process.stderr, process.stderr] });
+    npm("ci", "--no-audit", "--no-fund", "--loglevel=error");
+    npm("run", "build");
+  }
   try {
     pkg = await import(pathToFileURL(resolve(packageDir, "dist/node.js")).href);
   } catch (error) {
