@@ -47,6 +47,11 @@ def differences(a: Any, b: Any, path: str) -> Iterator[str]:
             yield f"{path}: {len(a)} items != {len(b)} items"
         for i, (x, y) in enumerate(zip(a, b)):
             yield from differences(x, y, f"{path}[{i}]")
+    elif isinstance(a, str) and isinstance(b, str) and a != b and max(len(a), len(b)) > 40:
+        i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        lo = max(0, i - 10)
+        yield (f"{path}: strings differ at offset {i} (lengths {len(a)} and {len(b)}): "
+               f"...{a[lo:i + 20]!r} != ...{b[lo:i + 20]!r}")
     elif type(a) is not type(b) or a != b:
         yield f"{path}: {describe(a)} != {describe(b)}"
 

@@ -8,9 +8,12 @@ import numpy as np
 
 import mobilesam_client as mc
 
-# The supersede test keeps the decode lane busy with this many objects, so the prompt sent
-# after it is still queued when the superseding one arrives.
-BUSY_POINTS = [[10 + 20 * i, 10 + 140 * j] for j in range(2) for i in range(16)]
+# The supersede tests keep the decode lane busy with this many objects (the server's
+# --max-objects, 64; with multimask and polygons), so the prompt sent after it is still
+# queued when the superseding one arrives.
+BUSY_POINTS = [[10 + 20 * i, 10 + 90 * j] for j in range(4) for i in range(16)]
+BUSY = {"points": BUSY_POINTS, "multimask": True, "polygons": True}
+STARTED_S = 0.15  # time for the server to start the busy prompt
 
 
 def tight_box(array: np.ndarray) -> tuple[float, float, float, float]:

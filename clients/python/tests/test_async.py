@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 import mobilesam_client as mc
-from helpers import BUSY_POINTS, check_mask, check_polygons, check_prediction
+from helpers import BUSY, BUSY_POINTS, STARTED_S, check_mask, check_polygons, check_prediction
 
 W, H = 451, 300
 FW, FH = 240, 160
@@ -106,14 +106,14 @@ def test_supersede_and_errors(addr, images):
     async def main():
         async with mc.AsyncClient(addr) as client:
             async with client.session(images["chelsea"]) as s:
-                busy = await s.submit(points=BUSY_POINTS)
-                await asyncio.sleep(0.3)
+                busy = await s.submit(**BUSY)
+                await asyncio.sleep(STARTED_S)
                 queued = await s.submit(points=[200, 150])
                 latest = await s.submit(points=[120, 80], supersede=True)
                 with pytest.raises(mc.Superseded) as aborted:
                     await queued
                 assert aborted.value.code == grpc.StatusCode.ABORTED
-                check_prediction(await busy, W, H, objects=len(BUSY_POINTS))
+                check_prediction(await busy, W, H, objects=len(BUSY_POINTS), masks=3)
                 check_prediction(await latest, W, H, objects=1)
                 with pytest.raises(mc.InvalidArgument):
                     await s.set_image(images["truncated"])

@@ -51,12 +51,14 @@ def test_session_waits_for_a_server_that_starts_late(images):
         assert server.stop() == 0
 
 
-def test_async_model_info_waits_for_a_late_server():
+def test_async_session_and_model_info_wait_for_a_late_server(images):
     server_paths()
     port = free_port()
 
     async def main():
-        async with mc.AsyncClient(f"127.0.0.1:{port}", retry=PATIENT) as c:
+        async with mc.AsyncClient(f"127.0.0.1:{port}", retry=PATIENT, timeout=300) as c:
+            async with c.session(images["frame_0"]) as s:
+                assert len((await s.predict(points=[120, 80])).objects) == 1
             return await c.model_info()
 
     holder: dict = {}

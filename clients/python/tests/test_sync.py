@@ -11,7 +11,7 @@ import pytest
 
 import mobilesam_client as mc
 from conftest import FIXTURES
-from helpers import BUSY_POINTS, check_mask, check_polygons, check_prediction
+from helpers import BUSY, BUSY_POINTS, STARTED_S, check_mask, check_polygons, check_prediction
 
 W, H = 451, 300  # chelsea.png
 FW, FH = 240, 160  # tracking frames
@@ -153,15 +153,15 @@ def test_generate_on_the_stream_and_unary(client, images):
 
 def test_supersede_raises_superseded(client, images):
     with client.session(images["chelsea"]) as s:
-        busy = s.submit(points=BUSY_POINTS)
-        time.sleep(0.3)  # the busy prompt has started; the next one waits in the queue
+        busy = s.submit(**BUSY)
+        time.sleep(STARTED_S)  # the busy prompt has started; the next one waits in the queue
         queued = s.submit(points=[200, 150])
         latest = s.submit(points=[120, 80], supersede=True)
         with pytest.raises(mc.Superseded) as aborted:
             queued.result(timeout=300)
         assert aborted.value.code == grpc.StatusCode.ABORTED and isinstance(aborted.value, mc.Error)
         assert "superseded" in aborted.value.message
-        check_prediction(busy.result(timeout=300), W, H, objects=len(BUSY_POINTS))
+        check_prediction(busy.result(timeout=300), W, H, objects=len(BUSY_POINTS), masks=3)
         check_prediction(latest.result(timeout=300), W, H, objects=1)
         # The blocking form: a superseding predict answers normally.
         check_prediction(s.predict(points=[200, 150], supersede=True), W, H, objects=1)

@@ -162,7 +162,19 @@ class AsyncSession:
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
 
-    async def _send(self, request: pb.SegmentRequest, register: Callable[[], None]) -> None:
+    async def _send(self, request: pb.SegmentRequest, register: Callable[[], None],
+                    sink: "Optional[asyncio.Future[Any]]" = None) -> None:
+        """Registers the request's sink, then writes it. When the write fails, the stream is
+        over: every pending request fails, and this one's error is raised here (and marked
+        retrieved on its future, which nobody awaits)."""
+        try:
+            await self._write(request, register)
+        except BaseException:
+            if sink is not None and sink.done() and not sink.cancelled():
+                sink.exception()
+            raise
+
+    async def _write(self, request: pb.SegmentRequest, register: Callable[[], None]) -> None:
         async with self._send_lock:
             if self._closing:
                 raise SessionClosed("the session is closed")
@@ -170,17 +182,17 @@ class AsyncSession:
             try:
                 await self._call.write(request)
             except grpc.RpcError as e:
-                error = error_from_rpc(e)
-                self._dispatcher.on_end(error)
-                raise error from None
+                failed: BaseException = error_from_rpc(e)
+                self._dispatcher.on_end(failed)
+                raise failed from None
             except asyncio.InvalidStateError:
-                error = self._dispatcher.ended or SessionClosed("the stream has ended")
-                self._dispatcher.on_end(error)
-                raise error from None
+                failed = self._dispatcher.ended or SessionClosed("the stream has ended")
+                self._dispatcher.on_end(failed)
+                raise failed from None
 
     async def _image(self, message: pb.SetImage, timeout: Optional[float]) -> ImageReady:
         future: "asyncio.Future[ImageReady]" = asyncio.get_running_loop().create_future()
-        await self._send(pb.SegmentRequest(set_image=message), lambda: self._dispatcher.expect_image(future))
+        await self._send(pb.SegmentRequest(set_image=message), lambda: self._dispatcher.expect_image(future), future)
         return await _wait(future, timeout)
 
     def _timeout_or(self, timeout: Optional[float]) -> Optional[float]:
@@ -204,7 +216,8 @@ class AsyncSession:
                               logits=logits, polygons=polygons, track=track, object_ids=object_ids,
                               mask_input=mask_input, supersede=supersede)
         future: "asyncio.Future[Prediction]" = asyncio.get_running_loop().create_future()
-        await self._send(pb.SegmentRequest(prompt=prompt), lambda: self._dispatcher.expect_prompt(request_id, future))
+        await self._send(pb.SegmentRequest(prompt=prompt), lambda: self._dispatcher.expect_prompt(request_id, future),
+                         future)
         return future
 
     async def predict(self, points: Any = None, labels: Any = None, boxes: Any = None, *,
@@ -236,7 +249,8 @@ class AsyncSession:
         for sha, message in messages:
             future: "asyncio.Future[ImageReady]" = loop.create_future()
             await self._send(pb.SegmentRequest(set_image=message),
-                             lambda s=sha, f=future: self._dispatcher.expect_prefetch(s, f))  # type: ignore[misc]
+                             lambda s=sha, f=future: self._dispatcher.expect_prefetch(s, f),  # type: ignore[misc]
+                             future)
             futures.append(future)
         if not wait:
             return futures
