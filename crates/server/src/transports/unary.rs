@@ -17,7 +17,7 @@ use tonic::Code;
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::{self, DecodeJob, Owner};
+use crate::lanes::{self, Owner};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
@@ -117,15 +117,8 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
     };
     let owner = Owner::Session(request.session_id.clone());
     if prompt.supersede_pending {
-        let superseded = state.scheduler.supersede(|job| job.owner == owner);
-        jobs::answer_superseded(superseded, prompt.request_id);
+        lanes::supersede(&state.queues, &owner, prompt.request_id);
     }
-    let (job, pending) = DecodeJob::new(owner, embedding, objects, options);
-    state.scheduler.submit_decode(job)?;
-    let decoded = pending.await.unwrap_or_else(|_| {
-        Err(RequestError::Unavailable(
-            "the server stopped before decoding".into(),
-        ))
-    })?;
+    let decoded = lanes::decode(&state.queues, owner, embedding, objects, options).await?;
     Ok(convert::masks(prompt.request_id, decoded))
 }

@@ -23,8 +23,8 @@ use tracing::{debug, warn};
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
-use crate::jobs::{self, DecodeJob, Decoded, Owner, Pending};
+use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput};
+use crate::lanes::{self, Owner, PendingDecode};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
@@ -49,7 +49,7 @@ enum Answer {
     /// The masks of a queued decode job.
     Masks {
         request_id: u64,
-        pending: Pending<Decoded>,
+        pending: PendingDecode,
         started: Instant,
     },
     /// The events of a queued mask generation.
@@ -261,34 +261,23 @@ impl Reader {
             Err(e) => return fail(e),
         };
         self.state.sessions.touch(&current.session_id);
-        self.supersede_pending(prompt);
-        let (job, pending) = DecodeJob::new(
+        if prompt.supersede_pending {
+            lanes::supersede(&self.state.queues, &self.owner, prompt.request_id);
+        }
+        let submitted = lanes::submit_decode(
+            &self.state.queues,
             self.owner.clone(),
             Arc::clone(&current.embedding),
             objects,
             options,
         );
-        match self.state.scheduler.submit_decode(job) {
-            Ok(()) => Answer::Masks {
+        match submitted {
+            Ok(pending) => Answer::Masks {
                 request_id,
                 pending,
                 started,
             },
             Err(e) => fail(e),
-        }
-    }
-}
-
-impl Reader {
-    /// Latest wins: when `prompt` asks for it, this stream's queued prompts that no worker
-    /// has started are answered ABORTED now (each in its place in the answer order).
-    fn supersede_pending(&self, prompt: &v1::Prompt) {
-        if prompt.supersede_pending {
-            let superseded = self
-                .state
-                .scheduler
-                .supersede(|job| job.owner == self.owner);
-            jobs::answer_superseded(superseded, prompt.request_id);
         }
     }
 }
@@ -310,9 +299,8 @@ impl Reader {
         };
         self.state.sessions.touch(&current.session_id);
         let input = GenerateInput::Embedding(Arc::clone(&current.embedding));
-        let (job, events) = GenerateJob::new(input, params);
-        match self.state.scheduler.submit_generate(job) {
-            Ok(()) => Answer::Generated {
+        match lanes::submit_generate(&self.state.queues, input, params) {
+            Ok(events) => Answer::Generated {
                 request_id,
                 events,
                 started,
@@ -388,9 +376,7 @@ async fn send_generated(
                 continue;
             }
             Some(GenerateEvent::Done(result)) => result,
-            None => Err(RequestError::Unavailable(
-                "the server stopped before generating".into(),
-            )),
+            None => Err(lanes::submit::server_stopped("generating")),
         };
         return Some(match result {
             Ok(generated) => {
@@ -420,14 +406,9 @@ async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
                 started,
             } => {
                 let result = tokio::select! {
-                    result = pending => result,
+                    result = pending.result() => result,
                     _ = out.closed() => return,
                 };
-                let result = result.unwrap_or_else(|_| {
-                    Err(RequestError::Unavailable(
-                        "the server stopped before decoding".into(),
-                    ))
-                });
                 match result {
                     Ok(decoded) => (
                         convert::in_stream(v1::segment_response::Response::Masks(convert::masks(

@@ -1,0 +1,14 @@
+//! What this replica's session cache keeps per session.
+
+use std::sync::Arc;
+
+use mobilesam_model::Embedding;
+
+/// What the session cache keeps per session: the embedding and the digest of its image.
+#[derive(Debug)]
+pub struct SessionImage {
+    /// The encoded image.
+    pub embedding: Arc<Embedding>,
+    /// SHA-256 of the image bytes, lowercase hex.
+    pub image_sha256: String,
+}
