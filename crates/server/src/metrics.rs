@@ -106,6 +106,8 @@ pub enum RequestKind {
     SetImage,
     /// `SetImage` with only a session id.
     Resume,
+    /// `SetImage` with `prefetch`: an encode ahead of use.
+    Prefetch,
     /// `Prompt`.
     Prompt,
     /// `GetModelInfo`.
@@ -126,6 +128,7 @@ impl RequestKind {
         match self {
             Self::SetImage => "set_image",
             Self::Resume => "resume",
+            Self::Prefetch => "prefetch",
             Self::Prompt => "prompt",
             Self::ModelInfo => "model_info",
             Self::CloseSession => "close_session",
@@ -140,7 +143,7 @@ impl RequestKind {
         match self {
             Self::SetImage => Lane::Encode.label(),
             Self::Prompt => Lane::Decode.label(),
-            Self::Generate => Lane::Generate.label(),
+            Self::Generate | Self::Prefetch => Lane::Generate.label(),
             Self::Resume | Self::ModelInfo | Self::CloseSession | Self::Empty | Self::Untrack => {
                 "none"
             }

@@ -17,6 +17,7 @@ mod server_grpc;
 mod server_lanes;
 mod server_logs;
 mod server_polygons;
+mod server_prefetch;
 mod server_security;
 mod server_store;
 mod server_tracking;

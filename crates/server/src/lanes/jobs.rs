@@ -22,7 +22,7 @@ pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
 /// The scheduler of this server's jobs: one lane each for prompt decodes, image encodes
 /// and mask generations.
-pub type JobQueues = LaneQueues<DecodeJob, EncodeJob, GenerateJob>;
+pub type JobQueues = LaneQueues<DecodeJob, EncodeJob, BackgroundJob>;
 
 /// Whose prompt a decode job answers, for `supersede_pending`: a newer prompt of the same
 /// owner takes the owner's queued decodes out of the lane (latest wins).
@@ -199,5 +199,23 @@ impl GenerateJob {
 impl Cancellable for GenerateJob {
     fn is_cancelled(&self) -> bool {
         self.events.is_closed()
+    }
+}
+
+/// The generate lane's work: background jobs that give way to every interactive one.
+#[derive(Debug)]
+pub enum BackgroundJob {
+    /// Segment everything in one image.
+    Generate(GenerateJob),
+    /// Encode an image ahead of its use (`SetImage.prefetch`).
+    Prefetch(EncodeJob),
+}
+
+impl Cancellable for BackgroundJob {
+    fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Generate(job) => job.is_cancelled(),
+            Self::Prefetch(job) => job.is_cancelled(),
+        }
     }
 }

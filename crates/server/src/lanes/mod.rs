@@ -5,7 +5,8 @@
 //!
 //! - `decode`: prompt decodes (light, latency-critical: a click);
 //! - `encode`: `SetImage` encodes of interactive sessions (heavy);
-//! - `generate`: `GenerateMasks` (background, heaviest).
+//! - `generate`: background work: `GenerateMasks` (heaviest) and `SetImage.prefetch`
+//!   encodes.
 //!
 //! A prompt never queues behind an encode, and when lanes compute at the same time the
 //! operating system gives the CPU to the decode first. Background work also pauses at the
@@ -13,7 +14,7 @@
 //! fails only its job ([`job_guard`]). Every flag of the lanes is in [`config`].
 //!
 //! Transports and tracking enter through [`submit`]: [`decode`], [`submit_decode`],
-//! [`encode`], [`submit_generate`] and [`supersede`], which queue a job ([`jobs`]) and
+//! [`encode`], [`prefetch`], [`submit_generate`] and [`supersede`], which queue a job ([`jobs`]) and
 //! word every refusal the same way (a full queue: RESOURCE_EXHAUSTED; a stopping server:
 //! UNAVAILABLE; a superseded prompt: ABORTED).
 
@@ -30,4 +31,6 @@ pub mod yield_gate;
 pub use config::LaneConfig;
 pub use jobs::{JobQueues, Owner};
 pub use lane::Lane;
-pub use submit::{decode, encode, submit_decode, submit_generate, supersede, PendingDecode};
+pub use submit::{
+    decode, encode, prefetch, submit_decode, submit_generate, supersede, PendingDecode,
+};

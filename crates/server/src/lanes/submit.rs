@@ -7,8 +7,8 @@ use mobilesam_model::amg::AmgParams;
 use mobilesam_model::{DecodeOptions, Embedding, ObjectPrompt};
 
 use super::jobs::{
-    DecodeJob, Decoded, EncodeJob, Encoded, GenerateEvents, GenerateInput, GenerateJob, JobQueues,
-    Owner, Pending,
+    BackgroundJob, DecodeJob, Decoded, EncodeJob, Encoded, GenerateEvents, GenerateInput,
+    GenerateJob, JobQueues, Owner, Pending,
 };
 use crate::error::RequestError;
 
@@ -71,8 +71,18 @@ pub fn submit_generate(
     params: AmgParams,
 ) -> Result<GenerateEvents, RequestError> {
     let (job, events) = GenerateJob::new(input, params);
-    queues.generate.submit(job)?;
+    queues.generate.submit(BackgroundJob::Generate(job))?;
     Ok(events)
+}
+
+/// Decodes and encodes `image` in the generate lane (background work, below interactive
+/// encodes) and waits for its embedding: `SetImage.prefetch`.
+pub async fn prefetch(queues: &JobQueues, image: Vec<u8>) -> Result<Encoded, RequestError> {
+    let (job, pending) = EncodeJob::new(image);
+    queues.generate.submit(BackgroundJob::Prefetch(job))?;
+    pending
+        .await
+        .unwrap_or_else(|_| Err(server_stopped("prefetching")))
 }
 
 /// Latest wins: `owner`'s queued decodes that no worker has started are taken out of the

@@ -23,7 +23,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::generate;
 use crate::lanes::job_guard::{guarded, in_pool};
-use crate::lanes::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobQueues};
+use crate::lanes::jobs::{BackgroundJob, DecodeJob, Decoded, EncodeJob, Encoded, JobQueues};
 use crate::lanes::priority::Priority;
 use crate::lanes::yield_gate::YieldGate;
 use crate::lanes::Lane;
@@ -284,7 +284,7 @@ fn run(
             Lane::Generate => queues
                 .generate
                 .next()
-                .map(|job| in_pool(kernels, || generate::run::run(sam, job, max_image_pixels))),
+                .map(|job| in_pool(kernels, || background(sam, job, max_image_pixels))),
         };
         match panicked {
             None => {
@@ -297,8 +297,23 @@ fn run(
     }
 }
 
+/// An encode of the encode lane: counted at the gate, so background work gives way.
 fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64, gate: &YieldGate) {
     let _running = gate.encoding();
+    run_encode(sam, job, max_image_pixels);
+}
+
+/// A job of the generate lane. A prefetch is not counted as an encode at the gate: it is
+/// background work itself, and pauses like a generation.
+fn background(sam: &Sam, job: BackgroundJob, max_image_pixels: u64) {
+    match job {
+        BackgroundJob::Generate(job) => generate::run::run(sam, job, max_image_pixels),
+        BackgroundJob::Prefetch(job) => run_encode(sam, job, max_image_pixels),
+    }
+}
+
+/// Decodes the job's image, encodes it and sends the embedding.
+fn run_encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
     let start = Instant::now();
     let result = guarded("encode", || {
         let image = decode_image(&job.image, max_image_pixels)?;

@@ -29,7 +29,7 @@ use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
 use crate::tracking;
-use crate::validate;
+use crate::validate::{self, ImageRequest};
 
 /// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
 const ANSWER_BACKLOG: usize = 64;
@@ -167,6 +167,10 @@ impl Reader {
             };
             let started = Instant::now();
             let answer = match request.request {
+                Some(Kind::SetImage(message)) if message.prefetch => {
+                    self.prefetch(message, started);
+                    continue;
+                }
                 Some(Kind::SetImage(message)) => match self.set_image(message, started).await {
                     Some(answer) => answer,
                     None => return End::ClientGone,
@@ -202,13 +206,15 @@ impl Reader {
     /// resume a session, or open an image by digest; see [`crate::sessions`]. `None` when
     /// the client went away meanwhile.
     async fn set_image(&mut self, message: v1::SetImage, started: Instant) -> Option<Answer> {
-        let request = match validate::set_image(message) {
-            Ok(request) => request,
+        let checked = validate::frame_index(&message)
+            .and_then(|frame_index| Ok((validate::set_image(message)?, frame_index)));
+        let (request, frame_index) = match checked {
+            Ok(checked) => checked,
             Err(e) => return Some(Answer::failed(0, RequestKind::SetImage, &e, started)),
         };
         let kind = sessions::request_kind(&request);
         let current = self.current.as_ref().map(|c| c.session_id.clone());
-        let opening = sessions::open(&self.state, request, current);
+        let opening = sessions::open(&self.state, request, current, frame_index);
         // Dropping the future when the client goes away cancels a queued encode.
         let result = tokio::select! {
             result = opening => result,
@@ -245,6 +251,40 @@ impl Reader {
             }
             Err(e) => Answer::failed(0, kind, &e, started),
         })
+    }
+
+    /// `SetImage.prefetch`: encode the image in the background (the generate lane) into
+    /// this replica's cache and the store, leaving the stream's image as it is. Its answer,
+    /// `ImageReady{prefetched}` or an error, is sent when the encode is done, outside the
+    /// request order, so prompts sent meanwhile are answered without waiting for it.
+    fn prefetch(&self, message: v1::SetImage, started: Instant) {
+        let state = Arc::clone(&self.state);
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let result = match validate::frame_index(&message) {
+                Ok(frame_index) => match validate::set_image(message) {
+                    Ok(ImageRequest::Prefetch { image }) => {
+                        let prefetching = sessions::prefetch(&state, image, frame_index);
+                        tokio::select! {
+                            result = prefetching => result,
+                            _ = out.closed() => return,
+                        }
+                    }
+                    Ok(_) => Err(RequestError::Internal("not a prefetch".into())),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            let (response, code) = match result {
+                Ok(ready) => (
+                    convert::in_stream(v1::segment_response::Response::ImageReady(ready)),
+                    Code::Ok,
+                ),
+                Err(e) => (convert::error(0, &e), e.code()),
+            };
+            metrics::record_request(RequestKind::Prefetch, code, started.elapsed());
+            let _ = out.send(Ok(response)).await;
+        });
     }
 
     /// `Prompt`: validate and queue a decode job; the writer waits for it.

@@ -31,9 +31,14 @@ pub async fn set_image(
     message: v1::SetImage,
 ) -> Result<v1::ImageReady, RequestError> {
     let started = Instant::now();
-    let (kind, result) = match validate::set_image(message) {
+    let checked = validate::frame_index(&message)
+        .and_then(|frame_index| Ok((validate::set_image(message)?, frame_index)));
+    let (kind, result) = match checked {
         Err(e) => (RequestKind::SetImage, Err(e)),
-        Ok(request) => (sessions::request_kind(&request), open(state, request).await),
+        Ok((request, frame_index)) => (
+            sessions::request_kind(&request),
+            open(state, request, frame_index).await,
+        ),
     };
     record(kind, &result, started);
     result
@@ -74,9 +79,16 @@ fn record<T>(kind: RequestKind, result: &Result<T, RequestError>, started: Insta
 
 /// Opens a session as the stream does; without a stream the session cache is the only
 /// place the embedding lives, so an embedding the cache cannot keep is an error here.
-async fn open(state: &AppState, request: ImageRequest) -> Result<v1::ImageReady, RequestError> {
+async fn open(
+    state: &AppState,
+    request: ImageRequest,
+    frame_index: Option<i64>,
+) -> Result<v1::ImageReady, RequestError> {
     let kind = sessions::request_kind(&request);
-    let opened = sessions::open(state, request, None).await?;
+    if let ImageRequest::Prefetch { image } = request {
+        return sessions::prefetch(state, image, frame_index).await;
+    }
+    let opened = sessions::open(state, request, None, frame_index).await?;
     if !opened.cached {
         return Err(RequestError::ResourceExhausted(
             "the image's embedding is larger than the whole session cache \
