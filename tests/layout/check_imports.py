@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails when two Rust source files of one crate import each other.
+"""Fails when two source files import each other: Rust files of one crate, or TypeScript
+files of the web page and the TypeScript client.
 
 For every `crates/*/src` tree, each file's `use crate::...`, `use super::...` and inline
 `crate::a::b::` paths are resolved to the file that defines the module they name (the
@@ -67,8 +68,30 @@ def references(src: pathlib.Path, file: pathlib.Path) -> set[pathlib.Path]:
     return found
 
 
+TS_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;]*?\bfrom\s+["'](\.{1,2}/[^"']+)["']""", re.M | re.S)
+TS_TREES = ["crates/server/web/src", "clients/typescript/src"]
+
+
+def ts_references(file: pathlib.Path) -> set[pathlib.Path]:
+    found = set()
+    for m in TS_IMPORT.finditer(file.read_text()):
+        base = (file.parent / m.group(1)).resolve()
+        for candidate in (base, base.with_suffix(".ts"), base / "index.ts"):
+            if candidate.is_file():
+                found.add(candidate)
+                break
+    return found
+
+
 def main() -> int:
     pairs = []
+    for tree in TS_TREES:
+        files = sorted(p.resolve() for p in (ROOT / tree).rglob("*.ts") if "/gen/" not in str(p))
+        graph = {f: ts_references(f) for f in files}
+        for a in files:
+            for b in graph[a]:
+                if a < b and a in graph.get(b, set()):
+                    pairs.append((a.relative_to(ROOT), b.relative_to(ROOT)))
     for src in sorted(ROOT.glob("crates/*/src")):
         files = sorted(src.rglob("*.rs"))
         graph = {f: references(src, f) for f in files}
