@@ -1,31 +1,20 @@
 //! What `mobilesam serve` writes to stderr, as log files and pipes receive it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::server_support::checkpoint;
+use crate::server_support::Launch;
 
 /// Text logs go to a pipe here, as to a file or a log collector: no ANSI colour codes.
 #[test]
 fn text_logs_into_a_pipe_have_no_colour_codes() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mobilesam"));
+    let mut command = Launch::args(&[]).log_format("text").command();
     command
-        .arg("serve")
-        .arg("--checkpoint")
-        .arg(checkpoint())
-        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-        .args(["--workers", "1", "--log-format", "text"])
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MOBILESAM_") {
-            command.env_remove(key);
-        }
-    }
     let mut child = command.spawn().expect("start mobilesam serve");
     let stderr = child.stderr.take().expect("stderr");
     let (lines_tx, lines_rx) = mpsc::channel();

@@ -30,7 +30,7 @@ pub const DEFAULT_GENERATE_PRIORITY: Priority = Priority::Idle;
 pub struct LaneConfig {
     /// Encode workers (SetImage); each owns one copy of the model on the device. Prompts
     /// and generations have their own (`--decode-workers`, `--generate-workers`).
-    #[arg(long = "workers", env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_ENCODE_WORKERS)]
+    #[arg(long = "workers", value_name = "WORKERS", env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_ENCODE_WORKERS)]
     pub encode_workers: usize,
 
     /// Capacity of the decode and the encode queue (the generate queue has its own,

@@ -88,6 +88,8 @@ pub struct Launch<'a> {
     pub env: Vec<(&'a str, String)>,
     /// How the tests' own clients (health polling included) connect.
     pub tls: Option<ClientTls>,
+    /// `--log-format` (JSON unless set: the tests read the listeners' addresses from it).
+    pub log_format: Option<&'a str>,
 }
 
 impl<'a> Launch<'a> {
@@ -105,6 +107,12 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// Logs in this `--log-format` instead of JSON.
+    pub fn log_format(mut self, format: &'a str) -> Self {
+        self.log_format = Some(format);
+        self
+    }
+
     /// Connects the tests' clients over TLS.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
@@ -119,7 +127,7 @@ impl<'a> Launch<'a> {
             .arg("--checkpoint")
             .arg(checkpoint())
             .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
+            .args(["--log-format", self.log_format.unwrap_or("json")])
             .args(&self.args);
         if !self.args.iter().any(|a| a == "--workers") {
             command.args(["--workers", "1"]);
