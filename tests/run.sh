@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Installs what it needs, then runs
-# formatting and lint checks, every Rust test (unit, parity with the reference, CLI, real
-# server on loopback), the Python grpcio client against the real server binary, the web
-# page in headless Chromium, and the
-# deployment checks (manifest validation, three replicas behind nginx).
+# formatting, layout and lint checks, every Rust test (unit, parity with the reference, CLI,
+# real server on loopback), the Python grpcio tests, the Python and TypeScript client
+# packages, the web page in headless Chromium, the cross-client conformance suite, the
+# contract checks (buf, Go) and the deployment checks (manifests, three replicas behind
+# nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,10 @@ cargo --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "layout: no two source files import each other; every docs link resolves"
+python3 tests/layout/check_imports.py
+python3 tests/docs/check_links.py
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -73,9 +78,25 @@ target/debug/mobilesam seeded-checkpoint --manifest tests/fixtures/weights_manif
 MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
   "$venv/bin/python" -m pytest -q tests/python
 
+step "Python client package (clients/python): fresh venv, pip install, tests against the real server"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  bash clients/python/run_tests.sh
+
+step "TypeScript client package (clients/typescript): npm ci, build, tests against the real server, npm pack"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  bash clients/typescript/run_tests.sh
+
 step "web page: committed build is current; annotation in headless Chromium"
 MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
   bash tests/web/run.sh
+
+step "conformance: the Rust, Python and Node clients against one server, results identical"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  bash tests/conformance/run.sh
+
+step "the contract: buf lint and buf breaking on proto/, the Go module built offline and run"
+MOBILESAM_BIN="$PWD/target/debug/mobilesam" MOBILESAM_TEST_CHECKPOINT="$PWD/$weights" \
+  bash tests/contract/run.sh
 
 step "deployment files: kustomize render, Kubernetes schemas, checkov, hadolint"
 bash tests/deploy/validate.sh

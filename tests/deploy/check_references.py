@@ -1,6 +1,6 @@
 """Repository hygiene that the deploy and test tools depend on.
 
-1. Every repository path that a file under deploy/ names (`deploy/...`, `tests/...`,
+1. Every repository path that a file under deploy/ names (`deploy/...`, `tests/...`, `docs/...`,
    `crates/...`) exists, so a comment or a command in a manifest never points at a file
    that is not there.
 2. Every Python requirement that tests and CI install is pinned to an exact version
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # A file name with an extension: `deploy/mobilesam` alone is a kubectl resource, not a path.
-PATH = re.compile(r"(?<![\w./-])((?:deploy|tests|crates)/[\w./-]*\.[A-Za-z]+)(?![\w/-])")
+PATH = re.compile(r"(?<![\w./-])((?:deploy|tests|crates|docs)/[\w./-]*\.[A-Za-z]+)(?![\w/-])")
 PIN = re.compile(r"^[A-Za-z0-9_.\[\]-]+==[\w.+-]+$")
 
 

@@ -26,6 +26,9 @@ pub fn run(data: &[u8]) {
 }
 
 fn set_image(message: v1::SetImage) {
+    if let Some(index) = validate::frame_index(&message).unwrap_or_default() {
+        assert!(index >= 0);
+    }
     match validate::set_image(message) {
         Ok(ImageRequest::Encode { image, session_id }) => {
             assert!(!image.is_empty());
@@ -45,6 +48,7 @@ fn set_image(message: v1::SetImage) {
                 assert!(!id.is_empty() && id.len() <= MAX_SESSION_ID_LEN);
             }
         }
+        Ok(ImageRequest::Prefetch { image }) => assert!(!image.is_empty()),
         Err(e) => assert_eq!(e.code(), Code::InvalidArgument, "{e}"),
     }
 }

@@ -12,16 +12,12 @@ use crate::error::ServerError;
 pub const DEFAULT_ADDR: &str = "0.0.0.0:50051";
 /// Default Prometheus listen address.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
-/// Default number of model workers.
-pub const DEFAULT_WORKERS: usize = 2;
 /// Default largest number of cached sessions.
 pub const DEFAULT_MAX_SESSIONS: usize = 256;
 /// Default memory cap of the session cache (1 GiB, about 256 embeddings).
 pub const DEFAULT_SESSION_CACHE_BYTES: u64 = 1 << 30;
 /// Default idle time after which a cached session is dropped.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(600);
-/// Default capacity of each job queue (encode and decode).
-pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 /// Default largest number of objects in one prompt.
 pub const DEFAULT_MAX_OBJECTS: usize = 64;
 /// Default largest number of points in one object.
@@ -41,11 +37,6 @@ pub struct ServerConfig {
     /// Address of the Prometheus `/metrics` HTTP listener.
     #[arg(long, env = "MOBILESAM_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: SocketAddr,
-
-    /// Encode workers (SetImage); each owns one copy of the model on the device. Prompts
-    /// and generations have their own (`--decode-workers`, `--generate-workers`).
-    #[arg(long, env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_WORKERS)]
-    pub workers: usize,
 
     /// Device of the workers: `cpu`, `cuda`, `cuda:N`, `metal` or `metal:N`.
     #[arg(long, env = "MOBILESAM_DEVICE", default_value = "cpu")]
@@ -68,11 +59,6 @@ pub struct ServerConfig {
     /// Idle time after which a cached session is dropped (`90s`, `10m`, `1h`).
     #[arg(long, env = "MOBILESAM_SESSION_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
-
-    /// Capacity of the decode and the encode queue (the generate queue has its own,
-    /// `--generate-queue-capacity`); a full queue answers RESOURCE_EXHAUSTED at once.
-    #[arg(long, env = "MOBILESAM_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
-    pub queue_capacity: usize,
 
     /// Largest accepted image (width * height); larger ones are refused before decoding.
     #[arg(long, env = "MOBILESAM_MAX_IMAGE_PIXELS", default_value_t = mobilesam_model::image::DEFAULT_MAX_IMAGE_PIXELS)]
@@ -100,7 +86,7 @@ pub struct ServerConfig {
 
     /// Browser clients: CORS origins and the annotation page.
     #[command(flatten)]
-    pub web: crate::web::WebConfig,
+    pub web: crate::transports::web::WebConfig,
 
     /// TLS, mutual TLS and the bearer token.
     #[command(flatten)]
@@ -113,7 +99,7 @@ pub struct ServerConfig {
     #[command(flatten)]
     pub store: crate::store::StoreConfig,
 
-    /// The scheduler lanes: decode and generate workers, priorities.
+    /// The scheduler lanes: workers, queue bounds, threads, priorities, pauses.
     #[command(flatten)]
     pub lanes: crate::lanes::LaneConfig,
 }
@@ -123,20 +109,18 @@ impl Default for ServerConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
-            workers: DEFAULT_WORKERS,
             device: DeviceSpec::Cpu,
             backend: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
             session_cache_bytes: DEFAULT_SESSION_CACHE_BYTES,
             session_ttl: DEFAULT_SESSION_TTL,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_image_pixels: mobilesam_model::image::DEFAULT_MAX_IMAGE_PIXELS,
             max_objects: DEFAULT_MAX_OBJECTS,
             max_points: DEFAULT_MAX_POINTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::Text,
-            web: crate::web::WebConfig::default(),
+            web: crate::transports::web::WebConfig::default(),
             security: crate::security::SecurityConfig::default(),
             tracking: crate::tracking::TrackingConfig::default(),
             store: crate::store::StoreConfig::default(),
@@ -149,8 +133,6 @@ impl ServerConfig {
     /// Checks the settings that clap cannot: counts that must be positive.
     pub fn validate(&self) -> Result<(), ServerError> {
         let positive = [
-            ("--workers", self.workers),
-            ("--queue-capacity", self.queue_capacity),
             ("--max-objects", self.max_objects),
             ("--max-points", self.max_points),
         ];
@@ -267,7 +249,10 @@ mod tests {
     #[test]
     fn zero_counts_are_refused() {
         let config = ServerConfig {
-            workers: 0,
+            lanes: crate::lanes::LaneConfig {
+                encode_workers: 0,
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(config

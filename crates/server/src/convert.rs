@@ -6,7 +6,7 @@ use mobilesam_model::{Embedding, MaskOutput};
 use mobilesam_proto::v1;
 
 use crate::error::RequestError;
-use crate::jobs::Decoded;
+use crate::lanes::jobs::Decoded;
 
 /// The masks of one decoded prompt.
 pub fn masks(request_id: u64, decoded: Decoded) -> v1::Masks {

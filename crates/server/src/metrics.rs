@@ -38,6 +38,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tonic::Code;
 
 use crate::error::ServerError;
+use crate::lanes::Lane;
 
 /// Image encoder time per image (decode of the image bytes included).
 pub const ENCODE_DURATION: &str = "mobilesam_encode_duration_seconds";
@@ -98,28 +99,6 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 17] = [
     120.0,
 ];
 
-/// The scheduler's lanes, each with its own job queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queue {
-    /// Image encodes (heavy).
-    Encode,
-    /// Prompt decodes (light, latency-critical).
-    Decode,
-    /// Mask generations (background).
-    Generate,
-}
-
-impl Queue {
-    /// The `queue` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Encode => "encode",
-            Self::Decode => "decode",
-            Self::Generate => "generate",
-        }
-    }
-}
-
 /// What a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
@@ -127,6 +106,8 @@ pub enum RequestKind {
     SetImage,
     /// `SetImage` with only a session id.
     Resume,
+    /// `SetImage` with `prefetch`: an encode ahead of use.
+    Prefetch,
     /// `Prompt`.
     Prompt,
     /// `GetModelInfo`.
@@ -147,6 +128,7 @@ impl RequestKind {
         match self {
             Self::SetImage => "set_image",
             Self::Resume => "resume",
+            Self::Prefetch => "prefetch",
             Self::Prompt => "prompt",
             Self::ModelInfo => "model_info",
             Self::CloseSession => "close_session",
@@ -159,9 +141,9 @@ impl RequestKind {
     /// The `lane` label value: the scheduler lane that runs this kind of request.
     pub fn lane(self) -> &'static str {
         match self {
-            Self::SetImage => Queue::Encode.label(),
-            Self::Prompt => Queue::Decode.label(),
-            Self::Generate => Queue::Generate.label(),
+            Self::SetImage => Lane::Encode.label(),
+            Self::Prompt => Lane::Decode.label(),
+            Self::Generate | Self::Prefetch => Lane::Generate.label(),
             Self::Resume | Self::ModelInfo | Self::CloseSession | Self::Empty | Self::Untrack => {
                 "none"
             }
@@ -213,9 +195,9 @@ pub fn install() -> Result<PrometheusHandle, ServerError> {
 /// Publishes every gauge at zero, so a scrape before the first request shows them.
 fn zero_gauges() {
     set_sessions(0, 0);
-    set_queue_depth(Queue::Encode, 0);
-    set_queue_depth(Queue::Decode, 0);
-    set_queue_depth(Queue::Generate, 0);
+    set_queue_depth(Lane::Encode, 0);
+    set_queue_depth(Lane::Decode, 0);
+    set_queue_depth(Lane::Generate, 0);
     gauge!(ACTIVE_STREAMS).set(0.0);
     set_workers_ready(0);
     set_store_up(false);
@@ -333,7 +315,7 @@ pub fn set_store_up(up: bool) {
 }
 
 /// Records one pause of `lane`'s work at a yield point.
-pub fn record_yield_pause(lane: Queue, paused: Duration) {
+pub fn record_yield_pause(lane: Lane, paused: Duration) {
     histogram!(YIELD_PAUSE, "lane" => lane.label()).record(paused.as_secs_f64());
 }
 
@@ -348,18 +330,18 @@ pub fn record_decode(elapsed: Duration) {
 }
 
 /// Records how long a job waited in `queue`.
-pub fn record_queue_wait(queue: Queue, waited: Duration) {
+pub fn record_queue_wait(queue: Lane, waited: Duration) {
     histogram!(QUEUE_WAIT, "queue" => queue.label(), "lane" => queue.label())
         .record(waited.as_secs_f64());
 }
 
 /// Sets the number of jobs waiting in `queue`.
-pub fn set_queue_depth(queue: Queue, depth: usize) {
+pub fn set_queue_depth(queue: Lane, depth: usize) {
     gauge!(QUEUE_DEPTH, "queue" => queue.label()).set(depth as f64);
 }
 
 /// Counts queued jobs dropped because their client went away.
-pub fn record_cancelled(queue: Queue, jobs: usize) {
+pub fn record_cancelled(queue: Lane, jobs: usize) {
     counter!(JOBS_CANCELLED, "queue" => queue.label()).increment(jobs as u64);
 }
 
@@ -440,7 +422,7 @@ mod tests {
                 Duration::from_millis(1),
             );
             set_sessions(2, 8 << 20);
-            record_queue_wait(Queue::Decode, Duration::from_millis(2));
+            record_queue_wait(Lane::Decode, Duration::from_millis(2));
             record_superseded(3);
         });
         let text = handle.render();

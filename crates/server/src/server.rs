@@ -22,13 +22,13 @@ use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::jobs::JobScheduler;
-use crate::service::SegmentService;
+use crate::lanes::jobs::JobQueues;
+use crate::lanes::workers::{LaneSpec, ModelSummary, WorkerPool};
+use crate::lanes::yield_gate::YieldGate;
 use crate::state::AppState;
 use crate::store::{EmbeddingStore, ModelId, StoreClient};
-use crate::worker::{LaneSpec, ModelSummary, WorkerPool};
-use crate::yield_gate::YieldGate;
-use crate::{metrics, metrics_http, shutdown};
+use crate::transports::service::SegmentService;
+use crate::{metrics, metrics_http, security, shutdown};
 
 /// Name reported by `GetModelInfo`.
 pub const MODEL_NAME: &str = "mobile_sam";
@@ -70,7 +70,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     crate::fault_injection::init();
-    let (grpc_server, auth) = config.security.transport()?;
+    let (grpc_server, auth) = security::transport(&config.security)?;
     let device = config
         .device
         .open()
@@ -105,9 +105,9 @@ pub async fn serve(
         .add_service(segment)
         .into_axum_router()
         .layer(auth)
-        .layer(crate::size_limit::SizeLimitStatusLayer)
+        .layer(crate::transports::size_limit::SizeLimitStatusLayer)
         .layer(GrpcWebLayer::new())
-        .layer(crate::drain_body::DrainUnreadBodyLayer);
+        .layer(crate::transports::drain_body::DrainUnreadBodyLayer);
     let routes = Routes::from(config.web.add_page(grpc_routes));
     let mut grpc = tokio::spawn(
         grpc_server
@@ -141,7 +141,7 @@ pub async fn serve(
 
     tokio::pin!(stop);
     let loading = {
-        let scheduler = Arc::clone(&state.scheduler);
+        let queues = Arc::clone(&state.queues);
         let config = config.clone();
         let store_client = store_client.clone();
         tokio::task::spawn_blocking(move || {
@@ -153,7 +153,7 @@ pub async fn serve(
                 None => None,
             };
             let target = (device, backend);
-            load(weights, started, &config, target, scheduler).map(|loaded| (loaded, store))
+            load(weights, started, &config, target, queues).map(|loaded| (loaded, store))
         })
     };
     let loaded = tokio::select! {
@@ -161,7 +161,7 @@ pub async fn serve(
         () = &mut stop => {
             info!("stopped before the model finished loading");
             state.shutdown.cancel();
-            state.scheduler.close();
+            state.queues.close();
             metrics_stop.cancel();
             return Ok(());
         }
@@ -186,7 +186,7 @@ pub async fn serve(
         }
     };
     set_health(&health, ServingStatus::Serving).await;
-    info!(workers = config.workers, device = %config.device, "serving");
+    info!(workers = config.lanes.encode_workers, device = %config.device, "serving");
 
     let failed = tokio::select! {
         () = &mut stop => None,
@@ -230,7 +230,7 @@ async fn drain(
         warn!("streams still open at the shutdown deadline; closing them");
         grpc.abort();
     }
-    state.scheduler.close();
+    state.queues.close();
     let joined = tokio::task::spawn_blocking(move || pool.join());
     if tokio::time::timeout_at(deadline, joined).await.is_err() {
         warn!("workers still busy at the shutdown deadline; exiting anyway");
@@ -271,18 +271,18 @@ fn load(
     started: Instant,
     config: &ServerConfig,
     (device, backend): (candle_core::Device, mobilesam_model::Backend),
-    scheduler: Arc<JobScheduler>,
+    queues: Arc<JobQueues>,
 ) -> Result<(WorkerPool, ModelSummary), ServerError> {
     let loaded = WorkerPool::start(
         &LaneSpec::all(config),
         weights,
         (device, backend),
-        scheduler,
+        queues,
         config.max_image_pixels,
         Arc::new(YieldGate::new(config.lanes.yield_max_pause)),
     )?;
     info!(
-        workers = config.workers,
+        workers = config.lanes.encode_workers,
         %backend,
         parameters = loaded.1.parameters,
         load_ms = started.elapsed().as_secs_f64() * 1e3,

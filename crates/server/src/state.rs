@@ -6,9 +6,9 @@ use mobilesam_proto::v1;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::jobs::JobScheduler;
-use crate::scheduler::LaneCapacities;
-use crate::session::{SessionLimits, SessionStore};
+use crate::lanes::jobs::JobQueues;
+use crate::lanes::queues::LaneCapacities;
+use crate::sessions::cache::{SessionLimits, SessionStore};
 use crate::sessions::content::ContentIndex;
 use crate::sessions::SessionImage;
 use crate::store::EmbeddingStore;
@@ -18,7 +18,7 @@ use crate::validate::PromptLimits;
 /// Shared server state.
 pub struct AppState {
     /// The job queues in front of the workers.
-    pub scheduler: Arc<JobScheduler>,
+    pub queues: Arc<JobQueues>,
     /// Cached embeddings by session id.
     pub sessions: SessionStore<SessionImage>,
     /// The cached sessions' embeddings by image SHA-256.
@@ -39,9 +39,9 @@ impl AppState {
     /// Fresh state for `config`.
     pub fn new(config: &ServerConfig) -> Self {
         Self {
-            scheduler: Arc::new(JobScheduler::new(LaneCapacities {
-                decode: config.queue_capacity,
-                encode: config.queue_capacity,
+            queues: Arc::new(JobQueues::new(LaneCapacities {
+                decode: config.lanes.queue_capacity,
+                encode: config.lanes.queue_capacity,
                 generate: config.lanes.generate_queue_capacity,
             })),
             sessions: SessionStore::new(SessionLimits {

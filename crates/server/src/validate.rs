@@ -44,10 +44,28 @@ pub enum ImageRequest {
         /// The session to open it under, if the client chose one.
         session_id: Option<String>,
     },
+    /// Encode an image in the background into this replica's cache and the embedding
+    /// store, without opening a session on it (`SetImage.prefetch`).
+    Prefetch {
+        /// The encoded image bytes.
+        image: Vec<u8>,
+    },
 }
 
 /// Checks a `SetImage` message.
 pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
+    if message.prefetch {
+        if message.image.is_empty() || !message.image_sha256.is_empty() {
+            return Err(RequestError::InvalidArgument(
+                "SetImage.prefetch needs the image bytes (and no image_sha256): it encodes them \
+                 ahead of use"
+                    .into(),
+            ));
+        }
+        return Ok(ImageRequest::Prefetch {
+            image: message.image,
+        });
+    }
     let session_id = if message.session_id.is_empty() {
         None
     } else {
@@ -74,6 +92,17 @@ pub fn set_image(message: v1::SetImage) -> Result<ImageRequest, RequestError> {
         (true, None) => Err(RequestError::InvalidArgument(
             "SetImage needs an image, a session_id to resume, or an image_sha256".into(),
         )),
+    }
+}
+
+/// The frame index a `SetImage` names, if any (`None`: the index after the session's
+/// previous frame); negative indices are refused.
+pub fn frame_index(message: &v1::SetImage) -> Result<Option<i64>, RequestError> {
+    match message.frame_index {
+        Some(index) if index < 0 => Err(RequestError::InvalidArgument(format!(
+            "frame_index must be 0 or more, not {index}"
+        ))),
+        index => Ok(index),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The real `mobilesam serve` on a loopback port, driven by tonic clients (and `mobilesam
 //! load`), one module per concern: streams, unary RPCs and gRPC-web, security, faults,
-//! lanes, the shared embedding store, tracking, generation and overload.
+//! lanes, logs, the shared embedding store, tracking, generation and overload.
 //!
 //! One test binary instead of one per file: each integration-test binary compiled the tonic
 //! client and the helpers and linked the whole dependency tree again (about 20 s each on CI).
@@ -15,7 +15,9 @@ mod server_faults;
 mod server_generate;
 mod server_grpc;
 mod server_lanes;
+mod server_logs;
 mod server_polygons;
+mod server_prefetch;
 mod server_security;
 mod server_store;
 mod server_tracking;

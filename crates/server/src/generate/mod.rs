@@ -3,12 +3,12 @@
 //! - The `GenerateMasks` RPC ([`rpc`]): an image (encoded on a worker, with the same
 //!   pixel limit and decoder as `SetImage`) or a cached session's embedding; the answer
 //!   streams one `GeneratedMask` per mask, then one `GenerateSummary`.
-//! - `SegmentRequest.generate_masks` on a `Segment` stream (see [`crate::stream`]): the
+//! - `SegmentRequest.generate_masks` on a `Segment` stream (see [`crate::transports::stream`]): the
 //!   stream's current image; the answer is `generated_mask` messages then one
 //!   `generate_summary`, all with the request's `request_id`, in request order among the
 //!   stream's other answers.
 //!
-//! A generation is one job ([`job`]) of the scheduler's generate lane, which has its own
+//! A generation is one job ([`GenerateJob`], run by [`run`]) of the generate lane, which has its own
 //! workers, its own queue bound (`--generate-queue-capacity`; full: RESOURCE_EXHAUSTED) and
 //! the lowest OS priority (`--generate-priority`, `SCHED_IDLE` by default), so it neither
 //! delays prompts nor the encodes of interactive sessions. Before every crop's encode and
@@ -29,8 +29,10 @@
 //! pixels, which sessions do not keep: it is refused for a session or a stream's image.
 
 pub mod convert;
-pub mod job;
 pub mod params;
 pub mod rpc;
+pub mod run;
 
-pub use job::{GenerateEvent, GenerateEvents, GenerateInput, GenerateJob, Generated};
+pub use crate::lanes::jobs::{
+    GenerateEvent, GenerateEvents, GenerateInput, GenerateJob, Generated,
+};

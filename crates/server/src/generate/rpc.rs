@@ -12,8 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 use tracing::debug;
 
-use super::{convert, params, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
+use super::{convert, params, GenerateEvent, GenerateEvents, GenerateInput};
 use crate::error::RequestError;
+use crate::lanes;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
 use crate::validate;
@@ -85,9 +86,7 @@ fn queue(
     };
     let whole_image_only = matches!(input, GenerateInput::Embedding(_));
     let params = params::params(wire_params.as_ref(), whole_image_only)?;
-    let (job, events) = GenerateJob::new(input, params);
-    state.scheduler.submit_generate(job)?;
-    Ok(events)
+    lanes::submit_generate(&state.queues, input, params)
 }
 
 /// Sends every event to the client; returns the code the call ended with. A client that
@@ -121,7 +120,7 @@ async fn forward(
                 return e.code();
             }
             None => {
-                let e = RequestError::Unavailable("the server stopped before generating".into());
+                let e = lanes::submit::server_stopped("generating");
                 let _ = out.send(Err(e.to_status())).await;
                 return e.code();
             }

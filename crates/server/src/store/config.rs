@@ -18,7 +18,7 @@ pub enum StoreDtype {
     /// 32-bit floats: 4 MiB per image, exactly the encoded values.
     #[default]
     F32,
-    /// 16-bit floats: 2 MiB per image (README: the accuracy kept).
+    /// 16-bit floats: 2 MiB per image (docs/store.md: the accuracy kept).
     F16,
 }
 

@@ -1,4 +1,4 @@
-//! The tracking recipe, from one frame to the next (README, "Tracking objects in video"):
+//! The tracking recipe, from one frame to the next (docs/tracking.md):
 //! the new frame is decoded with the previous mask's tight box, scaled by the ratio of the
 //! frame sizes, and the previous mask's low-resolution logits as `mask_input`, for one
 //! mask (no multimask). An empty mask loses the object; the optional thresholds may lose

@@ -12,7 +12,8 @@ use super::recipe::{self, ObjectState};
 use super::SessionTracks;
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::{DecodeJob, Decoded, Owner};
+use crate::lanes::jobs::Decoded;
+use crate::lanes::{self, Owner};
 use crate::state::AppState;
 use crate::validate;
 
@@ -286,13 +287,7 @@ async fn decode(
     objects: Vec<ObjectPrompt>,
     options: DecodeOptions,
 ) -> Result<Decoded, RequestError> {
-    let (job, pending) = DecodeJob::new(Owner::Tracking, embedding, objects, options);
-    state.scheduler.submit_decode(job)?;
-    pending.await.unwrap_or_else(|_| {
-        Err(RequestError::Unavailable(
-            "the server stopped before decoding".into(),
-        ))
-    })
+    lanes::decode(&state.queues, Owner::Tracking, embedding, objects, options).await
 }
 
 /// A prompt's masks with the objects' ids and, for tracked ones, their states.

@@ -1,6 +1,13 @@
 // The annotation state: objects with their clicks and masks, and an undo history.
 import type { Mask } from "@mobilesam/client";
 
+/** The image the annotations belong to. */
+export interface ImageInfo {
+  fileName: string;
+  width: number;
+  height: number;
+}
+
 /** A click prompt in image pixels; label 1 foreground, 0 background. */
 export interface ClickPoint {
   x: number;

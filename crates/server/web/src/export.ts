@@ -1,14 +1,13 @@
 // Exports built from the outlines the server traced (`Prompt.return_polygons`: every region
 // and its holes on pixel corners, the code `mobilesam annotate` uses), never traced here.
-import { Annotations, type AnnotatedObject, type MaskCandidate, type Polygon } from "./annotations";
+import {
+  Annotations,
+  type AnnotatedObject,
+  type ImageInfo,
+  type MaskCandidate,
+  type Polygon,
+} from "./annotations";
 import type { FrameRecord } from "./tracking";
-
-/** The image the annotations belong to. */
-export interface ImageInfo {
-  fileName: string;
-  width: number;
-  height: number;
-}
 
 type Point = [number, number];
 

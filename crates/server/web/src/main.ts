@@ -7,10 +7,11 @@ import {
   type AnnotatedObject,
   type BoxCorners,
   type ClickPoint,
+  type ImageInfo,
   type MaskCandidate,
 } from "./annotations";
 import { connect } from "./connection";
-import { download, toCoco, toCocoVideo, toYolo, toYoloVideo, type ImageInfo } from "./export";
+import { download, toCoco, toCocoVideo, toYolo, toYoloVideo } from "./export";
 import { drawMasks, drawPrompts } from "./overlay";
 import { LivePreview } from "./preview";
 import { applyTracked, recordFrame, type FrameRecord } from "./tracking";

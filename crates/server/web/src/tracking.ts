@@ -1,8 +1,12 @@
 // Video tracking on the server: the masks each frame's SetImage answers (ImageReady.tracked),
 // kept per frame for the exports.
 import type { ObjectResult } from "@mobilesam/client";
-import { toCandidate, type AnnotatedObject, type MaskCandidate } from "./annotations";
-import type { ImageInfo } from "./export";
+import {
+  toCandidate,
+  type AnnotatedObject,
+  type ImageInfo,
+  type MaskCandidate,
+} from "./annotations";
 
 /** One object's result on one frame. */
 export interface FrameObject {

@@ -5,7 +5,7 @@
 //! large, do not retry as is". This layer renames the code on trailers-only answers (a
 //! unary request, or the request of a server-streaming RPC, refused before the handler
 //! ran); a `Segment` stream does the same for a message inside the stream
-//! ([`crate::stream`]). The message, which names the size and the limit, is kept.
+//! ([`crate::transports::stream`]). The message, which names the size and the limit, is kept.
 
 use std::future::Future;
 use std::pin::Pin;

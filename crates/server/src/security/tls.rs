@@ -14,8 +14,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+use super::config::SecurityConfig;
 use crate::error::ServerError;
-use crate::security::SecurityConfig;
 
 /// Longest a client may take to finish the TLS handshake; slower connections are dropped
 /// so half-open handshakes cannot pile up.

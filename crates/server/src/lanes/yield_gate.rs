@@ -1,7 +1,7 @@
 //! Interaction first, cooperatively: background work pauses at the model's yield points
 //! while work of a higher lane runs.
 //!
-//! Thread priorities ([`crate::priority`]) decide who gets a contended core, but a decode
+//! Thread priorities ([`crate::lanes::priority`]) decide who gets a contended core, but a decode
 //! still shares the cores, caches and memory bandwidth with an encode running beside it
 //! (a click took about 1.5x longer while encodes ran at `batch:10`). The gate removes the
 //! contention instead: every running decode is counted, and an encode reaching a yield
@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use mobilesam_model::yield_point::YieldHook;
 
-use crate::metrics::{self, Queue};
+use crate::lanes::Lane;
+use crate::metrics;
 
 /// Default longest pause of background work at one yield point.
 pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_millis(250);
@@ -130,17 +131,17 @@ impl YieldGate {
     /// The hook that `lane`'s threads run at each yield point: encodes give way to
     /// decodes, generations to decodes and encodes. `None` for the decode lane, and when
     /// pauses are off.
-    pub fn hook_for(self: &Arc<Self>, lane: Queue) -> Option<YieldHook> {
+    pub fn hook_for(self: &Arc<Self>, lane: Lane) -> Option<YieldHook> {
         if self.max_pause.is_zero() {
             return None;
         }
         let gate = Arc::clone(self);
         match lane {
-            Queue::Decode => None,
-            Queue::Encode => Some(Arc::new(move || {
+            Lane::Decode => None,
+            Lane::Encode => Some(Arc::new(move || {
                 gate.give_way(lane, |g| g.decodes_running())
             })),
-            Queue::Generate => Some(Arc::new(move || {
+            Lane::Generate => Some(Arc::new(move || {
                 gate.give_way(lane, |g| g.decodes_running() || g.encodes_running())
             })),
         }
@@ -161,7 +162,7 @@ impl YieldGate {
     }
 
     /// Waits while `busy` holds, within the pause bounds; records the pause.
-    fn give_way(&self, lane: Queue, busy: impl Fn(&Self) -> bool) {
+    fn give_way(&self, lane: Lane, busy: impl Fn(&Self) -> bool) {
         if !busy(self) {
             return;
         }
@@ -196,7 +197,7 @@ impl YieldGate {
 mod tests {
     use super::*;
 
-    fn run_hook(gate: &Arc<YieldGate>, lane: Queue) -> Duration {
+    fn run_hook(gate: &Arc<YieldGate>, lane: Lane) -> Duration {
         let hook = gate.hook_for(lane).expect("a background lane has a hook");
         let start = Instant::now();
         hook();
@@ -206,11 +207,11 @@ mod tests {
     #[test]
     fn nothing_running_means_no_pause_and_decodes_never_pause() {
         let gate = Arc::new(YieldGate::new(Duration::from_secs(5)));
-        assert!(run_hook(&gate, Queue::Encode) < Duration::from_millis(50));
-        assert!(run_hook(&gate, Queue::Generate) < Duration::from_millis(50));
-        assert!(gate.hook_for(Queue::Decode).is_none());
+        assert!(run_hook(&gate, Lane::Encode) < Duration::from_millis(50));
+        assert!(run_hook(&gate, Lane::Generate) < Duration::from_millis(50));
+        assert!(gate.hook_for(Lane::Decode).is_none());
         assert!(Arc::new(YieldGate::new(Duration::ZERO))
-            .hook_for(Queue::Encode)
+            .hook_for(Lane::Encode)
             .is_none());
     }
 
@@ -231,7 +232,7 @@ mod tests {
             started_rx.recv().expect("decode started");
             thread
         };
-        let hook = gate.hook_for(Queue::Encode).expect("hook");
+        let hook = gate.hook_for(Lane::Encode).expect("hook");
         hook();
         let resumed = Instant::now();
         let ended = decode_ends.join().expect("decode thread");
@@ -246,8 +247,8 @@ mod tests {
     fn generations_give_way_to_encodes_but_encodes_do_not() {
         let gate = Arc::new(YieldGate::new(Duration::from_millis(150)));
         let _encode = gate.encoding();
-        assert!(run_hook(&gate, Queue::Encode) < Duration::from_millis(100));
-        assert!(run_hook(&gate, Queue::Generate) >= Duration::from_millis(150));
+        assert!(run_hook(&gate, Lane::Encode) < Duration::from_millis(100));
+        assert!(run_hook(&gate, Lane::Generate) >= Duration::from_millis(150));
     }
 
     /// Decodes that follow each other with no idle gap (a saturated decode lane) do not
@@ -257,19 +258,19 @@ mod tests {
         let gate = Arc::new(YieldGate::new(Duration::from_millis(200)));
         drop(gate.decoding(Instant::now()));
         let next = gate.decoding(Instant::now());
-        assert!(run_hook(&gate, Queue::Encode) < Duration::from_millis(100));
+        assert!(run_hook(&gate, Lane::Encode) < Duration::from_millis(100));
         drop(next);
         std::thread::sleep(MIN_IDLE_GAP * 2);
         let click = gate.decoding(Instant::now());
         let queued_during_the_click = Instant::now();
-        assert!(run_hook(&gate, Queue::Encode) >= Duration::from_millis(200));
+        assert!(run_hook(&gate, Lane::Encode) >= Duration::from_millis(200));
         // A prompt queued while the click ran belongs to the same burst and pauses too
         // (on another thread: this one has just paused and must run before pausing again).
         drop(click);
         std::thread::sleep(MIN_IDLE_GAP / 4);
         let _burst = gate.decoding(queued_during_the_click);
         let gate2 = Arc::clone(&gate);
-        let paused = std::thread::spawn(move || run_hook(&gate2, Queue::Encode))
+        let paused = std::thread::spawn(move || run_hook(&gate2, Lane::Encode))
             .join()
             .expect("thread");
         assert!(paused >= Duration::from_millis(200), "{paused:?}");
@@ -282,7 +283,7 @@ mod tests {
         let max_pause = Duration::from_millis(300);
         let gate = Arc::new(YieldGate::new(max_pause));
         let _forever = gate.decoding(Instant::now());
-        let hook = gate.hook_for(Queue::Encode).expect("hook");
+        let hook = gate.hook_for(Lane::Encode).expect("hook");
         let first = Instant::now();
         hook();
         let paused = first.elapsed();

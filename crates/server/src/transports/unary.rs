@@ -17,7 +17,7 @@ use tonic::Code;
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::jobs::{self, DecodeJob, Owner};
+use crate::lanes::{self, Owner};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
@@ -31,9 +31,14 @@ pub async fn set_image(
     message: v1::SetImage,
 ) -> Result<v1::ImageReady, RequestError> {
     let started = Instant::now();
-    let (kind, result) = match validate::set_image(message) {
+    let checked = validate::frame_index(&message)
+        .and_then(|frame_index| Ok((validate::set_image(message)?, frame_index)));
+    let (kind, result) = match checked {
         Err(e) => (RequestKind::SetImage, Err(e)),
-        Ok(request) => (sessions::request_kind(&request), open(state, request).await),
+        Ok((request, frame_index)) => (
+            sessions::request_kind(&request),
+            open(state, request, frame_index).await,
+        ),
     };
     record(kind, &result, started);
     result
@@ -74,9 +79,16 @@ fn record<T>(kind: RequestKind, result: &Result<T, RequestError>, started: Insta
 
 /// Opens a session as the stream does; without a stream the session cache is the only
 /// place the embedding lives, so an embedding the cache cannot keep is an error here.
-async fn open(state: &AppState, request: ImageRequest) -> Result<v1::ImageReady, RequestError> {
+async fn open(
+    state: &AppState,
+    request: ImageRequest,
+    frame_index: Option<i64>,
+) -> Result<v1::ImageReady, RequestError> {
     let kind = sessions::request_kind(&request);
-    let opened = sessions::open(state, request, None).await?;
+    if let ImageRequest::Prefetch { image } = request {
+        return sessions::prefetch(state, image, frame_index).await;
+    }
+    let opened = sessions::open(state, request, None, frame_index).await?;
     if !opened.cached {
         return Err(RequestError::ResourceExhausted(
             "the image's embedding is larger than the whole session cache \
@@ -117,15 +129,8 @@ async fn decode(state: &AppState, request: v1::PredictRequest) -> Result<v1::Mas
     };
     let owner = Owner::Session(request.session_id.clone());
     if prompt.supersede_pending {
-        let superseded = state.scheduler.supersede(|job| job.owner == owner);
-        jobs::answer_superseded(superseded, prompt.request_id);
+        lanes::supersede(&state.queues, &owner, prompt.request_id);
     }
-    let (job, pending) = DecodeJob::new(owner, embedding, objects, options);
-    state.scheduler.submit_decode(job)?;
-    let decoded = pending.await.unwrap_or_else(|_| {
-        Err(RequestError::Unavailable(
-            "the server stopped before decoding".into(),
-        ))
-    })?;
+    let decoded = lanes::decode(&state.queues, owner, embedding, objects, options).await?;
     Ok(convert::masks(prompt.request_id, decoded))
 }

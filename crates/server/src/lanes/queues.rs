@@ -2,16 +2,16 @@
 //! lane.
 //!
 //! Three lanes, each with its own queue, its own bound and its own workers (see
-//! [`crate::worker`]), so no kind of work waits behind another in a queue:
+//! [`crate::lanes::workers`]), so no kind of work waits behind another in a queue:
 //!
 //! - `decode`: prompt decodes (light, latency-critical: a click);
 //! - `encode`: `SetImage` encodes of interactive sessions (heavy);
 //! - `generate`: `GenerateMasks` (background, heaviest).
 //!
 //! Which lane wins the CPU when all of them run is the operating system's choice, steered
-//! by the lanes' thread priorities ([`crate::priority`]). A full queue refuses a job at
+//! by the lanes' thread priorities ([`crate::lanes::priority`]). A full queue refuses a job at
 //! once (the caller answers RESOURCE_EXHAUSTED); a job whose client went away is dropped
-//! without running; [`Scheduler::supersede`] takes queued decodes of one owner out so that
+//! without running; [`LaneQueues::supersede`] takes queued decodes of one owner out so that
 //! their caller answers them ABORTED (latest wins). The queues know nothing of the model:
 //! jobs are any type that can tell whether anyone still waits for it.
 
@@ -20,7 +20,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::error::RequestError;
-use crate::metrics::{self, Queue};
+use crate::lanes::Lane;
+use crate::metrics;
 
 /// A unit of work that may be abandoned by its client.
 pub trait Cancellable {
@@ -28,7 +29,7 @@ pub trait Cancellable {
     fn is_cancelled(&self) -> bool;
 }
 
-/// Queue bounds, one per lane.
+/// Lane bounds, one per lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneCapacities {
     /// Prompt decodes.
@@ -54,12 +55,12 @@ pub struct LaneQueue<T> {
     state: Mutex<State<T>>,
     available: Condvar,
     capacity: usize,
-    lane: Queue,
+    lane: Lane,
 }
 
 impl<T: Cancellable> LaneQueue<T> {
     /// An empty queue of `lane` holding at most `capacity` jobs.
-    pub fn new(lane: Queue, capacity: usize) -> Self {
+    pub fn new(lane: Lane, capacity: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -180,7 +181,7 @@ impl<T: Cancellable> LaneQueue<T> {
 }
 
 /// The three lanes: decodes `D`, encodes `E`, generations `G`.
-pub struct Scheduler<D, E, G> {
+pub struct LaneQueues<D, E, G> {
     /// Prompt decodes.
     pub decode: LaneQueue<D>,
     /// Image encodes.
@@ -189,13 +190,13 @@ pub struct Scheduler<D, E, G> {
     pub generate: LaneQueue<G>,
 }
 
-impl<D: Cancellable, E: Cancellable, G: Cancellable> Scheduler<D, E, G> {
+impl<D: Cancellable, E: Cancellable, G: Cancellable> LaneQueues<D, E, G> {
     /// Empty lanes with these bounds.
     pub fn new(capacities: LaneCapacities) -> Self {
         Self {
-            decode: LaneQueue::new(Queue::Decode, capacities.decode),
-            encode: LaneQueue::new(Queue::Encode, capacities.encode),
-            generate: LaneQueue::new(Queue::Generate, capacities.generate),
+            decode: LaneQueue::new(Lane::Decode, capacities.decode),
+            encode: LaneQueue::new(Lane::Encode, capacities.encode),
+            generate: LaneQueue::new(Lane::Generate, capacities.generate),
         }
     }
 
@@ -274,10 +275,10 @@ mod tests {
         }
     }
 
-    type Lanes = Scheduler<Job, Job, Job>;
+    type Lanes = LaneQueues<Job, Job, Job>;
 
     fn lanes(capacity: usize) -> Lanes {
-        Scheduler::new(LaneCapacities {
+        LaneQueues::new(LaneCapacities {
             decode: capacity,
             encode: capacity,
             generate: capacity,
@@ -305,7 +306,7 @@ mod tests {
 
     #[test]
     fn each_lane_has_its_own_bound() {
-        let s = Scheduler::<Job, Job, Job>::new(LaneCapacities {
+        let s = LaneQueues::<Job, Job, Job>::new(LaneCapacities {
             decode: 2,
             encode: 1,
             generate: 1,

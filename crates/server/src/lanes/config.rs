@@ -1,14 +1,17 @@
-//! The settings of the scheduler lanes beyond the encode workers (`--workers`): how many
-//! workers decode prompts and generate masks, the generation queue's bound, the threads
-//! of each lane's pool, the lanes' OS priorities (see [`crate::priority`]) and how long
-//! background work pauses for interactive work (see [`crate::yield_gate`]).
+//! Every flag of the scheduler lanes: how many workers each lane has, the queues' bounds,
+//! the threads of each lane's kernel pool, the lanes' OS priorities (see [`super::priority`])
+//! and how long background work pauses for interactive work (see [`super::yield_gate`]).
 
 use std::time::Duration;
 
+use super::priority::Priority;
+use super::yield_gate::DEFAULT_MAX_PAUSE;
 use crate::error::ServerError;
-use crate::priority::Priority;
-use crate::yield_gate::DEFAULT_MAX_PAUSE;
 
+/// Default number of workers that only encode images.
+pub const DEFAULT_ENCODE_WORKERS: usize = 2;
+/// Default bound of the decode and the encode queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 /// Default number of workers that only decode prompts.
 pub const DEFAULT_DECODE_WORKERS: usize = 1;
 /// Default number of workers that only generate masks.
@@ -25,6 +28,16 @@ pub const DEFAULT_GENERATE_PRIORITY: Priority = Priority::Idle;
 /// Lane settings of `mobilesam serve`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct LaneConfig {
+    /// Encode workers (SetImage); each owns one copy of the model on the device. Prompts
+    /// and generations have their own (`--decode-workers`, `--generate-workers`).
+    #[arg(long = "workers", env = "MOBILESAM_WORKERS", default_value_t = DEFAULT_ENCODE_WORKERS)]
+    pub encode_workers: usize,
+
+    /// Capacity of the decode and the encode queue (the generate queue has its own,
+    /// `--generate-queue-capacity`); a full queue answers RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "MOBILESAM_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
+
     /// Workers that only decode prompts (each owns one model); prompts never queue behind
     /// an encode or a generation.
     #[arg(long, env = "MOBILESAM_DECODE_WORKERS", default_value_t = DEFAULT_DECODE_WORKERS)]
@@ -63,6 +76,8 @@ pub struct LaneConfig {
 impl Default for LaneConfig {
     fn default() -> Self {
         Self {
+            encode_workers: DEFAULT_ENCODE_WORKERS,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
             decode_workers: DEFAULT_DECODE_WORKERS,
             generate_workers: DEFAULT_GENERATE_WORKERS,
             generate_queue_capacity: DEFAULT_GENERATE_QUEUE_CAPACITY,
@@ -79,6 +94,8 @@ impl LaneConfig {
     /// Checks the counts that must be positive.
     pub fn validate(&self) -> Result<(), ServerError> {
         for (flag, value) in [
+            ("--workers", self.encode_workers),
+            ("--queue-capacity", self.queue_capacity),
             ("--decode-workers", self.decode_workers),
             ("--generate-workers", self.generate_workers),
             ("--generate-queue-capacity", self.generate_queue_capacity),

@@ -1,18 +1,18 @@
 //! The kinds of work a model worker does, and what each returns. A job carries the
 //! sender of its answer; when the stream that asked drops the receiver, the job counts
-//! as cancelled and is skipped. Each kind has its own scheduler lane: prompt decodes,
-//! image encodes, mask generations.
+//! as cancelled and is skipped. Each kind has its own lane: prompt decodes, image encodes,
+//! mask generations.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mobilesam_model::amg::{AmgMask, AmgParams};
 use mobilesam_model::{DecodeOptions, Embedding, ObjectMasks, ObjectPrompt};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::queues::{Cancellable, LaneQueues};
 use crate::error::RequestError;
-use crate::generate::GenerateJob;
-use crate::scheduler::{Cancellable, Scheduler};
 
 /// Where a worker sends a job's result.
 pub type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
@@ -22,7 +22,7 @@ pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
 /// The scheduler of this server's jobs: one lane each for prompt decodes, image encodes
 /// and mask generations.
-pub type JobScheduler = Scheduler<DecodeJob, EncodeJob, GenerateJob>;
+pub type JobQueues = LaneQueues<DecodeJob, EncodeJob, BackgroundJob>;
 
 /// Whose prompt a decode job answers, for `supersede_pending`: a newer prompt of the same
 /// owner takes the owner's queued decodes out of the lane (latest wins).
@@ -133,12 +133,89 @@ impl Cancellable for DecodeJob {
     }
 }
 
-/// Answers the decodes `superseded` (taken out of the decode lane, not started) with
-/// ABORTED, naming the prompt that superseded them.
-pub fn answer_superseded(superseded: Vec<DecodeJob>, by_request_id: u64) {
-    for job in superseded {
-        let _ = job.reply.send(Err(RequestError::Aborted(format!(
-            "superseded by request {by_request_id}"
-        ))));
+/// The image a generation works on.
+#[derive(Debug)]
+pub enum GenerateInput {
+    /// Encoded image bytes, decoded and encoded on the worker (crops allowed).
+    Image(Vec<u8>),
+    /// A cached embedding of the whole image.
+    Embedding(Arc<Embedding>),
+}
+
+/// What a worker reports about a generation, in this order: every mask, then `Done`.
+#[derive(Debug)]
+pub enum GenerateEvent {
+    /// A final mask.
+    Mask(Box<AmgMask>),
+    /// The generation ended: a summary, or why it failed.
+    Done(Result<Generated, RequestError>),
+}
+
+/// A finished generation's summary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Generated {
+    /// Masks sent before this summary.
+    pub mask_count: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Time in the image encoder (zero for a cached embedding).
+    pub encode: Duration,
+    /// The whole generation on the worker, image decode and encodes included.
+    pub elapsed: Duration,
+}
+
+/// Where the requester receives a generation's events.
+pub type GenerateEvents = mpsc::UnboundedReceiver<GenerateEvent>;
+
+/// Segment everything in one image. Unbounded events: the worker never waits for a slow
+/// client, and a generation's masks are bounded by its points.
+#[derive(Debug)]
+pub struct GenerateJob {
+    /// The image or its embedding.
+    pub input: GenerateInput,
+    /// Checked generator parameters.
+    pub params: AmgParams,
+    /// Where the events go.
+    pub events: mpsc::UnboundedSender<GenerateEvent>,
+}
+
+impl GenerateJob {
+    /// A job and the receiver of its events.
+    pub fn new(input: GenerateInput, params: AmgParams) -> (Self, GenerateEvents) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        (
+            Self {
+                input,
+                params,
+                events,
+            },
+            receiver,
+        )
+    }
+}
+
+impl Cancellable for GenerateJob {
+    fn is_cancelled(&self) -> bool {
+        self.events.is_closed()
+    }
+}
+
+/// The generate lane's work: background jobs that give way to every interactive one.
+#[derive(Debug)]
+pub enum BackgroundJob {
+    /// Segment everything in one image.
+    Generate(GenerateJob),
+    /// Encode an image ahead of its use (`SetImage.prefetch`).
+    Prefetch(EncodeJob),
+}
+
+impl Cancellable for BackgroundJob {
+    fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Generate(job) => job.is_cancelled(),
+            Self::Prefetch(job) => job.is_cancelled(),
+        }
     }
 }

@@ -9,11 +9,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::{stream, unary};
 use crate::error::RequestError;
 use crate::generate;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
-use crate::{stream, tracking, unary};
+use crate::tracking;
 
 /// Answers buffered between a stream's writer and the transport.
 const OUTBOUND_BUFFER: usize = 16;

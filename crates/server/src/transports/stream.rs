@@ -23,13 +23,13 @@ use tracing::{debug, warn};
 
 use crate::convert;
 use crate::error::RequestError;
-use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput, GenerateJob};
-use crate::jobs::{self, DecodeJob, Decoded, Owner, Pending};
+use crate::generate::{self, GenerateEvent, GenerateEvents, GenerateInput};
+use crate::lanes::{self, Owner, PendingDecode};
 use crate::metrics::{self, RequestKind};
 use crate::sessions;
 use crate::state::AppState;
 use crate::tracking;
-use crate::validate;
+use crate::validate::{self, ImageRequest};
 
 /// Answers owed but not yet sent, per stream; a full backlog stops reading requests.
 const ANSWER_BACKLOG: usize = 64;
@@ -49,7 +49,7 @@ enum Answer {
     /// The masks of a queued decode job.
     Masks {
         request_id: u64,
-        pending: Pending<Decoded>,
+        pending: PendingDecode,
         started: Instant,
     },
     /// The events of a queued mask generation.
@@ -167,6 +167,10 @@ impl Reader {
             };
             let started = Instant::now();
             let answer = match request.request {
+                Some(Kind::SetImage(message)) if message.prefetch => {
+                    self.prefetch(message, started);
+                    continue;
+                }
                 Some(Kind::SetImage(message)) => match self.set_image(message, started).await {
                     Some(answer) => answer,
                     None => return End::ClientGone,
@@ -202,13 +206,15 @@ impl Reader {
     /// resume a session, or open an image by digest; see [`crate::sessions`]. `None` when
     /// the client went away meanwhile.
     async fn set_image(&mut self, message: v1::SetImage, started: Instant) -> Option<Answer> {
-        let request = match validate::set_image(message) {
-            Ok(request) => request,
+        let checked = validate::frame_index(&message)
+            .and_then(|frame_index| Ok((validate::set_image(message)?, frame_index)));
+        let (request, frame_index) = match checked {
+            Ok(checked) => checked,
             Err(e) => return Some(Answer::failed(0, RequestKind::SetImage, &e, started)),
         };
         let kind = sessions::request_kind(&request);
         let current = self.current.as_ref().map(|c| c.session_id.clone());
-        let opening = sessions::open(&self.state, request, current);
+        let opening = sessions::open(&self.state, request, current, frame_index);
         // Dropping the future when the client goes away cancels a queued encode.
         let result = tokio::select! {
             result = opening => result,
@@ -247,6 +253,40 @@ impl Reader {
         })
     }
 
+    /// `SetImage.prefetch`: encode the image in the background (the generate lane) into
+    /// this replica's cache and the store, leaving the stream's image as it is. Its answer,
+    /// `ImageReady{prefetched}` or an error, is sent when the encode is done, outside the
+    /// request order, so prompts sent meanwhile are answered without waiting for it.
+    fn prefetch(&self, message: v1::SetImage, started: Instant) {
+        let state = Arc::clone(&self.state);
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let result = match validate::frame_index(&message) {
+                Ok(frame_index) => match validate::set_image(message) {
+                    Ok(ImageRequest::Prefetch { image }) => {
+                        let prefetching = sessions::prefetch(&state, image, frame_index);
+                        tokio::select! {
+                            result = prefetching => result,
+                            _ = out.closed() => return,
+                        }
+                    }
+                    Ok(_) => Err(RequestError::Internal("not a prefetch".into())),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            let (response, code) = match result {
+                Ok(ready) => (
+                    convert::in_stream(v1::segment_response::Response::ImageReady(ready)),
+                    Code::Ok,
+                ),
+                Err(e) => (convert::error(0, &e), e.code()),
+            };
+            metrics::record_request(RequestKind::Prefetch, code, started.elapsed());
+            let _ = out.send(Ok(response)).await;
+        });
+    }
+
     /// `Prompt`: validate and queue a decode job; the writer waits for it.
     fn prompt(&self, prompt: &v1::Prompt, started: Instant) -> Answer {
         let request_id = prompt.request_id;
@@ -261,34 +301,23 @@ impl Reader {
             Err(e) => return fail(e),
         };
         self.state.sessions.touch(&current.session_id);
-        self.supersede_pending(prompt);
-        let (job, pending) = DecodeJob::new(
+        if prompt.supersede_pending {
+            lanes::supersede(&self.state.queues, &self.owner, prompt.request_id);
+        }
+        let submitted = lanes::submit_decode(
+            &self.state.queues,
             self.owner.clone(),
             Arc::clone(&current.embedding),
             objects,
             options,
         );
-        match self.state.scheduler.submit_decode(job) {
-            Ok(()) => Answer::Masks {
+        match submitted {
+            Ok(pending) => Answer::Masks {
                 request_id,
                 pending,
                 started,
             },
             Err(e) => fail(e),
-        }
-    }
-}
-
-impl Reader {
-    /// Latest wins: when `prompt` asks for it, this stream's queued prompts that no worker
-    /// has started are answered ABORTED now (each in its place in the answer order).
-    fn supersede_pending(&self, prompt: &v1::Prompt) {
-        if prompt.supersede_pending {
-            let superseded = self
-                .state
-                .scheduler
-                .supersede(|job| job.owner == self.owner);
-            jobs::answer_superseded(superseded, prompt.request_id);
         }
     }
 }
@@ -310,9 +339,8 @@ impl Reader {
         };
         self.state.sessions.touch(&current.session_id);
         let input = GenerateInput::Embedding(Arc::clone(&current.embedding));
-        let (job, events) = GenerateJob::new(input, params);
-        match self.state.scheduler.submit_generate(job) {
-            Ok(()) => Answer::Generated {
+        match lanes::submit_generate(&self.state.queues, input, params) {
+            Ok(events) => Answer::Generated {
                 request_id,
                 events,
                 started,
@@ -388,9 +416,7 @@ async fn send_generated(
                 continue;
             }
             Some(GenerateEvent::Done(result)) => result,
-            None => Err(RequestError::Unavailable(
-                "the server stopped before generating".into(),
-            )),
+            None => Err(lanes::submit::server_stopped("generating")),
         };
         return Some(match result {
             Ok(generated) => {
@@ -420,14 +446,9 @@ async fn write_answers(mut owed: mpsc::Receiver<Answer>, out: Outbound) {
                 started,
             } => {
                 let result = tokio::select! {
-                    result = pending => result,
+                    result = pending.result() => result,
                     _ = out.closed() => return,
                 };
-                let result = result.unwrap_or_else(|_| {
-                    Err(RequestError::Unavailable(
-                        "the server stopped before decoding".into(),
-                    ))
-                });
                 match result {
                     Ok(decoded) => (
                         convert::in_stream(v1::segment_response::Response::Masks(convert::masks(

@@ -14,9 +14,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::ServerError;
 
 /// The page's files, as `npm run build` in `crates/server/web/` wrote them.
-const INDEX_HTML: &[u8] = include_bytes!("../web/dist/index.html");
-const APP_JS: &[u8] = include_bytes!("../web/dist/app.js");
-const APP_CSS: &[u8] = include_bytes!("../web/dist/app.css");
+const INDEX_HTML: &[u8] = include_bytes!("../../web/dist/index.html");
+const APP_JS: &[u8] = include_bytes!("../../web/dist/app.js");
+const APP_CSS: &[u8] = include_bytes!("../../web/dist/app.css");
 
 /// How long browsers may cache a CORS preflight answer.
 const PREFLIGHT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);

@@ -1,7 +1,7 @@
 //! One model job, contained: a panic inside model code becomes an INTERNAL answer for that
 //! job, and the worker that ran it learns of it (so it replaces its model) even when the job
-//! ran on a kernel-pool thread. Used by every lane's jobs ([`crate::worker`],
-//! [`crate::generate::job`]).
+//! ran on a kernel-pool thread. Used by every lane's jobs ([`crate::lanes::workers`],
+//! [`crate::generate::run`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -12,7 +12,7 @@
 //! paths and headers, so they are checked the same way.
 //!
 //! A refused upload is answered before its body is read; on HTTP/1.1 the rest of the body
-//! is read by [`crate::drain_body`] so that the answer arrives.
+//! is read by [`crate::transports::drain_body`] so that the answer arrives.
 
 use std::future::Future;
 use std::path::Path;

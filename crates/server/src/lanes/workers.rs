@@ -3,10 +3,10 @@
 //! async runtime.
 //!
 //! Each lane (decode, encode, generate) has its own workers and its own rayon pool for the
-//! model's kernels, all at the lane's OS priority ([`crate::priority`]): a prompt never
+//! model's kernels, all at the lane's OS priority ([`crate::lanes::priority`]): a prompt never
 //! waits in a queue behind an encode, and when both compute the operating system gives the
 //! CPU to the decode first. The encode and generate lanes' kernel threads also pause at
-//! the model's yield points while a decode runs ([`crate::yield_gate`]).
+//! the model's yield points while a decode runs ([`crate::lanes::yield_gate`]).
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -22,11 +22,11 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::generate;
-use crate::job_guard::{guarded, in_pool};
-use crate::jobs::{DecodeJob, Decoded, EncodeJob, Encoded, JobScheduler};
-use crate::metrics::Queue;
-use crate::priority::Priority;
-use crate::yield_gate::YieldGate;
+use crate::lanes::job_guard::{guarded, in_pool};
+use crate::lanes::jobs::{BackgroundJob, DecodeJob, Decoded, EncodeJob, Encoded, JobQueues};
+use crate::lanes::priority::Priority;
+use crate::lanes::yield_gate::YieldGate;
+use crate::lanes::Lane;
 use crate::{fault_injection, metrics};
 
 /// Facts about the loaded model, for `GetModelInfo`.
@@ -43,7 +43,7 @@ pub struct ModelSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaneSpec {
     /// The lane.
-    pub lane: Queue,
+    pub lane: Lane,
     /// Worker threads, each with its own model.
     pub workers: usize,
     /// Threads of the lane's kernel (rayon) pool, shared by its workers.
@@ -59,19 +59,19 @@ impl LaneSpec {
         let threads = lanes.threads();
         [
             Self {
-                lane: Queue::Decode,
+                lane: Lane::Decode,
                 workers: lanes.decode_workers,
                 threads,
                 priority: lanes.decode_priority,
             },
             Self {
-                lane: Queue::Encode,
-                workers: config.workers,
+                lane: Lane::Encode,
+                workers: lanes.encode_workers,
                 threads,
                 priority: lanes.encode_priority,
             },
             Self {
-                lane: Queue::Generate,
+                lane: Lane::Generate,
                 workers: lanes.generate_workers,
                 threads,
                 priority: lanes.generate_priority,
@@ -85,7 +85,7 @@ struct Shared {
     checkpoint: Arc<Checkpoint>,
     device: Device,
     backend: Backend,
-    scheduler: Arc<JobScheduler>,
+    queues: Arc<JobQueues>,
     max_image_pixels: u64,
     gate: Arc<YieldGate>,
 }
@@ -104,7 +104,7 @@ impl WorkerPool {
         lanes: &[LaneSpec],
         checkpoint: Arc<Checkpoint>,
         (device, backend): (Device, Backend),
-        scheduler: Arc<JobScheduler>,
+        queues: Arc<JobQueues>,
         max_image_pixels: u64,
         gate: Arc<YieldGate>,
     ) -> Result<(Self, ModelSummary), ServerError> {
@@ -112,7 +112,7 @@ impl WorkerPool {
             checkpoint,
             device,
             backend,
-            scheduler: Arc::clone(&scheduler),
+            queues: Arc::clone(&queues),
             max_image_pixels,
             gate,
         });
@@ -130,7 +130,7 @@ impl WorkerPool {
                 Ok(())
             });
             if let Err(e) = started {
-                scheduler.close();
+                queues.close();
                 pool.join();
                 return Err(e);
             }
@@ -142,12 +142,12 @@ impl WorkerPool {
             match ready_rx.recv() {
                 Ok(Ok(s)) => summary = Some(s),
                 Ok(Err(e)) => {
-                    scheduler.close();
+                    queues.close();
                     pool.join();
                     return Err(e);
                 }
                 Err(_) => {
-                    scheduler.close();
+                    queues.close();
                     pool.join();
                     return Err(ServerError::Worker("a worker died while loading".into()));
                 }
@@ -262,29 +262,29 @@ fn replace_model(index: usize, old: Sam, shared: &Shared) -> Sam {
 /// The worker loop of one lane: take the lane's next job, run it in the lane's kernel
 /// pool, send the result. Returns when the lane closes, or right after a job panicked.
 fn run(
-    lane: Queue,
+    lane: Lane,
     index: usize,
     sam: &Sam,
     shared: &Shared,
     kernels: &rayon::ThreadPool,
 ) -> RunEnd {
     debug!(lane = lane.label(), worker = index, "worker ready");
-    let scheduler = &shared.scheduler;
+    let queues = &shared.queues;
     let max_image_pixels = shared.max_image_pixels;
     loop {
         let panicked = match lane {
-            Queue::Decode => scheduler
+            Lane::Decode => queues
                 .decode
                 .next()
                 .map(|job| in_pool(kernels, || decode(sam, job, &shared.gate))),
-            Queue::Encode => scheduler
+            Lane::Encode => queues
                 .encode
                 .next()
                 .map(|job| in_pool(kernels, || encode(sam, job, max_image_pixels, &shared.gate))),
-            Queue::Generate => scheduler
+            Lane::Generate => queues
                 .generate
                 .next()
-                .map(|job| in_pool(kernels, || generate::job::run(sam, job, max_image_pixels))),
+                .map(|job| in_pool(kernels, || background(sam, job, max_image_pixels))),
         };
         match panicked {
             None => {
@@ -297,8 +297,23 @@ fn run(
     }
 }
 
+/// An encode of the encode lane: counted at the gate, so background work gives way.
 fn encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64, gate: &YieldGate) {
     let _running = gate.encoding();
+    run_encode(sam, job, max_image_pixels);
+}
+
+/// A job of the generate lane. A prefetch is not counted as an encode at the gate: it is
+/// background work itself, and pauses like a generation.
+fn background(sam: &Sam, job: BackgroundJob, max_image_pixels: u64) {
+    match job {
+        BackgroundJob::Generate(job) => generate::run::run(sam, job, max_image_pixels),
+        BackgroundJob::Prefetch(job) => run_encode(sam, job, max_image_pixels),
+    }
+}
+
+/// Decodes the job's image, encodes it and sends the embedding.
+fn run_encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
     let start = Instant::now();
     let result = guarded("encode", || {
         let image = decode_image(&job.image, max_image_pixels)?;
