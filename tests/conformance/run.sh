@@ -41,7 +41,7 @@ runner python "true" \
 runner node "[ -f tests/conformance/run_node.mjs ] && command -v node" \
   "node tests/conformance/run_node.mjs {scenario} --server {server} --out {out}"
 runner rust "'$bin' load --help 2>&1 | grep -q -- --conformance" \
-  "'$bin' load --conformance {scenario} --server {server} --out {out}"
+  "'$bin' load --conformance {scenario} --addr {server} --out {out}"
 # ---------------------------------------------------------------------------------------
 
 port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

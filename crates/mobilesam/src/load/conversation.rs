@@ -60,6 +60,19 @@ impl Conversation {
             .map_err(|_| Status::unavailable("the stream closed before the request was sent"))
     }
 
+    /// The next message from the server as it comes, with no timeout: `Ok(None)` when the
+    /// server ended the stream with status OK, the status when it failed.
+    pub async fn message(&mut self) -> Result<Option<v1::SegmentResponse>, Status> {
+        self.rx.message().await
+    }
+
+    /// Half-closes the stream (no more requests) and returns what the server still sends:
+    /// its last answers, then the end of the stream.
+    pub fn half_close(self) -> Streaming<v1::SegmentResponse> {
+        drop(self.tx);
+        self.rx
+    }
+
     /// The next message from the server, within the timeout.
     pub async fn receive(&mut self) -> Result<Response, Status> {
         let answer = tokio::time::timeout(self.timeout, self.rx.message())

@@ -1,7 +1,9 @@
 //! `mobilesam load`: K concurrent streams x M prompts against a running server, bounded in
 //! time; throughput, latency percentiles, errors per gRPC code, the round trip against the
-//! in-process decode, session memory and server RSS.
+//! in-process decode, session memory and server RSS. With `--conformance`, it runs the
+//! cross-client conformance scenario instead (`conformance`).
 
+mod conformance;
 mod conversation;
 mod driver;
 mod in_process;
@@ -24,12 +26,41 @@ use in_process::InProcess;
 use mobilesam_server::metrics::code_label;
 use report::{Report, RoundTrip, ServerMemory, SessionMemory};
 
-/// Arguments of `mobilesam load`.
+/// Arguments of `mobilesam load`: a load run (--image, required), the mixed scenario
+/// (--image --uploaders K) or a conformance run (--conformance SCENARIO --out FILE).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Modes:\n  \
+    load run:     mobilesam load --addr ADDR --image FILE [--streams K --prompts M ...]\n  \
+    mixed:        mobilesam load --addr ADDR --image FILE --uploaders K [--clickers M ...]\n  \
+    conformance:  mobilesam load --addr ADDR --conformance SCENARIO --out FILE\n\n\
+    The conformance run takes only --addr, --conformance and --out \
+    (tests/conformance/README.md).")]
 pub struct LoadArgs {
     /// The server's gRPC address: host:port or http://host:port.
     #[arg(long, value_name = "ADDR")]
     pub addr: String,
+
+    /// Run the cross-client conformance scenario (tests/conformance/scenario.json) instead
+    /// of a load run: every step in order, results written to --out for
+    /// tests/conformance/compare.py. Steps that fail are recorded; exit 0 once the file is
+    /// written. Each answer may take up to 300 s.
+    #[arg(
+        long,
+        value_name = "SCENARIO",
+        requires = "out",
+        conflicts_with_all = ["image", "checkpoint", "metrics_addr", "server_pid", "uploaders", "json"],
+        help_heading = "Conformance"
+    )]
+    pub conformance: Option<PathBuf>,
+
+    /// The results file of --conformance (its directory is made when missing).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "conformance",
+        help_heading = "Conformance"
+    )]
+    pub out: Option<PathBuf>,
 
     /// Concurrent streams (each its own connection) in the load phase.
     #[arg(long, value_name = "K", default_value_t = 4)]
@@ -44,9 +75,10 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
 
-    /// The image: encoded once, then every stream resumes its session.
-    #[arg(long, value_name = "FILE")]
-    pub image: PathBuf,
+    /// The image: encoded once, then every stream resumes its session. Required unless
+    /// --conformance is given.
+    #[arg(long, value_name = "FILE", required_unless_present = "conformance")]
+    pub image: Option<PathBuf>,
 
     /// Ask for three candidate masks per prompt instead of one.
     #[arg(long)]
@@ -98,13 +130,21 @@ pub struct LoadArgs {
 
 /// Runs `mobilesam load`.
 pub fn run(args: LoadArgs) -> Result<()> {
+    if let Some(scenario) = &args.conformance {
+        let out = args
+            .out
+            .as_deref()
+            .context("--conformance needs --out FILE")?;
+        return conformance::run(scenario, &uri(&args.addr), out);
+    }
     if args.streams == 0 {
         bail!("--streams must be at least 1");
     }
-    let image_bytes = std::fs::read(&args.image)
-        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let image_path = args.image.as_deref().context("--image is required")?;
+    let image_bytes = std::fs::read(image_path)
+        .with_context(|| format!("cannot read {}", image_path.display()))?;
     let image = decode_image(&image_bytes, DEFAULT_MAX_IMAGE_PIXELS)
-        .with_context(|| format!("cannot decode {}", args.image.display()))?;
+        .with_context(|| format!("cannot decode {}", image_path.display()))?;
     let (x, y) = (image.width() as f32 / 2.0, image.height() as f32 / 2.0);
     let idle = args
         .server_pid
