@@ -15,8 +15,8 @@ use super::math::{EXP_POLYNOMIAL, LN2_HI, LN2_LO, LOG2E, POW2_MAGIC};
 
 /// Channels per head this kernel handles.
 pub const HEAD_DIM: usize = 32;
-/// Most keys (tokens per window) this kernel handles.
-pub const MAX_KEYS: usize = super::attention::SMALL_WINDOW_KEYS;
+/// Most keys (tokens per window) this kernel handles: four blocks of 16 lanes.
+pub const MAX_KEYS: usize = 64;
 /// Query rows computed together.
 const ROWS: usize = 4;
 /// Score registers per query row.

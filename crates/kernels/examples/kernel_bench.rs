@@ -3,18 +3,18 @@
 //! Linux only) is far less disturbed by other processes than wall time. `mbconv` / `merge`
 //! run the fused [`InvertedResidual`], `*-layers` the same three layers one map after the
 //! other, `gelu` 16.7M GELUs on a cache-resident buffer.
-//! `cargo run --release -p mobilesam-model --example kernel_bench -- NAME [RUNS]`; NAME:
+//! `cargo run --release -p mobilesam-kernels --example kernel_bench -- NAME [RUNS]`; NAME:
 //! mbconv, mbconv-layers, merge, merge-layers, gelu (the kernel the encoder uses),
 //! gelu-formula (the portable one), mbconv-depthwise (stage 0's 3x3, 256 channels, GELU),
 //! attention1, attention2, attention3 (one window-attention layer of that stage).
 
 use std::time::Instant;
 
-use mobilesam_model::kernels::attention::WindowAttention;
-use mobilesam_model::kernels::depthwise::DepthwiseConv3x3;
-use mobilesam_model::kernels::epilogue::Activation;
-use mobilesam_model::kernels::inverted_residual::{Finish, InvertedResidual};
-use mobilesam_model::kernels::linear::{Fused, Linear};
+use mobilesam_kernels::attention::WindowAttention;
+use mobilesam_kernels::depthwise::DepthwiseConv3x3;
+use mobilesam_kernels::epilogue::Activation;
+use mobilesam_kernels::inverted_residual::{Finish, InvertedResidual};
+use mobilesam_kernels::linear::{Fused, Linear};
 
 fn cpu_ns() -> u64 {
     let mut total = 0;
@@ -140,9 +140,9 @@ fn main() {
                     dst[..65536].copy_from_slice(&src[..65536]);
                     dst[i] += 1e-3;
                     if name == "gelu" {
-                        mobilesam_model::kernels::gelu::gelu_slice(&mut dst[..65536]);
+                        mobilesam_kernels::gelu::gelu_slice(&mut dst[..65536]);
                     } else {
-                        mobilesam_model::kernels::math::gelu_inplace(&mut dst[..65536]);
+                        mobilesam_kernels::math::gelu_inplace(&mut dst[..65536]);
                     }
                 }
             }

@@ -88,7 +88,7 @@ mod tests {
         // The AVX-512-only kernels are on exactly where the clones are AVX-512.
         #[cfg(target_arch = "x86_64")]
         assert_eq!(
-            crate::kernels::gelu::fused_add_gelu(&mut [0.5f32; 16], None, None),
+            crate::gelu::fused_add_gelu(&mut [0.5f32; 16], None, None),
             std::arch::is_x86_feature_detected!("avx512f")
         );
     }

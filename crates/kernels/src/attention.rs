@@ -181,7 +181,10 @@ impl WindowAttention {
 }
 
 /// Most tokens per window of the register kernel.
-pub(crate) const SMALL_WINDOW_KEYS: usize = 64;
+const SMALL_WINDOW_KEYS: usize = 64;
+// The register kernel's own limit, which it defines without looking back at this file.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(SMALL_WINDOW_KEYS == attention_avx512::MAX_KEYS);
 
 /// One (window, head) in registers: `(tokens' q/k/v, bias, scale, query positions, out)`.
 type SmallWindowKernel = fn(&[&[f32]], &[f32], f32, &[usize], &mut [f32]);
