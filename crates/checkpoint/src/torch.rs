@@ -1,5 +1,5 @@
 //! Tensors out of a `torch.save` zip held in memory: the pickle (`<archive>/data.pkl`,
-//! read by `checkpoint_pickle`) says which storage entry, offset, shape and
+//! read by [`crate::pickle`]) says which storage entry, offset, shape and
 //! strides each tensor has; views of one storage and non-contiguous strides are gathered
 //! into contiguous tensors.
 //!
@@ -13,9 +13,9 @@ use std::io::{Cursor, Read};
 
 use candle_core::{Device, Tensor};
 
-use crate::checkpoint_pickle::{read_state_dict, TensorRef};
+use crate::pickle::{read_state_dict, TensorRef};
 
-pub(crate) type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
+pub type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
 
 /// Reads every tensor of the `torch.save` zip `bytes`.
 pub fn read_torch_zip(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
@@ -66,7 +66,7 @@ fn open_archive(bytes: &[u8]) -> Result<Archive<'_>, String> {
 }
 
 /// The uncompressed bytes of one entry, refused beyond `limit` bytes.
-pub(crate) fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+pub fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
     let entry = zip
         .by_name(name)
         .map_err(|e| format!("zip entry {name}: {e}"))?;
@@ -91,11 +91,7 @@ pub(crate) fn read_entry(zip: &mut Archive<'_>, name: &str, limit: u64) -> Resul
 
 /// Builds one contiguous tensor from a little-endian storage blob and a strided view, at
 /// most `limit` bytes large.
-pub(crate) fn tensor_from_storage(
-    storage: &[u8],
-    info: &TensorRef,
-    limit: u64,
-) -> Result<Tensor, String> {
+pub fn tensor_from_storage(storage: &[u8], info: &TensorRef, limit: u64) -> Result<Tensor, String> {
     let elem = info.dtype.size_in_bytes();
     let n_storage = storage.len() / elem;
     let dims = info.shape.as_slice();

@@ -1,5 +1,9 @@
-//! The SHA-256 of a checkpoint file: printed by `mobilesam info`, and compared with the
-//! digest a user expects (`--checkpoint-sha256`) before the weights are used.
+//! SHA-256 digests. Of a checkpoint file ([`Sha256Digest`]): printed by `mobilesam info`,
+//! and compared with the digest a user expects (`--checkpoint-sha256`) before the weights
+//! are used. As lowercase hex ([`sha256_hex`]): the content address of an embedding is the
+//! image's SHA-256 plus the model's identity (the checkpoint file's digest,
+//! [`Checkpoint::sha256`](crate::Checkpoint::sha256), and the model crate's
+//! `image::PREPROCESS_VERSION`), spelled as store keys and `image_sha256` fields carry them.
 
 use std::fmt;
 use std::io::Read;
@@ -8,7 +12,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{ModelError, Result};
+use crate::error::{CheckpointError, Result};
 
 /// A SHA-256 digest; shown and parsed as 64 hexadecimal digits (as `sha256sum` prints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +26,7 @@ impl Sha256Digest {
 
     /// The digest of a file, read in blocks; errors name the path.
     pub fn of_file(path: &Path) -> Result<Self> {
-        let io_error = |source| ModelError::Io {
+        let io_error = |source| CheckpointError::Io {
             path: path.display().to_string(),
             source,
         };
@@ -45,13 +49,13 @@ impl Sha256Digest {
         &self.0
     }
 
-    /// `Ok` when `found` is this digest; otherwise [`ModelError::Checkpoint`] for `shown`,
+    /// `Ok` when `found` is this digest; otherwise [`CheckpointError::Invalid`] for `shown`,
     /// naming both digests.
     pub fn expect(&self, found: &Sha256Digest, shown: &str) -> Result<()> {
         if self == found {
             return Ok(());
         }
-        Err(ModelError::Checkpoint {
+        Err(CheckpointError::Invalid {
             path: shown.to_string(),
             reason: format!("SHA-256 mismatch: expected {self}, the file has {found}"),
         })
@@ -90,6 +94,20 @@ impl FromStr for Sha256Digest {
     }
 }
 
+/// Length of a SHA-256 digest written as lowercase hex.
+pub const SHA256_HEX_LEN: usize = 64;
+
+/// The SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256Digest::of(bytes).to_string()
+}
+
+/// Whether `text` is a SHA-256 digest exactly as [`sha256_hex`] writes it: 64 lowercase
+/// hex digits (store keys are compared byte for byte, so no other spelling is accepted).
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == SHA256_HEX_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +135,7 @@ mod tests {
         );
         assert!(matches!(
             Sha256Digest::of_file(&dir.path().join("missing")),
-            Err(ModelError::Io { .. })
+            Err(CheckpointError::Io { .. })
         ));
     }
 
@@ -149,5 +167,19 @@ mod tests {
         );
         assert!(err.contains("w.pt"), "{err}");
         assert!(expected.expect(&expected, "w.pt").is_ok());
+    }
+
+    #[test]
+    fn known_digest() {
+        // FIPS 180-2 test vector.
+        assert_eq!(sha256_hex(b"abc"), ABC);
+    }
+
+    #[test]
+    fn recognises_hex_digests() {
+        assert!(is_sha256_hex(&sha256_hex(b"")));
+        assert!(!is_sha256_hex(&sha256_hex(b"").to_uppercase()));
+        assert!(!is_sha256_hex("abc"));
+        assert!(!is_sha256_hex(&"g".repeat(64)));
     }
 }

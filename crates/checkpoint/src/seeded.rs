@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{ModelError, Result};
+use crate::error::{CheckpointError, Result};
 
 /// One tensor of the manifest.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,7 +43,7 @@ pub struct Manifest {
 impl Manifest {
     /// Parses a manifest JSON document.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| ModelError::Checkpoint {
+        serde_json::from_str(text).map_err(|e| CheckpointError::Invalid {
             path: "manifest".into(),
             reason: e.to_string(),
         })
@@ -62,7 +62,7 @@ impl Manifest {
                     Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu)?
                 }
                 other => {
-                    return Err(ModelError::Checkpoint {
+                    return Err(CheckpointError::Invalid {
                         path: "manifest".into(),
                         reason: format!("tensor `{}` has unsupported dtype {other}", spec.name),
                     })

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Read;
 
-use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_checkpoint::Checkpoint;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::checkpoint_digest::Sha256Digest;
-use crate::checkpoint_torch::read_torch_zip;
-use crate::error::{ModelError, Result};
+use crate::digest::Sha256Digest;
+use crate::error::{CheckpointError, Result};
+use crate::torch::read_torch_zip;
 
 /// The state_dict of a SAM checkpoint, tensors on the host.
 #[derive(Debug, Clone)]
@@ -43,11 +43,11 @@ impl Checkpoint {
     }
 
     /// As [`Checkpoint::load`], but when `expected` is given the file's SHA-256 must equal
-    /// it: a mismatch is a [`ModelError::Checkpoint`] naming both digests, before any tensor
+    /// it: a mismatch is a [`CheckpointError::Invalid`] naming both digests, before any tensor
     /// is read. The digest is taken of the very bytes that are then parsed.
     pub fn load_verified(path: &Path, expected: Option<&Sha256Digest>) -> Result<Self> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
             path: shown.clone(),
             source,
         })?;
@@ -59,7 +59,7 @@ impl Checkpoint {
     }
 
     /// Reads a checkpoint already in memory, as [`Checkpoint::load`]; `shown` names it in
-    /// errors. Malformed input gives [`ModelError::Checkpoint`], and nothing allocated
+    /// errors. Malformed input gives [`CheckpointError::Invalid`], and nothing allocated
     /// while reading is larger than `bytes`: a zip entry or tensor claiming more is refused.
     pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Self> {
         Self::parse(bytes, shown, Sha256Digest::of(bytes))
@@ -67,7 +67,7 @@ impl Checkpoint {
 
     /// [`Checkpoint::from_bytes`] with the digest of `bytes` already taken.
     fn parse(bytes: &[u8], shown: &str, sha256: Sha256Digest) -> Result<Self> {
-        let bad = |reason: String| ModelError::Checkpoint {
+        let bad = |reason: String| CheckpointError::Invalid {
             path: shown.to_string(),
             reason,
         };
@@ -121,12 +121,12 @@ impl Checkpoint {
         let tensor = self
             .tensors
             .get(name)
-            .ok_or_else(|| ModelError::MissingTensor {
+            .ok_or_else(|| CheckpointError::MissingTensor {
                 name: name.to_string(),
                 expected: expected.to_vec(),
             })?;
         if tensor.dims() != expected {
-            return Err(ModelError::ShapeMismatch {
+            return Err(CheckpointError::ShapeMismatch {
                 name: name.to_string(),
                 expected: expected.to_vec(),
                 found: tensor.dims().to_vec(),
@@ -138,7 +138,7 @@ impl Checkpoint {
     /// Writes every tensor to a `.safetensors` file (e.g. generated test weights for a
     /// server process).
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.tensors, path).map_err(|e| ModelError::Checkpoint {
+        candle_core::safetensors::save(&self.tensors, path).map_err(|e| CheckpointError::Invalid {
             path: path.display().to_string(),
             reason: format!("cannot write: {e}"),
         })

@@ -33,7 +33,7 @@ pub struct TensorRef {
 
 /// A pickled value, as far as a state_dict or a pickled module tree needs one.
 #[derive(Debug, Clone)]
-pub(crate) enum Value {
+pub enum Value {
     None,
     Bool(bool),
     Int(i64),
@@ -58,7 +58,7 @@ pub(crate) enum Value {
 
 /// An instance: its class and its pickled state (usually its `__dict__`).
 #[derive(Debug, Clone)]
-pub(crate) struct Object {
+pub struct Object {
     /// The class's module, e.g. `ultralytics.nn.modules.conv`.
     pub module: String,
     /// The class's name, e.g. `Conv`.
@@ -134,7 +134,7 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TensorRef>, String> {
 /// Runs the pickle `bytes` and returns the value it builds, with the same bounds as
 /// [`read_state_dict`]. Instances of unknown classes come back as [`Value::Object`] with
 /// their state as data; nothing in the pickle is ever called.
-pub(crate) fn read_value(bytes: &[u8]) -> Result<Value, String> {
+pub fn read_value(bytes: &[u8]) -> Result<Value, String> {
     let mut vm = Vm {
         input: bytes,
         pos: 0,
