@@ -5,12 +5,17 @@
 //! [`graph`] builds the network its `yaml` describes from [`blocks`], [`letterbox`] prepares
 //! the image as Ultralytics' predictor does, and [`postprocess`] decodes the head and runs
 //! class-aware NMS. [`Detector::detect`] ties them together and returns boxes in the
-//! original image's pixels.
+//! original image's pixels. The network runs twice over, as for SAM: [`graph`] on candle
+//! (any device, and the CPU reference) and [`fused`] on the CPU kernels of
+//! `mobilesam-kernels` (the CPU's default).
+//!
+//! Used by the `mobilesam` command (`annotate`, `detect`, `bench`); the server does not
+//! depend on it. Errors are the model crate's `ModelError`, so that both models report a
+//! bad checkpoint or image the same way.
 
 pub mod blocks;
 pub mod checkpoint;
-pub mod fast;
-pub mod fast_parts;
+pub mod fused;
 pub mod graph;
 pub mod letterbox;
 pub mod postprocess;
@@ -21,12 +26,13 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::error::{ModelError, Result};
-use crate::kernels::profile::step;
 use checkpoint::read_ultralytics;
-use fast::{FastGraph, Map};
+use fused::{FusedGraph, Map};
 use graph::Graph;
 use letterbox::Letterbox;
+use mobilesam_checkpoint::CheckpointError;
+use mobilesam_kernels::profile::step;
+use mobilesam_model::{ModelError, Result};
 use postprocess::{decode, nms, NmsOptions};
 
 /// Detection options, with Ultralytics' names and `predict` defaults.
@@ -76,7 +82,7 @@ pub struct Detection {
 pub struct Detector {
     graph: Graph,
     /// The CPU kernels' form of the network (on the CPU, when every layer has one).
-    fast: Option<FastGraph>,
+    fused: Option<FusedGraph>,
     names: Vec<String>,
     scale: Option<String>,
     device: Device,
@@ -95,9 +101,11 @@ impl Detector {
 
     /// Loads a checkpoint held in memory; `shown` names it in errors.
     pub fn from_bytes(bytes: &[u8], shown: &str, device: &Device) -> Result<Self> {
-        let bad = |reason: String| ModelError::Checkpoint {
-            path: shown.to_string(),
-            reason,
+        let bad = |reason: String| {
+            ModelError::Checkpoint(CheckpointError::Invalid {
+                path: shown.to_string(),
+                reason,
+            })
         };
         if !bytes.starts_with(b"PK\x03\x04") {
             return Err(bad(
@@ -125,8 +133,8 @@ impl Detector {
                 graph.head().nc
             )));
         }
-        let fast = if device.is_cpu() {
-            FastGraph::new(&graph)
+        let fused = if device.is_cpu() {
+            FusedGraph::new(&graph)
                 .map_err(|e| tracing::warn!("detector: the candle path runs ({e})"))
                 .ok()
         } else {
@@ -134,7 +142,7 @@ impl Detector {
         };
         Ok(Self {
             graph,
-            fast,
+            fused,
             names: ckpt.names,
             scale: ckpt.scale,
             device: device.clone(),
@@ -143,13 +151,13 @@ impl Detector {
 
     /// Runs the candle path even on the CPU (tests compare the two paths).
     pub fn without_cpu_kernels(mut self) -> Self {
-        self.fast = None;
+        self.fused = None;
         self
     }
 
     /// Whether the CPU kernels run the network (else candle does).
     pub fn uses_cpu_kernels(&self) -> bool {
-        self.fast.is_some()
+        self.fused.is_some()
     }
 
     /// Class names by id.
@@ -188,11 +196,11 @@ impl Detector {
             stride,
         );
         let (w, h) = lb.input;
-        let levels = match &self.fast {
-            Some(fast) => {
+        let levels = match &self.fused {
+            Some(fused) => {
                 let mut input = Map::stale(h, w, 3);
                 step("detector letterbox", || lb.fill_hwc(image, &mut input.data));
-                fast.forward(input)
+                fused.forward(input)
             }
             None => {
                 let input = lb.apply(image);

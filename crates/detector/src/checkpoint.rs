@@ -1,7 +1,7 @@
 //! Ultralytics checkpoints as they are: a `torch.save` zip whose pickle is a dict (`model`,
 //! `ema`, `train_args`, ...) holding a pickled `DetectionModel` object, weights in fp16.
 //!
-//! The pickle is run by the bounded reader of [`crate::checkpoint_pickle`], which executes
+//! The pickle is run by the bounded reader of [`mobilesam_checkpoint::pickle`], which executes
 //! nothing: module objects come back as class names with their `__dict__` as data. This
 //! file walks that data: `_parameters`, `_buffers` and `_modules` by name, a few plain
 //! attributes (ints, floats, bools, tuples), the `yaml` dict and `names`. Everything else
@@ -12,8 +12,8 @@ use std::io::Cursor;
 
 use candle_core::Tensor;
 
-use crate::checkpoint_pickle::{read_value, Object, TensorRef, Value, MAX_DEPTH};
-use crate::checkpoint_torch::{read_entry, tensor_from_storage};
+use mobilesam_checkpoint::pickle::{read_value, Object, TensorRef, Value, MAX_DEPTH};
+use mobilesam_checkpoint::torch::{read_entry, tensor_from_storage};
 
 /// One `nn.Module` of the pickled tree: its class, plain attributes, tensors and children.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Per-step CPU times of the YOLO detector (letterbox, each kind of convolution, copies,
 //! pooling, decoding and NMS), for performance work.
 //!
-//! `cargo run --release -p mobilesam-model --example detector_times -- CHECKPOINT IMAGE [RUNS]`
+//! `cargo run --release -p mobilesam-detector --example detector_times -- CHECKPOINT IMAGE [RUNS]`
 //! (threads: `RAYON_NUM_THREADS`). Prints each step's total per image, as the median over
 //! the runs after one warm-up, and the median of the whole detection.
 
@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
-use mobilesam_model::detector::{DetectOptions, Detector};
+use mobilesam_detector::{DetectOptions, Detector};
+use mobilesam_kernels::profile;
 use mobilesam_model::image::read_image;
-use mobilesam_model::kernels::profile;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -8,7 +8,7 @@
 //! and spread over the output's pixels: the upsampled map is neither copied nor
 //! multiplied.
 
-use super::fast::Map;
+use super::map::Map;
 
 /// One input map of a 1x1 convolution over maps side by side: the map itself, or its
 /// nearest upsampling by `up` in both directions.

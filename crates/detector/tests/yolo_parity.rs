@@ -3,16 +3,17 @@
 //! YOLO11m (C3k blocks) checkpoints saved by Ultralytics' own `model.save`, run on four
 //! photos of different aspect ratios at two conf/iou settings and with a `classes`
 //! filter. Same boxes in the same order with the same classes, coordinates within 0.5 px,
-//! confidences within 1e-3. Also: the letterbox resize equals OpenCV's byte for byte, and
-//! mask contours equal OpenCV's and Ultralytics' `masks2segments`.
+//! confidences within 1e-3. Also: the letterbox resize equals OpenCV's byte for byte.
+//! (The mask contours of the same fixtures are the model crate's, `tests/mask_contours.rs`.)
 
+// Fixture paths, as the checkpoint crate's tests have them.
+#[path = "../../checkpoint/tests/common/mod.rs"]
 mod common;
 
 use candle_core::Device;
-use mobilesam_model::contours::{external_contours, mask_segments};
-use mobilesam_model::detector::checkpoint::read_model_pickle;
-use mobilesam_model::detector::letterbox::resize_linear_u8;
-use mobilesam_model::detector::{DetectOptions, Detector};
+use mobilesam_detector::checkpoint::read_model_pickle;
+use mobilesam_detector::letterbox::resize_linear_u8;
+use mobilesam_detector::{DetectOptions, Detector};
 use mobilesam_model::image::read_image;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -153,52 +154,6 @@ fn letterbox_resize_equals_opencv() {
             "{name} to {size:?}"
         );
     }
-}
-
-#[test]
-fn contours_equal_opencv_and_masks2segments() {
-    let fixture = json("segments.json");
-    let (h, w) = (
-        fixture["height"].as_u64().expect("h") as usize,
-        fixture["width"].as_u64().expect("w") as usize,
-    );
-    let mut mask = Vec::with_capacity(h * w);
-    for (i, run) in fixture["row_major_runs"]
-        .as_array()
-        .expect("runs")
-        .iter()
-        .enumerate()
-    {
-        mask.extend(std::iter::repeat_n(
-            (i % 2) as u8,
-            run.as_u64().expect("run") as usize,
-        ));
-    }
-    assert_eq!(mask.len(), h * w);
-    let points = |v: &Value| -> Vec<[i32; 2]> {
-        v.as_array()
-            .expect("points")
-            .iter()
-            .map(|p| {
-                [
-                    p[0].as_f64().expect("x") as i32,
-                    p[1].as_f64().expect("y") as i32,
-                ]
-            })
-            .collect()
-    };
-    let want: Vec<Vec<[i32; 2]>> = fixture["contours"]
-        .as_array()
-        .expect("contours")
-        .iter()
-        .map(points)
-        .collect();
-    assert!(want.len() >= 3, "the mask has several regions");
-    assert_eq!(external_contours(&mask, h, w), want);
-    assert_eq!(
-        mask_segments(&mask, h, w),
-        points(&fixture["masks2segments"])
-    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The detector's CPU path: the same network as [`super::graph`], channels-last on plain
-//! `f32` buffers, with the crate's CPU kernels (`crate::kernels`), bias and SiLU fused into
+//! The detector's CPU path: the same network as [`crate::graph`], channels-last on plain
+//! `f32` buffers ([`Map`]), with the CPU kernels of `mobilesam-kernels`, bias and SiLU fused into
 //! each kernel's last pass:
 //! - 1x1 convolutions as one matrix product per row block; a 1x1 convolution of maps side
 //!   by side (C2f's, C3's, SPPF's and C2PSA's last) sums one product per map instead of
@@ -13,147 +13,33 @@
 //! fresh NCHW tensor, which on the CPU costs more than the arithmetic.
 //!
 //! Built from the loaded (BatchNorm-folded) blocks; any convolution outside these shapes
-//! makes [`FastGraph::new`] refuse, and the detector keeps the candle path.
+//! makes [`FusedGraph::new`] refuse, and the detector keeps the candle path.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::rc::Rc;
 
 use rayon::prelude::*;
 
-use super::blocks::{
+pub mod map;
+pub mod parts;
+
+use crate::blocks::{
     Attention, Block, Bottleneck, C2f, C2psa, ConvChain, ConvUnit, DetectHead, Inner, PsaBlock,
     Sppf, C3,
 };
-use super::fast_parts::{spread_upsampled, Part};
-use super::graph::Graph;
-use super::postprocess::LevelOutput;
-use crate::kernels::conv::Conv3x3;
-use crate::kernels::depthwise::DepthwiseConv3x3;
-use crate::kernels::epilogue::{apply_epilogue, Activation, Epilogue};
-use crate::kernels::linear::par_row_blocks;
-use crate::kernels::math::scaled_softmax;
-use crate::kernels::matmul::{matmul, MatRef};
-use crate::kernels::profile::step;
-use crate::kernels::winograd::Winograd3x3;
-use crate::kernels::winograd4::Winograd4x4;
-
-thread_local! {
-    /// The buffers of this thread's dropped maps, oldest first, for its next maps of the
-    /// same sizes: a forward pass makes and drops maps of a few dozen sizes, the same ones
-    /// image after image, and a reused buffer is neither zeroed nor faulted in again.
-    static SPARE_BUFFERS: RefCell<VecDeque<Vec<f32>>> = const { RefCell::new(VecDeque::new()) };
-}
-
-/// At most this many spare buffers are kept per thread (more than the sizes of one pass
-/// of a detection network); the oldest go first.
-const MAX_SPARE_BUFFERS: usize = 48;
-
-/// Pixels per parallel task of the channel copies.
-const COPY_PIXELS: usize = 1024;
-
-/// A channels-last feature map: `data[(y * w + x) * c + channel]`. Its buffer goes back
-/// to the thread's spares when it is dropped.
-#[derive(Debug, Clone)]
-pub struct Map {
-    /// The values.
-    pub data: Vec<f32>,
-    /// Height.
-    pub h: usize,
-    /// Width.
-    pub w: usize,
-    /// Channels.
-    pub c: usize,
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        let data = std::mem::take(&mut self.data);
-        if data.is_empty() {
-            return;
-        }
-        SPARE_BUFFERS.with(|spare| {
-            if let Ok(mut spare) = spare.try_borrow_mut() {
-                if spare.len() == MAX_SPARE_BUFFERS {
-                    spare.pop_front();
-                }
-                spare.push_back(data);
-            }
-        });
-    }
-}
-
-impl Map {
-    /// An `h x w x c` map whose values are left over from an earlier map of the same size
-    /// when there is one (zeros otherwise): every caller overwrites all of them.
-    pub fn stale(h: usize, w: usize, c: usize) -> Self {
-        let len = h * w * c;
-        let reused = SPARE_BUFFERS.with(|spare| {
-            let mut spare = spare.try_borrow_mut().ok()?;
-            let at = spare.iter().rposition(|b| b.len() == len)?;
-            spare.remove(at)
-        });
-        Self {
-            data: reused.unwrap_or_else(|| vec![0.0; len]),
-            h,
-            w,
-            c,
-        }
-    }
-
-    /// Channels `from..from + count` as a map of their own.
-    fn channels(&self, from: usize, count: usize) -> Map {
-        step("detector copies", || self.copy_channels(from, count))
-    }
-
-    fn copy_channels(&self, from: usize, count: usize) -> Map {
-        let mut out = Map::stale(self.h, self.w, count);
-        out.data
-            .par_chunks_mut(COPY_PIXELS * count)
-            .zip(self.data.par_chunks(COPY_PIXELS * self.c))
-            .for_each(|(dst, src)| {
-                for (d, s) in dst.chunks_exact_mut(count).zip(src.chunks_exact(self.c)) {
-                    d.copy_from_slice(&s[from..from + count]);
-                }
-            });
-        out
-    }
-
-    /// The maps side by side along channels.
-    fn concat(parts: &[&Map]) -> Map {
-        step("detector copies", || Self::copy_side_by_side(parts))
-    }
-
-    fn copy_side_by_side(parts: &[&Map]) -> Map {
-        let (h, w) = (parts[0].h, parts[0].w);
-        let c: usize = parts.iter().map(|p| p.c).sum();
-        let mut out = Map::stale(h, w, c);
-        out.data
-            .par_chunks_mut(COPY_PIXELS * c)
-            .enumerate()
-            .for_each(|(block, dst)| {
-                let p0 = block * COPY_PIXELS;
-                for (i, pixel) in dst.chunks_exact_mut(c).enumerate() {
-                    let p = p0 + i;
-                    let mut at = 0;
-                    for part in parts {
-                        pixel[at..at + part.c]
-                            .copy_from_slice(&part.data[p * part.c..(p + 1) * part.c]);
-                        at += part.c;
-                    }
-                }
-            });
-        out
-    }
-
-    fn add(mut self, other: &Map) -> Map {
-        for (a, b) in self.data.iter_mut().zip(&other.data) {
-            *a += b;
-        }
-        self
-    }
-}
+use crate::graph::Graph;
+use crate::postprocess::LevelOutput;
+pub use map::Map;
+use mobilesam_kernels::conv::Conv3x3;
+use mobilesam_kernels::depthwise::DepthwiseConv3x3;
+use mobilesam_kernels::epilogue::{apply_epilogue, Activation, Epilogue};
+use mobilesam_kernels::linear::par_row_blocks;
+use mobilesam_kernels::math::scaled_softmax;
+use mobilesam_kernels::matmul::{matmul, MatRef};
+use mobilesam_kernels::profile::step;
+use mobilesam_kernels::winograd::Winograd3x3;
+use mobilesam_kernels::winograd4::Winograd4x4;
+use parts::{spread_upsampled, Part};
 
 /// Input times output channels from which a stride-1 3x3 convolution takes Winograd
 /// F(2x2, 3x3) instead of F(4x4, 3x3). Wide layers are the deep ones, on small maps: there
@@ -183,7 +69,7 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// The name of its step in [`crate::kernels::profile`].
+    /// The name of its step in [`mobilesam_kernels::profile`].
     fn step_name(&self) -> &'static str {
         match self {
             Kernel::Pointwise { .. } => "detector conv 1x1",
@@ -266,7 +152,7 @@ impl Conv {
     }
 
     /// [`Self::forward_concat`] of parts, an upsampled one taken at its own size by a 1x1
-    /// convolution ([`super::fast_parts`]) and upsampled first by any other.
+    /// convolution ([`parts`]) and upsampled first by any other.
     fn forward_parts(&self, parts: &[Part]) -> Map {
         if let [Part { map, up: 1 }] = parts {
             return self.forward(map);
@@ -283,7 +169,7 @@ impl Conv {
     /// `half..` as two maps, as Ultralytics splits them (`chunk(2, 1)`, `split`): a 1x1
     /// convolution computes each half into its own map, from the parts where they lie,
     /// instead of copying the parts into one map and the halves out of another (and an
-    /// upsampled part's share at its own size, see [`super::fast_parts`]).
+    /// upsampled part's share at its own size, see [`parts`]).
     fn forward_halves(&self, parts: &[Part]) -> (Map, Map) {
         let half = self.co / 2;
         match self.pointwise_weights(parts) {
@@ -796,7 +682,7 @@ fn chain(c: &ConvChain) -> Result<Vec<Conv>, String> {
 
 /// The whole network on the CPU kernels.
 #[derive(Debug, Clone)]
-pub struct FastGraph {
+pub struct FusedGraph {
     layers: Vec<(FastBlock, Vec<usize>)>,
     kept: Vec<bool>,
     /// Per layer: a Concat that only the next layer reads, a C2f. Its inputs are handed to
@@ -804,16 +690,16 @@ pub struct FastGraph {
     /// concatenated map is never made.
     concat_into_next: Vec<bool>,
     /// Per layer: an Upsample that only such a Concat reads. It is never made: the C2f's
-    /// first convolution takes its input map and the factor ([`super::fast_parts`]).
+    /// first convolution takes its input map and the factor ([`parts`]).
     upsample_into_next: Vec<bool>,
     head_inputs: Vec<usize>,
     boxes: Vec<Vec<Conv>>,
     classes: Vec<Vec<Conv>>,
 }
 
-impl FastGraph {
+impl FusedGraph {
     /// The CPU form of `graph`, or why it has none. The graph is one that has run (as
-    /// [`super::Detector::from_bytes`]'s probe pass does), which checks that the head ends
+    /// [`crate::Detector::from_bytes`]'s probe pass does), which checks that the head ends
     /// in `4 * reg_max` box and `nc` class channels: the decoder reads the head's maps as
     /// they are.
     pub fn new(graph: &Graph) -> Result<Self, String> {

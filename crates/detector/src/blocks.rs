@@ -11,7 +11,7 @@ use candle_core::{Module, Tensor};
 
 use super::checkpoint::ModuleNode;
 use super::postprocess::LevelOutput;
-use crate::candle::depthwise::conv2d_depthwise_shifted;
+use mobilesam_model::candle::depthwise::conv2d_depthwise_shifted;
 
 /// Tensors by dotted name, and the error type of loading.
 pub(crate) struct Loader<'a> {
