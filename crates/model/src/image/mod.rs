@@ -3,18 +3,24 @@
 //! Mirrors MobileSAM's `SamPredictor.set_image`: resize so the long side is
 //! [`IMAGE_SIZE`] with Pillow's BILINEAR filter (`ResizeLongestSide.apply_image`, which goes
 //! through torchvision's `resize` on a PIL image), normalize each channel with
-//! [`PIXEL_MEAN`] / [`PIXEL_STD`], then zero-pad bottom-right to a square. The resampler is
-//! a port of Pillow 13's `Resample.c` (8-bit fixed point, two passes), so the resized
-//! pixels are bit-identical to Pillow's.
+//! [`PIXEL_MEAN`] / [`PIXEL_STD`], then zero-pad bottom-right to a square.
+//!
+//! - [`decode`]: bytes or a file to RGB8, with the pixel limit and the truncation checks of
+//!   [`truncation`];
+//! - [`resample`]: the port of Pillow 13's `Resample.c` (8-bit fixed point, two passes), so
+//!   the resized pixels are bit-identical to Pillow's;
+//! - here: the preprocessing itself (sizes, normalization, padding, prompt coordinates).
 
-use std::io::Cursor;
-use std::path::Path;
+pub mod decode;
+pub mod resample;
+pub mod truncation;
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
-use crate::image_truncation::check_complete;
+pub use decode::{decode_image, read_image, DEFAULT_MAX_IMAGE_PIXELS};
+pub use resample::resize_rgb;
 
 /// Side of the square model input, in pixels.
 pub const IMAGE_SIZE: usize = 1024;
@@ -31,98 +37,6 @@ pub const PIXEL_STD: [f32; 3] = [58.395, 57.12, 57.375];
 /// embeddings kept outside the process are not reused across the change.
 pub const PREPROCESS_VERSION: u32 = 1;
 
-/// Default largest accepted image, in pixels (width * height): 100 megapixels, a little
-/// above Pillow's decompression-bomb threshold (~89 MP) and above today's 50 MP phone
-/// cameras. Such an image takes 300 MB as RGB8 and 400 MB per full-resolution mask of
-/// logits; servers with less memory should configure a lower limit.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 100_000_000;
-
-/// Largest number of bytes one decoded pixel can take (RGBA, 32-bit float channels).
-const MAX_BYTES_PER_PIXEL: u64 = 16;
-
-/// Allowance for decoder bookkeeping on top of the pixel buffer.
-const DECODER_ALLOC_SLACK: u64 = 64 * 1024 * 1024;
-
-/// Decodes JPEG, PNG, WebP, BMP, TIFF or GIF bytes (the format is guessed from the bytes)
-/// to RGB8. Alpha is dropped, grey is replicated, 16-bit channels are scaled to 8 bits; a
-/// GIF gives its first frame. EXIF orientation is not applied.
-///
-/// The header is read first and images over `max_pixels` are refused with
-/// [`ModelError::ImageTooLarge`] before any pixel data is decoded; the decoder's memory
-/// limit is also set from `max_pixels`. Unknown formats and corrupt data give
-/// [`ModelError::ImageDecode`]; so does data that ends early ("image data is truncated"),
-/// also where the decoder would fill the missing pixels itself (see
-/// [`image_truncation`](crate::image_truncation)).
-pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ModelError::ImageDecode(e.to_string()))?;
-    let Some(format) = reader.format() else {
-        return Err(ModelError::ImageDecode(
-            "unrecognized image format (expected JPEG, PNG, WebP, BMP, TIFF or GIF)".into(),
-        ));
-    };
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(
-        max_pixels
-            .saturating_mul(MAX_BYTES_PER_PIXEL)
-            .saturating_add(DECODER_ALLOC_SLACK),
-    );
-    reader.limits(limits);
-    let decode_error = |e: image::ImageError| ModelError::ImageDecode(decode_reason(format, e));
-    let decoder = reader.into_decoder().map_err(decode_error)?;
-    let (width, height) = decoder.dimensions();
-    check_size(width.into(), height.into(), max_pixels)?;
-    check_complete(format, bytes).map_err(|e| ModelError::ImageDecode(e.to_string()))?;
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    Ok(image.into_rgb8())
-}
-
-/// The decoder's reason on one line, prefixed with the format; data that ran out is called
-/// truncated.
-fn decode_reason(format: ImageFormat, error: image::ImageError) -> String {
-    let reason = error
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    match &error {
-        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            format!("image data is truncated ({format:?}: {reason})")
-        }
-        _ => format!("{format:?}: {reason}"),
-    }
-}
-
-/// Reads and decodes an image file, as [`decode_image`]; an unreadable file gives
-/// [`ModelError::Io`] naming the path.
-pub fn read_image(path: &Path, max_pixels: u64) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    decode_image(&bytes, max_pixels)
-}
-
-/// Refuses empty images and images over `max_pixels`.
-fn check_size(width: u64, height: u64, max_pixels: u64) -> Result<()> {
-    if width == 0 || height == 0 {
-        return Err(ModelError::ImageDecode(format!(
-            "image is {width}x{height} pixels; width and height must be positive"
-        )));
-    }
-    let pixels = width.saturating_mul(height);
-    if pixels > max_pixels {
-        return Err(ModelError::ImageTooLarge {
-            width,
-            height,
-            pixels,
-            limit: max_pixels,
-        });
-    }
-    Ok(())
-}
-
 /// The (height, width) that puts the long side at `long_side`, as
 /// `ResizeLongestSide.get_preprocess_shape`: `scale = long_side / max(h, w)`, each side
 /// `int(side * scale + 0.5)`, in f64.
@@ -131,65 +45,6 @@ pub fn preprocess_shape(height: usize, width: usize, long_side: usize) -> (usize
     let new_h = (height as f64 * scale + 0.5) as usize;
     let new_w = (width as f64 * scale + 0.5) as usize;
     (new_h, new_w)
-}
-
-/// Resizes to `width` x `height` exactly as Pillow's `Image.resize(size, BILINEAR)` does
-/// (triangle filter whose support widens with the downscale factor, 22-bit fixed-point
-/// weights, rounding and clamping to 8 bits after each pass, the passes in Pillow 13's
-/// order, see `horizontal_first`).
-/// Zero sizes give [`ModelError::ImageDecode`].
-pub fn resize_rgb(image: &RgbImage, width: usize, height: usize) -> Result<RgbImage> {
-    let (in_w, in_h) = (image.width() as usize, image.height() as usize);
-    if in_w == 0 || in_h == 0 || width == 0 || height == 0 {
-        return Err(ModelError::ImageDecode(format!(
-            "cannot resize a {in_w}x{in_h} image to {width}x{height}"
-        )));
-    }
-    let out_w = u32::try_from(width).map_err(|_| too_wide(width, height))?;
-    let out_h = u32::try_from(height).map_err(|_| too_wide(width, height))?;
-    let src = image.as_raw();
-    let need_horizontal = width != in_w;
-    let need_vertical = height != in_h;
-    let pixels = if horizontal_first(in_w, in_h, width, height) {
-        let vert = Coefficients::new(in_h, height);
-        // Only the source rows the vertical pass reads go through the horizontal pass.
-        let (first_row, end_row) = vert.span();
-        let rows = &src[first_row * in_w * 3..end_row * in_w * 3];
-        let horizontal;
-        let rows = if need_horizontal {
-            horizontal = resample_horizontal(rows, in_w, &Coefficients::new(in_w, width));
-            &horizontal[..]
-        } else {
-            rows
-        };
-        if need_vertical {
-            resample_vertical(rows, width, &vert, first_row)
-        } else {
-            rows.to_vec()
-        }
-    } else {
-        let vertical = resample_vertical(src, in_w, &Coefficients::new(in_h, height), 0);
-        if need_horizontal {
-            resample_horizontal(&vertical, in_w, &Coefficients::new(in_w, width))
-        } else {
-            vertical
-        }
-    };
-    RgbImage::from_raw(out_w, out_h, pixels).ok_or_else(|| too_wide(width, height))
-}
-
-/// Pillow 13's pass order (`ImagingResampleInner`, python-pillow/Pillow#9549): vertical
-/// first when the height loses more than twice as many pixels as the width, otherwise
-/// horizontal first. Releases before Pillow 13 go horizontal first in (nearly) all cases;
-/// the two orders can differ by 1 in a few values because each pass rounds to 8 bits.
-fn horizontal_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool {
-    let dh = in_h as i64 - out_h as i64;
-    let dw = in_w as i64 - out_w as i64;
-    !(dh > 0 && dh > dw.saturating_mul(2))
-}
-
-fn too_wide(width: usize, height: usize) -> ModelError {
-    ModelError::ImageDecode(format!("cannot resize to {width}x{height}"))
 }
 
 /// Resizes so the long side is [`IMAGE_SIZE`], as `ResizeLongestSide.apply_image` (Pillow
@@ -232,7 +87,7 @@ pub fn preprocess(image: &RgbImage) -> Result<Preprocessed> {
         out.par_chunks_exact_mut(IMAGE_SIZE)
             .zip(src.par_chunks_exact(w * 3))
             .for_each(|(out_row, row)| {
-                crate::yield_point::reached();
+                mobilesam_kernels::yield_point::reached();
                 for (o, px) in out_row.iter_mut().zip(row.chunks_exact(3)) {
                     *o = (f32::from(px[c]) - PIXEL_MEAN[c]) / PIXEL_STD[c];
                 }
@@ -261,151 +116,14 @@ pub fn scale_coords(
     (sx as f32, sy as f32)
 }
 
-/// Fixed-point bits of Pillow's 8-bit resampling weights (`PRECISION_BITS`).
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the BILINEAR filter: for each
-/// output index, the first input index, the number of taps and the fixed-point weights.
-struct Coefficients {
-    /// `(first input index, number of taps)` per output index.
-    bounds: Vec<(usize, usize)>,
-    /// Weights, `ksize` per output index (unused tail is zero).
-    weights: Vec<i32>,
-    /// Stride of `weights`.
-    ksize: usize,
-}
-
-impl Coefficients {
-    fn new(in_size: usize, out_size: usize) -> Self {
-        let scale = in_size as f64 / out_size as f64;
-        let filter_scale = scale.max(1.0);
-        // The bilinear (triangle) filter has support 1.
-        let support = filter_scale;
-        let ksize = support.ceil() as usize * 2 + 1;
-        let inv = 1.0 / filter_scale;
-        let mut bounds = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * ksize];
-        let mut taps = vec![0.0f64; ksize];
-        for (xx, out_weights) in weights.chunks_exact_mut(ksize).enumerate() {
-            let center = (xx as f64 + 0.5) * scale;
-            // C `(int)` truncates toward zero; negative values are clamped to 0 anyway.
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let count = xmax.saturating_sub(xmin);
-            let mut total = 0.0;
-            for (x, tap) in taps.iter_mut().enumerate().take(count) {
-                let w = triangle(((x + xmin) as f64 - center + 0.5) * inv);
-                *tap = w;
-                total += w;
-            }
-            for (tap, out) in taps.iter().zip(out_weights.iter_mut()).take(count) {
-                let w = if total != 0.0 { tap / total } else { *tap };
-                let fixed = w * f64::from(1u32 << PRECISION_BITS);
-                *out = if w < 0.0 {
-                    (fixed - 0.5) as i32
-                } else {
-                    (fixed + 0.5) as i32
-                };
-            }
-            bounds.push((xmin, count));
-        }
-        Self {
-            bounds,
-            weights,
-            ksize,
-        }
-    }
-
-    /// The half-open range of input indices any output reads.
-    fn span(&self) -> (usize, usize) {
-        let first = self.bounds.first().map_or(0, |b| b.0);
-        let end = self.bounds.last().map_or(0, |b| b.0 + b.1);
-        (first, end.max(first))
-    }
-
-    fn taps(&self, out_index: usize) -> (usize, &[i32]) {
-        let (start, count) = self.bounds[out_index];
-        let offset = out_index * self.ksize;
-        (start, &self.weights[offset..offset + count])
-    }
-}
-
-/// Pillow's `bilinear_filter`.
-fn triangle(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
-    }
-}
-
-/// Pillow's `clip8`: drop the fixed-point fraction and clamp to 0..=255.
-fn clip8(v: i32) -> u8 {
-    (v >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// Rounding offset every fixed-point sum starts from.
-const HALF: i32 = 1 << (PRECISION_BITS - 1);
-
-/// Resamples each RGB row of `src` (rows of `in_w` pixels) to `coeffs.bounds.len()` pixels.
-fn resample_horizontal(src: &[u8], in_w: usize, coeffs: &Coefficients) -> Vec<u8> {
-    let out_w = coeffs.bounds.len();
-    let rows = src.len() / (in_w * 3);
-    let mut out = vec![0u8; rows * out_w * 3];
-    out.par_chunks_exact_mut(out_w * 3)
-        .zip(src.par_chunks_exact(in_w * 3))
-        .for_each(|(out_row, src_row)| {
-            crate::yield_point::reached();
-            for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
-                let (start, weights) = coeffs.taps(xx);
-                let window = &src_row[start * 3..(start + weights.len()) * 3];
-                let (mut r, mut g, mut b) = (HALF, HALF, HALF);
-                for (&k, s) in weights.iter().zip(window.chunks_exact(3)) {
-                    r += i32::from(s[0]) * k;
-                    g += i32::from(s[1]) * k;
-                    b += i32::from(s[2]) * k;
-                }
-                px[0] = clip8(r);
-                px[1] = clip8(g);
-                px[2] = clip8(b);
-            }
-        });
-    out
-}
-
-/// Resamples the columns of `src` (RGB rows of `width` pixels; row 0 is input row
-/// `first_row`) to `coeffs.bounds.len()` rows.
-fn resample_vertical(src: &[u8], width: usize, coeffs: &Coefficients, first_row: usize) -> Vec<u8> {
-    let stride = width * 3;
-    let out_h = coeffs.bounds.len();
-    let mut out = vec![0u8; out_h * stride];
-    out.par_chunks_exact_mut(stride).enumerate().for_each_init(
-        || vec![0i32; stride],
-        |acc, (yy, out_row)| {
-            crate::yield_point::reached();
-            let (start, weights) = coeffs.taps(yy);
-            acc.fill(HALF);
-            // Integer sums: accumulating row by row gives Pillow's exact result.
-            for (i, &k) in weights.iter().enumerate() {
-                let row_start = (start + i - first_row) * stride;
-                let row = &src[row_start..row_start + stride];
-                for (a, &s) in acc.iter_mut().zip(row) {
-                    *a += i32::from(s) * k;
-                }
-            }
-            for (o, &a) in out_row.iter_mut().zip(acc.iter()) {
-                *o = clip8(a);
-            }
-        },
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::Cursor;
+    use std::path::Path;
+
     use serde_json::Value;
+
+    use super::*;
 
     fn fixture_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/preprocess")

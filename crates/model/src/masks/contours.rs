@@ -8,9 +8,14 @@
 //! regions joined into one ring through zero-width bridges between their closest points,
 //! which is what `masks2segments` (strategy `"all"`, the default) writes into YOLO-seg
 //! labels; [`mask_segments`] chains the two.
+//!
+//! Points are [`Vertex`]es with whole-number coordinates (OpenCV's `int32` points). This is
+//! the second tracer of [`crate::masks`], kept because its output must be OpenCV's: the
+//! outlines of [`super::regions`] (the server's polygons) run along pixel edges through
+//! pixel corners and cover the boundary pixels, these run through the boundary pixels'
+//! centres, and OpenCV's start points, turning rule and order differ as well.
 
-/// A contour point: pixel column and row.
-pub type Point = [i32; 2];
+use super::polygon::Vertex;
 
 /// Direction steps of the border follower, OpenCV's chain code: E, NE, N, NW, W, SW, S,
 /// SE (y down).
@@ -32,7 +37,7 @@ const MARK_EXIT: i8 = 2 | -128;
 
 /// The outer contours of a `height x width` row-major mask (non-zero is foreground), as
 /// `cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]`.
-pub fn external_contours(data: &[u8], height: usize, width: usize) -> Vec<Vec<Point>> {
+pub fn external_contours(data: &[u8], height: usize, width: usize) -> Vec<Vec<Vertex>> {
     let (h, w) = (height, width);
     if h == 0 || w == 0 || data.len() < h * w {
         return Vec::new();
@@ -83,11 +88,11 @@ pub fn external_contours(data: &[u8], height: usize, width: usize) -> Vec<Vec<Po
 
 /// Follows the outer border that starts at `start` (index in the framed image), marking
 /// it, and returns its CHAIN_APPROX_SIMPLE vertices in mask coordinates.
-fn follow(img: &mut [i8], deltas: &[isize], start: usize, stride: usize) -> Vec<Point> {
-    let to_point = |i: usize| -> Point {
+fn follow(img: &mut [i8], deltas: &[isize], start: usize, stride: usize) -> Vec<Vertex> {
+    let to_point = |i: usize| -> Vertex {
         [
-            (i % stride) as i32 - 1, // the frame
-            (i / stride) as i32 - 1,
+            (i % stride) as f64 - 1.0, // the frame
+            (i / stride) as f64 - 1.0,
         ]
     };
     let step = |i: usize, s: usize| (i as isize + deltas[s]) as usize;
@@ -131,8 +136,8 @@ fn follow(img: &mut [i8], deltas: &[isize], start: usize, stride: usize) -> Vec<
             points.push(pt);
             prev_s = s;
         }
-        pt[0] += STEPS[s].0 as i32;
-        pt[1] += STEPS[s].1 as i32;
+        pt[0] += STEPS[s].0 as f64;
+        pt[1] += STEPS[s].1 as f64;
         if i4 == start && i3 == i1 {
             break;
         }
@@ -144,19 +149,19 @@ fn follow(img: &mut [i8], deltas: &[isize], start: usize, stride: usize) -> Vec<
 
 /// Ultralytics' `merge_multi_segment`: joins several rings into one through their
 /// closest points (a zero-width bridge there and back), the result as one point list.
-pub fn merge_segments(segments: &[Vec<Point>]) -> Vec<Point> {
+pub fn merge_segments(segments: &[Vec<Vertex>]) -> Vec<Vertex> {
     let n = segments.len();
     if n == 0 {
         return Vec::new();
     }
-    let mut segs: Vec<Vec<Point>> = segments.to_vec();
+    let mut segs: Vec<Vec<Vertex>> = segments.to_vec();
     let mut idx_list: Vec<Vec<usize>> = vec![Vec::new(); n];
     for i in 1..n {
         let (a, b) = closest_pair(&segs[i - 1], &segs[i]);
         idx_list[i - 1].push(a);
         idx_list[i].push(b);
     }
-    let mut out: Vec<Point> = Vec::new();
+    let mut out: Vec<Vertex> = Vec::new();
     // Forward: each ring rotated to start at its first bridge point and closed; middle
     // rings contribute the arc between their two bridge points.
     for i in 0..n {
@@ -191,13 +196,14 @@ pub fn merge_segments(segments: &[Vec<Point>]) -> Vec<Point> {
 }
 
 /// NumPy's `unravel_index(argmin(squared distances))`: the first closest pair in row-major
-/// order.
-fn closest_pair(a: &[Point], b: &[Point]) -> (usize, usize) {
+/// order. The points are whole pixels, so their differences are exact and the squared
+/// distances are compared as integers, as NumPy does on OpenCV's `int32` points.
+fn closest_pair(a: &[Vertex], b: &[Vertex]) -> (usize, usize) {
     let mut best = (i64::MAX, 0, 0);
     for (i, p) in a.iter().enumerate() {
         for (j, q) in b.iter().enumerate() {
-            let dx = i64::from(p[0] - q[0]);
-            let dy = i64::from(p[1] - q[1]);
+            let dx = (p[0] - q[0]) as i64;
+            let dy = (p[1] - q[1]) as i64;
             let d = dx * dx + dy * dy;
             if d < best.0 {
                 best = (d, i, j);
@@ -209,7 +215,7 @@ fn closest_pair(a: &[Point], b: &[Point]) -> (usize, usize) {
 
 /// Ultralytics' `masks2segments` for one mask: all outer contours merged into one point
 /// list (one contour as it is); empty for an empty mask.
-pub fn mask_segments(data: &[u8], height: usize, width: usize) -> Vec<Point> {
+pub fn mask_segments(data: &[u8], height: usize, width: usize) -> Vec<Vertex> {
     let contours = external_contours(data, height, width);
     match contours.len() {
         0 => Vec::new(),
@@ -237,7 +243,7 @@ mod tests {
         let (d, h, w) = mask(&["....", ".##.", ".##.", "...."]);
         assert_eq!(
             external_contours(&d, h, w),
-            vec![vec![[1, 1], [1, 2], [2, 2], [2, 1]]]
+            vec![vec![[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0]]]
         );
     }
 
@@ -253,28 +259,28 @@ mod tests {
         ]);
         let c = external_contours(&d, h, w);
         assert_eq!(c.len(), 2);
-        assert_eq!(c[1], vec![[0, 0]]);
-        assert_eq!(c[0][0], [2, 1]);
+        assert_eq!(c[1], vec![[0.0, 0.0]]);
+        assert_eq!(c[0][0], [2.0, 1.0]);
     }
 
     #[test]
     fn two_rings_merge_through_their_closest_points() {
-        let a = vec![[0, 0], [0, 1], [1, 1], [1, 0]];
-        let b = vec![[3, 0], [3, 1], [4, 1], [4, 0]];
+        let a = vec![[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]];
+        let b = vec![[3.0, 0.0], [3.0, 1.0], [4.0, 1.0], [4.0, 0.0]];
         let merged = merge_segments(&[a, b]);
         // Two pairs are 2 apart; NumPy's argmin takes the first in row-major order: a's
         // [1, 1] (index 2) with b's [3, 1]. Ring a from there, closed, then ring b.
         let expected = [
-            [1, 1],
-            [1, 0],
-            [0, 0],
-            [0, 1],
-            [1, 1],
-            [3, 1],
-            [4, 1],
-            [4, 0],
-            [3, 0],
-            [3, 1],
+            [1.0, 1.0],
+            [1.0, 0.0],
+            [0.0, 0.0],
+            [0.0, 1.0],
+            [1.0, 1.0],
+            [3.0, 1.0],
+            [4.0, 1.0],
+            [4.0, 0.0],
+            [3.0, 0.0],
+            [3.0, 1.0],
         ];
         assert_eq!(merged, expected);
     }

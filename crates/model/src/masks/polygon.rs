@@ -1,34 +1,20 @@
-//! Masks to polygons and back: the outer contour of a mask's largest connected component,
-//! simplified, and even-odd polygon rasterisation.
-//!
-//! [`outer_contour`] traces the outer boundary of the largest 8-connected foreground
-//! component (by pixel count) along pixel *edges* ("crack following"): vertices lie on pixel
-//! corners, so the unsimplified polygon encloses exactly that component with its holes
-//! filled, and [`rasterize`] (pixel centres, even-odd rule) gives it back pixel for pixel.
-//! Only direction changes are kept (as OpenCV's `CHAIN_APPROX_SIMPLE`); [`simplify`]
-//! (Douglas-Peucker on the closed ring) then removes staircase steps. Ultralytics uses
-//! OpenCV's `findContours(RETR_EXTERNAL)` and keeps the largest contour; OpenCV's
-//! vertices are pixel centres, these are pixel corners (the polygon covers the boundary
-//! pixels entirely rather than cutting them in half).
+//! The geometry shared by the mask outlines: the one point type ([`Vertex`]), the
+//! 8-connected components of a mask ([`components`]), Douglas-Peucker simplification of a
+//! closed ring ([`simplify`]) with its tolerance ([`DEFAULT_EPSILON`],
+//! [`EPSILON_PER_PERIMETER`]), and even-odd rasterisation ([`rasterize`]), which gives an
+//! unsimplified outline of [`super::regions`] back pixel for pixel.
 
-/// A polygon vertex, in pixels: `x` right, `y` down, (0, 0) the top-left image corner.
+/// A polygon vertex, in pixels: `x` right, `y` down, (0, 0) the top-left image corner. The
+/// outlines of [`super::regions`] have them on pixel corners, the OpenCV contours of
+/// [`super::contours`] on pixel centres (whole numbers either way).
 pub type Vertex = [f64; 2];
 
-/// Douglas-Peucker tolerance used by [`mask_polygon`], in pixels.
+/// The default Douglas-Peucker tolerance of mask outlines, in pixels.
 pub const DEFAULT_EPSILON: f64 = 1.0;
 
 /// Fraction of the contour's length that caps the Douglas-Peucker tolerance, so small
 /// shapes keep their detail (as `approxPolyDP(c, 0.005 * arcLength(c))` would).
 pub const EPSILON_PER_PERIMETER: f64 = 0.005;
-
-/// The simplified outer contour of the largest component of a `height x width` row-major
-/// mask (non-zero is foreground); `None` for an empty mask. The Douglas-Peucker tolerance
-/// is `min(epsilon, EPSILON_PER_PERIMETER * perimeter)` pixels.
-pub fn mask_polygon(data: &[u8], height: usize, width: usize, epsilon: f64) -> Option<Vec<Vertex>> {
-    let contour = outer_contour(data, height, width)?;
-    let eps = epsilon.min(EPSILON_PER_PERIMETER * perimeter(&contour));
-    Some(simplify(&contour, eps))
-}
 
 /// The length of a closed polygon's outline.
 pub fn perimeter(ring: &[Vertex]) -> f64 {
@@ -71,74 +57,6 @@ pub fn components(data: &[u8], height: usize, width: usize) -> (Vec<u32>, Vec<u6
         }
     }
     (labels, areas)
-}
-
-/// The largest 8-connected component as a 0/1 mask (ties: the first in raster order);
-/// `None` for an empty mask.
-pub fn largest_component(data: &[u8], height: usize, width: usize) -> Option<Vec<u8>> {
-    let (labels, areas) = components(data, height, width);
-    let best = largest_label(&areas)?;
-    Some(labels.iter().map(|&l| u8::from(l == best)).collect())
-}
-
-fn largest_label(areas: &[u64]) -> Option<u32> {
-    let mut best: Option<(u64, usize)> = None;
-    for (i, &a) in areas.iter().enumerate() {
-        if best.is_none_or(|(ba, _)| a > ba) {
-            best = Some((a, i));
-        }
-    }
-    best.map(|(_, i)| i as u32 + 1)
-}
-
-/// The outer boundary of the largest 8-connected component, vertices on pixel corners,
-/// clockwise on screen (y down), only where the direction changes; `None` for an empty mask.
-pub fn outer_contour(data: &[u8], height: usize, width: usize) -> Option<Vec<Vertex>> {
-    let (labels, areas) = components(data, height, width);
-    let target = largest_label(&areas)?;
-    let first = labels.iter().position(|&l| l == target)?;
-    let fg = |x: i64, y: i64| -> bool {
-        x >= 0
-            && y >= 0
-            && (x as usize) < width
-            && (y as usize) < height
-            && labels[y as usize * width + x as usize] == target
-    };
-    // Directions: 0 right, 1 down, 2 left, 3 up (screen coordinates, y down).
-    const STEP: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)];
-    // The pixels ahead of corner (cx, cy) when heading in each direction, as offsets:
-    // (left-ahead, right-ahead); the foreground is kept on the right.
-    const AHEAD: [((i64, i64), (i64, i64)); 4] = [
-        ((0, -1), (0, 0)),
-        ((0, 0), (-1, 0)),
-        ((-1, 0), (-1, -1)),
-        ((-1, -1), (0, -1)),
-    ];
-    let start = ((first % width) as i64, (first / width) as i64);
-    let mut vertices = vec![[start.0 as f64, start.1 as f64]];
-    let mut dir = 0usize;
-    let mut pos = (start.0 + 1, start.1);
-    // Each boundary edge is walked once; the bound only guards against a logic error.
-    let limit = 4 * (height * width) + 8;
-    for _ in 0..limit {
-        if pos == start {
-            break;
-        }
-        let ((lx, ly), (rx, ry)) = AHEAD[dir];
-        let new_dir = if fg(pos.0 + lx, pos.1 + ly) {
-            (dir + 3) % 4 // turn left (diagonal neighbours are connected)
-        } else if fg(pos.0 + rx, pos.1 + ry) {
-            dir
-        } else {
-            (dir + 1) % 4 // turn right
-        };
-        if new_dir != dir {
-            vertices.push([pos.0 as f64, pos.1 as f64]);
-            dir = new_dir;
-        }
-        pos = (pos.0 + STEP[dir].0, pos.1 + STEP[dir].1);
-    }
-    Some(vertices)
 }
 
 /// Douglas-Peucker simplification of a closed polygon: vertices closer than `epsilon`
@@ -242,171 +160,4 @@ pub fn rasterize(polygon: &[Vertex], height: usize, width: usize) -> Vec<u8> {
         }
     }
     mask
-}
-
-/// Fills the holes of a 0/1 mask: background not 4-connected to the image border becomes
-/// foreground.
-pub fn fill_holes(data: &[u8], height: usize, width: usize) -> Vec<u8> {
-    let mut outside = vec![false; height * width];
-    let mut stack: Vec<usize> = Vec::new();
-    for y in 0..height {
-        for x in 0..width {
-            if (y == 0 || x == 0 || y + 1 == height || x + 1 == width) && data[y * width + x] == 0 {
-                outside[y * width + x] = true;
-                stack.push(y * width + x);
-            }
-        }
-    }
-    while let Some(p) = stack.pop() {
-        let (y, x) = (p / width, p % width);
-        let mut visit = |q: usize| {
-            if data[q] == 0 && !outside[q] {
-                outside[q] = true;
-                stack.push(q);
-            }
-        };
-        if x > 0 {
-            visit(p - 1);
-        }
-        if x + 1 < width {
-            visit(p + 1);
-        }
-        if y > 0 {
-            visit(p - width);
-        }
-        if y + 1 < height {
-            visit(p + width);
-        }
-    }
-    outside.iter().map(|&o| u8::from(!o)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn iou(a: &[u8], b: &[u8]) -> f64 {
-        let (mut i, mut u) = (0u64, 0u64);
-        for (&x, &y) in a.iter().zip(b) {
-            i += u64::from(x != 0 && y != 0);
-            u += u64::from(x != 0 || y != 0);
-        }
-        if u == 0 {
-            1.0
-        } else {
-            i as f64 / u as f64
-        }
-    }
-
-    fn shape(h: usize, w: usize, f: impl Fn(usize, usize) -> bool) -> Vec<u8> {
-        (0..h * w).map(|i| u8::from(f(i % w, i / w))).collect()
-    }
-
-    fn disk(h: usize, w: usize, cx: f64, cy: f64, r: f64) -> Vec<u8> {
-        shape(h, w, |x, y| {
-            (x as f64 + 0.5 - cx).powi(2) + (y as f64 + 0.5 - cy).powi(2) <= r * r
-        })
-    }
-
-    /// Unsimplified contours give the component back exactly; simplified ones within 0.9.
-    fn check(mask: &[u8], h: usize, w: usize) {
-        let expected = fill_holes(&largest_component(mask, h, w).unwrap(), h, w);
-        let contour = outer_contour(mask, h, w).unwrap();
-        assert_eq!(rasterize(&contour, h, w), expected, "exact contour");
-        let simple = mask_polygon(mask, h, w, DEFAULT_EPSILON).unwrap();
-        assert!(simple.len() <= contour.len());
-        let score = iou(&rasterize(&simple, h, w), &expected);
-        assert!(score >= 0.9, "IoU {score}");
-    }
-
-    #[test]
-    fn rectangle_is_four_corners() {
-        let m = shape(20, 30, |x, y| (5..25).contains(&x) && (3..15).contains(&y));
-        let c = outer_contour(&m, 20, 30).unwrap();
-        assert_eq!(c, vec![[5.0, 3.0], [25.0, 3.0], [25.0, 15.0], [5.0, 15.0]]);
-        check(&m, 20, 30);
-    }
-
-    #[test]
-    fn single_pixel_and_border_pixels() {
-        let m = shape(5, 5, |x, y| x == 2 && y == 2);
-        assert_eq!(outer_contour(&m, 5, 5).unwrap().len(), 4);
-        check(&m, 5, 5);
-        let full = vec![1u8; 12];
-        check(&full, 3, 4);
-        let corner = shape(6, 6, |x, y| x + y >= 8);
-        check(&corner, 6, 6);
-    }
-
-    #[test]
-    fn disks() {
-        for &(h, w, r) in &[
-            (64, 64, 20.0),
-            (48, 64, 8.0),
-            (200, 300, 70.0),
-            (30, 30, 3.5),
-        ] {
-            let m = disk(h, w, w as f64 / 2.0, h as f64 / 2.0, r);
-            check(&m, h, w);
-            let simple = mask_polygon(&m, h, w, DEFAULT_EPSILON).unwrap();
-            let exact = outer_contour(&m, h, w).unwrap();
-            if r > 10.0 {
-                assert!(
-                    simple.len() < exact.len(),
-                    "{} vs {}",
-                    simple.len(),
-                    exact.len()
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn l_shape_and_hole() {
-        let l = shape(40, 40, |x, y| {
-            (5..15).contains(&x) && (5..35).contains(&y)
-                || (5..30).contains(&x) && (25..35).contains(&y)
-        });
-        check(&l, 40, 40);
-        let ring = shape(50, 50, |x, y| {
-            let d = (x as f64 + 0.5 - 25.0).powi(2) + (y as f64 + 0.5 - 25.0).powi(2);
-            (100.0..=400.0).contains(&d)
-        });
-        check(&ring, 50, 50);
-        // The outer contour ignores the hole: the polygon covers the filled disk.
-        let filled = rasterize(&outer_contour(&ring, 50, 50).unwrap(), 50, 50);
-        assert_eq!(filled[25 * 50 + 25], 1);
-    }
-
-    #[test]
-    fn largest_component_wins_and_diagonals_connect() {
-        let m = shape(30, 30, |x, y| {
-            (2..6).contains(&x) && (2..6).contains(&y)
-                || (10..25).contains(&x) && (10..28).contains(&y)
-        });
-        let c = outer_contour(&m, 30, 30).unwrap();
-        assert_eq!(c[0], [10.0, 10.0]);
-        check(&m, 30, 30);
-        // A diagonal chain is one 8-connected component.
-        let diag = shape(10, 10, |x, y| x == y);
-        let (_, areas) = components(&diag, 10, 10);
-        assert_eq!(areas, vec![10]);
-        check(&diag, 10, 10);
-        // A checkerboard (dot lattice) is one component too.
-        let checker = shape(16, 16, |x, y| (x + y) % 2 == 0);
-        check(&checker, 16, 16);
-        // Sparse dots: the first of equal components.
-        let dots = shape(16, 16, |x, y| x % 4 == 1 && y % 4 == 1);
-        let c = outer_contour(&dots, 16, 16).unwrap();
-        assert_eq!(c[0], [1.0, 1.0]);
-        check(&dots, 16, 16);
-    }
-
-    #[test]
-    fn empty_mask_has_no_polygon() {
-        assert!(mask_polygon(&[0; 20], 4, 5, 1.0).is_none());
-        assert!(rasterize(&[[0.0, 0.0], [1.0, 1.0]], 3, 3)
-            .iter()
-            .all(|&v| v == 0));
-    }
 }

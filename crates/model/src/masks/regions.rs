@@ -5,13 +5,18 @@
 //! Regions are the 8-connected foreground components ([`polygon::components`]), holes the
 //! 4-connected background components that do not reach the image border (the two
 //! connectivities are each other's complement, so every boundary is a simple closed
-//! curve). Outlines follow pixel edges as [`polygon::outer_contour`] does (the same start
-//! corner, the same turning rule, so a region's outline is the vertex list
-//! [`polygon::mask_polygon`] gives for it), and are simplified the same way. Unsimplified,
-//! the outlines rasterised together with the even-odd rule ([`polygon::rasterize`]) give
-//! the mask back pixel for pixel.
+//! curve). Outlines are traced along pixel *edges* ("crack following", [`trace`]): vertices
+//! lie on pixel corners, only where the direction changes (as OpenCV's
+//! `CHAIN_APPROX_SIMPLE`), so an unsimplified outline encloses exactly its pixels and the
+//! outlines rasterised together with the even-odd rule ([`polygon::rasterize`]) give the
+//! mask back pixel for pixel; [`polygon::simplify`] then removes staircase steps.
+//!
+//! This is one of the two tracers of [`crate::masks`]. The other, [`super::contours`], is
+//! OpenCV's `findContours` point for point (pixel centres, Suzuki-Abe border following,
+//! OpenCV's order), which the YOLO labels of `mobilesam annotate` must match; its vertices
+//! cut boundary pixels in half, these cover them, so neither can stand in for the other.
 
-use crate::polygon::{self, Vertex, EPSILON_PER_PERIMETER};
+use super::polygon::{self, Vertex, EPSILON_PER_PERIMETER};
 
 /// One 8-connected region of a mask.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +31,8 @@ pub struct Region {
 
 /// Every region of a `height x width` row-major mask (non-zero is foreground), largest
 /// first (ties in raster order), each with its holes. Each outline is simplified with the
-/// tolerance `min(epsilon, EPSILON_PER_PERIMETER * its perimeter)` pixels, as
-/// [`polygon::mask_polygon`] does; `epsilon <= 0` keeps every corner.
+/// tolerance `min(epsilon, EPSILON_PER_PERIMETER * its perimeter)` pixels (as
+/// `approxPolyDP(c, 0.005 * arcLength(c))` would cap it); `epsilon <= 0` keeps every corner.
 pub fn mask_regions(data: &[u8], height: usize, width: usize, epsilon: f64) -> Vec<Region> {
     let (labels, areas) = polygon::components(data, height, width);
     let (hole_labels, hole_count) = hole_components(&labels, height, width);
@@ -306,21 +311,6 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_outline_is_the_annotate_polygon() {
-        for seed in 0..40 {
-            let (h, w) = (24, 31);
-            let data = noisy_mask(h, w, 100 + seed);
-            let regions = mask_regions(&data, h, w, polygon::DEFAULT_EPSILON);
-            let annotate = polygon::mask_polygon(&data, h, w, polygon::DEFAULT_EPSILON);
-            assert_eq!(
-                regions.first().map(|r| r.outline.clone()),
-                annotate,
-                "seed {seed}"
-            );
-        }
-    }
-
-    #[test]
     fn empty_and_full_masks() {
         assert!(mask_regions(&[0; 12], 3, 4, 1.0).is_empty());
         assert!(mask_regions(&[], 0, 0, 1.0).is_empty());
@@ -330,5 +320,209 @@ mod tests {
             full[0].outline,
             vec![[0.0, 0.0], [4.0, 0.0], [4.0, 3.0], [0.0, 3.0]]
         );
+    }
+}
+
+/// The largest region's outline against its pixels, found independently of the tracer
+/// (the largest component by its labels, its holes filled by a flood from the border).
+#[cfg(test)]
+mod largest_region_tests {
+    use super::polygon::{components, rasterize, DEFAULT_EPSILON};
+    use super::*;
+
+    /// The largest region's outline on its own: what the annotate polygon was (the largest
+    /// 8-connected component, holes filled), now the first of [`mask_regions`].
+    fn mask_polygon(data: &[u8], height: usize, width: usize, epsilon: f64) -> Option<Vec<Vertex>> {
+        mask_regions(data, height, width, epsilon)
+            .into_iter()
+            .next()
+            .map(|region| region.outline)
+    }
+
+    /// [`mask_polygon`] unsimplified.
+    fn outer_contour(data: &[u8], height: usize, width: usize) -> Option<Vec<Vertex>> {
+        mask_polygon(data, height, width, 0.0)
+    }
+
+    /// The largest 8-connected component as a 0/1 mask (ties: the first in raster order);
+    /// `None` for an empty mask.
+    fn largest_component(data: &[u8], height: usize, width: usize) -> Option<Vec<u8>> {
+        let (labels, areas) = polygon::components(data, height, width);
+        let best = largest_label(&areas)?;
+        Some(labels.iter().map(|&l| u8::from(l == best)).collect())
+    }
+
+    fn largest_label(areas: &[u64]) -> Option<u32> {
+        let mut best: Option<(u64, usize)> = None;
+        for (i, &a) in areas.iter().enumerate() {
+            if best.is_none_or(|(ba, _)| a > ba) {
+                best = Some((a, i));
+            }
+        }
+        best.map(|(_, i)| i as u32 + 1)
+    }
+
+    /// Fills the holes of a 0/1 mask: background not 4-connected to the image border becomes
+    /// foreground.
+    fn fill_holes(data: &[u8], height: usize, width: usize) -> Vec<u8> {
+        let mut outside = vec![false; height * width];
+        let mut stack: Vec<usize> = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                if (y == 0 || x == 0 || y + 1 == height || x + 1 == width)
+                    && data[y * width + x] == 0
+                {
+                    outside[y * width + x] = true;
+                    stack.push(y * width + x);
+                }
+            }
+        }
+        while let Some(p) = stack.pop() {
+            let (y, x) = (p / width, p % width);
+            let mut visit = |q: usize| {
+                if data[q] == 0 && !outside[q] {
+                    outside[q] = true;
+                    stack.push(q);
+                }
+            };
+            if x > 0 {
+                visit(p - 1);
+            }
+            if x + 1 < width {
+                visit(p + 1);
+            }
+            if y > 0 {
+                visit(p - width);
+            }
+            if y + 1 < height {
+                visit(p + width);
+            }
+        }
+        outside.iter().map(|&o| u8::from(!o)).collect()
+    }
+
+    fn iou(a: &[u8], b: &[u8]) -> f64 {
+        let (mut i, mut u) = (0u64, 0u64);
+        for (&x, &y) in a.iter().zip(b) {
+            i += u64::from(x != 0 && y != 0);
+            u += u64::from(x != 0 || y != 0);
+        }
+        if u == 0 {
+            1.0
+        } else {
+            i as f64 / u as f64
+        }
+    }
+
+    fn shape(h: usize, w: usize, f: impl Fn(usize, usize) -> bool) -> Vec<u8> {
+        (0..h * w).map(|i| u8::from(f(i % w, i / w))).collect()
+    }
+
+    fn disk(h: usize, w: usize, cx: f64, cy: f64, r: f64) -> Vec<u8> {
+        shape(h, w, |x, y| {
+            (x as f64 + 0.5 - cx).powi(2) + (y as f64 + 0.5 - cy).powi(2) <= r * r
+        })
+    }
+
+    /// Unsimplified contours give the component back exactly; simplified ones within 0.9.
+    fn check(mask: &[u8], h: usize, w: usize) {
+        let expected = fill_holes(&largest_component(mask, h, w).unwrap(), h, w);
+        let contour = outer_contour(mask, h, w).unwrap();
+        assert_eq!(rasterize(&contour, h, w), expected, "exact contour");
+        let simple = mask_polygon(mask, h, w, DEFAULT_EPSILON).unwrap();
+        assert!(simple.len() <= contour.len());
+        let score = iou(&rasterize(&simple, h, w), &expected);
+        assert!(score >= 0.9, "IoU {score}");
+    }
+
+    #[test]
+    fn rectangle_is_four_corners() {
+        let m = shape(20, 30, |x, y| (5..25).contains(&x) && (3..15).contains(&y));
+        let c = outer_contour(&m, 20, 30).unwrap();
+        assert_eq!(c, vec![[5.0, 3.0], [25.0, 3.0], [25.0, 15.0], [5.0, 15.0]]);
+        check(&m, 20, 30);
+    }
+
+    #[test]
+    fn single_pixel_and_border_pixels() {
+        let m = shape(5, 5, |x, y| x == 2 && y == 2);
+        assert_eq!(outer_contour(&m, 5, 5).unwrap().len(), 4);
+        check(&m, 5, 5);
+        let full = vec![1u8; 12];
+        check(&full, 3, 4);
+        let corner = shape(6, 6, |x, y| x + y >= 8);
+        check(&corner, 6, 6);
+    }
+
+    #[test]
+    fn disks() {
+        for &(h, w, r) in &[
+            (64, 64, 20.0),
+            (48, 64, 8.0),
+            (200, 300, 70.0),
+            (30, 30, 3.5),
+        ] {
+            let m = disk(h, w, w as f64 / 2.0, h as f64 / 2.0, r);
+            check(&m, h, w);
+            let simple = mask_polygon(&m, h, w, DEFAULT_EPSILON).unwrap();
+            let exact = outer_contour(&m, h, w).unwrap();
+            if r > 10.0 {
+                assert!(
+                    simple.len() < exact.len(),
+                    "{} vs {}",
+                    simple.len(),
+                    exact.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn l_shape_and_hole() {
+        let l = shape(40, 40, |x, y| {
+            (5..15).contains(&x) && (5..35).contains(&y)
+                || (5..30).contains(&x) && (25..35).contains(&y)
+        });
+        check(&l, 40, 40);
+        let ring = shape(50, 50, |x, y| {
+            let d = (x as f64 + 0.5 - 25.0).powi(2) + (y as f64 + 0.5 - 25.0).powi(2);
+            (100.0..=400.0).contains(&d)
+        });
+        check(&ring, 50, 50);
+        // The outer contour ignores the hole: the polygon covers the filled disk.
+        let filled = rasterize(&outer_contour(&ring, 50, 50).unwrap(), 50, 50);
+        assert_eq!(filled[25 * 50 + 25], 1);
+    }
+
+    #[test]
+    fn largest_component_wins_and_diagonals_connect() {
+        let m = shape(30, 30, |x, y| {
+            (2..6).contains(&x) && (2..6).contains(&y)
+                || (10..25).contains(&x) && (10..28).contains(&y)
+        });
+        let c = outer_contour(&m, 30, 30).unwrap();
+        assert_eq!(c[0], [10.0, 10.0]);
+        check(&m, 30, 30);
+        // A diagonal chain is one 8-connected component.
+        let diag = shape(10, 10, |x, y| x == y);
+        let (_, areas) = components(&diag, 10, 10);
+        assert_eq!(areas, vec![10]);
+        check(&diag, 10, 10);
+        // A checkerboard (dot lattice) is one component too.
+        let checker = shape(16, 16, |x, y| (x + y) % 2 == 0);
+        check(&checker, 16, 16);
+        // Sparse dots: the first of equal components.
+        let dots = shape(16, 16, |x, y| x % 4 == 1 && y % 4 == 1);
+        let c = outer_contour(&dots, 16, 16).unwrap();
+        assert_eq!(c[0], [1.0, 1.0]);
+        check(&dots, 16, 16);
+    }
+
+    #[test]
+    fn empty_mask_has_no_polygon() {
+        assert!(mask_polygon(&[0; 20], 4, 5, 1.0).is_none());
+        assert!(rasterize(&[[0.0, 0.0], [1.0, 1.0]], 3, 3)
+            .iter()
+            .all(|&v| v == 0));
     }
 }
