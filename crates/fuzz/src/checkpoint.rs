@@ -2,7 +2,7 @@
 //! content. Malformed files must give an error, never a panic, an abort or an allocation
 //! out of proportion to the file.
 
-use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_checkpoint::Checkpoint;
 
 /// Reads `data` as a checkpoint; any error is fine, any tensor read must be complete.
 pub fn run(data: &[u8]) {

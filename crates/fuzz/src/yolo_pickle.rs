@@ -3,7 +3,7 @@
 //! for its modules, tensors, `yaml` and `names`. Hostile pickles must give an error, never
 //! a panic, an abort or an allocation out of proportion to the input.
 
-use mobilesam_model::detector::checkpoint::read_model_pickle;
+use mobilesam_detector::checkpoint::read_model_pickle;
 
 /// Parses `data` as a checkpoint's pickle; an accepted one must describe a model.
 pub fn run(data: &[u8]) {

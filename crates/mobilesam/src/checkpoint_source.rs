@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use mobilesam_model::checkpoint_digest::Sha256Digest;
+use mobilesam_checkpoint::digest::Sha256Digest;
 
 /// The official MobileSAM weights.
 pub const DEFAULT_URL: &str =
@@ -41,7 +41,7 @@ const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
 /// An explicit or environment path must exist; a failed download says where to put the
 /// file by hand. A download whose SHA-256 is not `expected` (when given) is deleted, not
 /// cached; files already on disk are checked by whoever reads them
-/// ([`Checkpoint::load_verified`](mobilesam_model::checkpoint::Checkpoint::load_verified),
+/// ([`Checkpoint::load_verified`](mobilesam_checkpoint::Checkpoint::load_verified),
 /// [`verify_file`]).
 pub fn resolve(explicit: Option<&Path>, expected: Option<&Sha256Digest>) -> Result<PathBuf> {
     if let Some(path) = explicit {

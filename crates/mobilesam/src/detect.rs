@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use mobilesam_model::detector::{DetectOptions, Detection, Detector};
+use mobilesam_detector::{DetectOptions, Detection, Detector};
 use mobilesam_model::device::DeviceSpec;
 use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
 use serde::Serialize;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
-use mobilesam_model::checkpoint::Checkpoint;
-use mobilesam_model::digest::sha256_hex;
+use mobilesam_checkpoint::digest::sha256_hex;
+use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::decode_image;
 use mobilesam_model::Sam;
 use mobilesam_server::store::{HostEmbedding, ModelId, Precompute, StoreConfig, StoreDtype};

@@ -2,8 +2,8 @@
 //! Ultralytics' `model.info()` reports them.
 
 use anyhow::{Context, Result};
-use mobilesam_model::checkpoint::{Checkpoint, ParameterCounts};
-use mobilesam_model::checkpoint_digest::Sha256Digest;
+use mobilesam_checkpoint::digest::Sha256Digest;
+use mobilesam_checkpoint::{Checkpoint, ParameterCounts};
 use serde::Serialize;
 
 use crate::checkpoint_source;

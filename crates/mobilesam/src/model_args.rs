@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use mobilesam_model::checkpoint::Checkpoint;
-use mobilesam_model::checkpoint_digest::Sha256Digest;
+use mobilesam_checkpoint::digest::Sha256Digest;
+use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::{Backend, Sam};
 
 use crate::checkpoint_source;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use mobilesam_model::seeded::Manifest;
+use mobilesam_checkpoint::seeded::Manifest;
 
 /// Flags of `mobilesam seeded-checkpoint`.
 #[derive(Debug, clap::Args)]

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mobilesam_model::checkpoint_digest::Sha256Digest;
+use mobilesam_checkpoint::digest::Sha256Digest;
 use mobilesam_server::ServerConfig;
 
 use crate::checkpoint_source;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use mobilesam_model::image::read_image;
-use mobilesam_model::mask_runs::column_major_runs;
+use mobilesam_model::masks::runs::column_major_runs;
 use mobilesam_model::masks::upscale_to_mask;
 use mobilesam_model::{ObjectPrompt, Point, Sam};
 

@@ -96,17 +96,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{name:>14}: {:8.2} ms", median(t));
     }
     // A second pass with the CPU kernels' step accounting on: mean per image.
-    mobilesam_model::kernels::profile::enable(true);
+    mobilesam_kernels::profile::enable(true);
     for _ in 0..runs {
         let input = preprocess(&image)?;
         std::hint::black_box(sam.embed_preprocessed(&input)?);
     }
-    let encoder_steps = mobilesam_model::kernels::profile::take();
+    let encoder_steps = mobilesam_kernels::profile::take();
     for _ in 0..decoder_runs {
         std::hint::black_box(sam.decode(&embedding, &prompt, Default::default())?);
     }
-    mobilesam_model::kernels::profile::enable(false);
-    let decoder_steps = mobilesam_model::kernels::profile::take();
+    mobilesam_kernels::profile::enable(false);
+    let decoder_steps = mobilesam_kernels::profile::take();
     println!("steps, mean per image:");
     for (steps, n) in [(encoder_steps, runs), (decoder_steps, decoder_runs)] {
         for (name, total, _) in steps {

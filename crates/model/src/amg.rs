@@ -600,7 +600,7 @@ pub fn remove_small_regions(
         .iter()
         .map(|&v| u8::from((v != 0) != holes))
         .collect();
-    let (labels, sizes) = crate::polygon::components(&working, h, w);
+    let (labels, sizes) = crate::masks::polygon::components(&working, h, w);
     // sizes[k] is the size of label k + 1.
     let small: Vec<bool> = sizes.iter().map(|&s| s < area_thresh as u64).collect();
     if !small.iter().any(|&s| s) {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use crate::architecture::{EMBED_CHANNELS, EMBED_SIDE};
-use crate::error::{ModelError, Result};
-use crate::kernels::layout::{to_channels_last, to_planar};
+use crate::error::Result;
+use mobilesam_checkpoint::CheckpointError;
+use mobilesam_kernels::layout::{to_channels_last, to_planar};
 
 /// The (256, 64, 64) features of an image.
 #[derive(Debug, Clone)]
@@ -58,11 +59,12 @@ impl Embedding {
         input_size: (usize, usize),
     ) -> Result<Self> {
         if features.dims() != Self::SHAPE {
-            return Err(ModelError::ShapeMismatch {
+            return Err(CheckpointError::ShapeMismatch {
                 name: "embedding".into(),
                 expected: Self::SHAPE.to_vec(),
                 found: features.dims().to_vec(),
-            });
+            }
+            .into());
         }
         Ok(Self {
             features: Features::Tensor(features),
@@ -132,16 +134,18 @@ fn check_len(len: usize) -> Result<()> {
     if len == Embedding::VALUES {
         return Ok(());
     }
-    Err(ModelError::ShapeMismatch {
+    Err(CheckpointError::ShapeMismatch {
         name: "embedding".into(),
         expected: Embedding::SHAPE.to_vec(),
         found: vec![len],
-    })
+    }
+    .into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ModelError;
 
     #[test]
     fn host_values_survive_both_forms() -> Result<()> {
@@ -161,6 +165,11 @@ mod tests {
     #[test]
     fn a_wrong_length_is_refused() {
         let err = Embedding::from_host_f32(vec![0.0; 7], (1, 1), (1, 1), &Device::Cpu);
-        assert!(matches!(err, Err(ModelError::ShapeMismatch { .. })));
+        assert!(matches!(
+            err,
+            Err(ModelError::Checkpoint(
+                CheckpointError::ShapeMismatch { .. }
+            ))
+        ));
     }
 }

@@ -1,11 +1,12 @@
 //! The model crate's one error type.
 
+use mobilesam_checkpoint::CheckpointError;
 use thiserror::Error;
 
 /// Everything that can go wrong between image bytes and masks.
 #[derive(Debug, Error)]
 pub enum ModelError {
-    /// Reading a file failed.
+    /// Reading a file failed (an image, a detector's checkpoint).
     #[error("cannot read {path}: {source}")]
     Io {
         /// The file that could not be read.
@@ -13,34 +14,11 @@ pub enum ModelError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
-    /// The checkpoint file is not a readable `.pt` or `.safetensors` file.
-    #[error("invalid checkpoint {path}: {reason}")]
-    Checkpoint {
-        /// The checkpoint's path.
-        path: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A tensor the model needs is not in the checkpoint.
-    #[error("checkpoint has no tensor `{name}` (expected shape {expected:?})")]
-    MissingTensor {
-        /// The state_dict name of the tensor.
-        name: String,
-        /// The shape the model expects.
-        expected: Vec<usize>,
-    },
-    /// A tensor has a shape other than the model's.
-    #[error(
-        "tensor `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}"
-    )]
-    ShapeMismatch {
-        /// The state_dict name of the tensor.
-        name: String,
-        /// The shape the model expects.
-        expected: Vec<usize>,
-        /// The shape found in the checkpoint.
-        found: Vec<usize>,
-    },
+    /// The checkpoint cannot be read, or lacks a tensor the model needs, or has it (or an
+    /// embedding has its values) in another shape; printed as the checkpoint crate prints
+    /// it.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The image bytes could not be decoded, or the format is not supported.
     #[error("cannot decode image: {0}")]
     ImageDecode(String),

@@ -2,47 +2,31 @@
 //! postprocessing.
 //!
 //! The data path, top to bottom: [`image`] (decode, resize, normalize, pad) -> image
-//! encoder -> [`prompt_encoder`] -> mask decoder -> [`masks`] (upscale, threshold, RLE).
-//! [`sam::Sam`] ties the steps together: `embed(image) -> Embedding`,
+//! encoder -> [`prompt_encoder`] -> mask decoder -> [`masks`] (upscale, threshold, RLE,
+//! outlines). [`sam::Sam`] ties the steps together: `embed(image) -> Embedding`,
 //! `decode(&Embedding, prompts) -> masks`. The encoder and decoder exist twice, side by
 //! side: [`candle`] (tensor operations, any device) and [`fused`] (hand-written CPU
-//! kernels from [`kernels`]); [`Backend`] picks one when the model is built. Weights come
-//! from the official `mobile_sam.pt` or a `.safetensors` file with the same names
-//! ([`checkpoint`], viewed through [`weights`]). `ARCHITECTURE.md` has the map.
-
-#[macro_use]
-mod simd_targets;
+//! kernels from [`mobilesam_kernels`]); [`Backend`] picks one when the model is built.
+//! Weights come from the official `mobile_sam.pt` or a `.safetensors` file with the same
+//! names ([`mobilesam_checkpoint`], viewed through [`weights`]). `ARCHITECTURE.md` has the
+//! map, the neighbouring crates (kernels, checkpoint, detector) included.
 
 pub mod amg;
 pub mod architecture;
 pub mod backend;
 pub mod candle;
-pub mod checkpoint;
-pub mod checkpoint_digest;
-mod checkpoint_pickle;
-mod checkpoint_torch;
-pub mod contours;
-pub mod detector;
 pub mod device;
-pub mod digest;
 pub mod embedding;
 pub mod error;
 pub mod fused;
 pub mod image;
-pub mod image_truncation;
-pub mod kernels;
-pub mod mask_runs;
 pub mod masks;
-pub mod polygon;
-pub mod polygon_regions;
 pub mod prompt;
 pub mod prompt_encoder;
 pub mod prompt_json;
 pub mod sam;
-pub mod seeded;
 pub mod threads;
 pub mod weights;
-pub mod yield_point;
 
 pub use backend::Backend;
 pub use embedding::Embedding;

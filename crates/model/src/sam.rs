@@ -7,19 +7,19 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::backend::Backend;
-use crate::checkpoint::{Checkpoint, ParameterCounts};
 use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
 use crate::fused::mask_decoder::Dense;
 use crate::image::{preprocess, scale_coords, Preprocessed, IMAGE_SIZE};
-use crate::kernels::profile::step;
+use crate::masks::polygon::DEFAULT_EPSILON;
+use crate::masks::regions::{mask_regions, Region};
 use crate::masks::{low_res_extent, upscale_to_scored_mask, Rle};
-use crate::polygon::DEFAULT_EPSILON;
-use crate::polygon_regions::{mask_regions, Region};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
 use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
 use crate::weights::{host_values, Weights};
 use crate::{candle, fused};
+use mobilesam_checkpoint::{Checkpoint, ParameterCounts};
+use mobilesam_kernels::profile::step;
 
 /// Receives the encoder's intermediate results ("patch_embed", "layers.0" ... "layers.3"),
 /// channels-last, whichever the backend.
@@ -33,7 +33,7 @@ pub struct DecodeOptions {
     /// Also return each mask's 256x256 low-resolution logits.
     pub return_low_res_logits: bool,
     /// Also return each mask's regions and holes as outlines
-    /// ([`mask_regions`](crate::polygon_regions::mask_regions)).
+    /// ([`mask_regions`](crate::masks::regions::mask_regions)).
     pub return_polygons: bool,
 }
 

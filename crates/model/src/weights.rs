@@ -4,8 +4,8 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
+use mobilesam_checkpoint::Checkpoint;
 
 /// A view of a checkpoint under a name prefix.
 #[derive(Clone)]
@@ -70,7 +70,7 @@ impl<'a> Weights<'a> {
     /// Tensor `name` under this prefix, kept on the host.
     pub fn get_host(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = format!("{}{}", self.prefix, name);
-        self.checkpoint.get(&full, shape)
+        Ok(self.checkpoint.get(&full, shape)?)
     }
 
     /// Tensor `name`'s values, row-major, as `f32` on the host.

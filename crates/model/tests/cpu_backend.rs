@@ -220,7 +220,7 @@ fn cropped_decoding_gives_the_same_masks() {
 /// on the thread that installed the hook.
 #[test]
 fn the_fused_paths_reach_yield_points_between_steps() {
-    use mobilesam_model::yield_point;
+    use mobilesam_kernels::yield_point;
     use mobilesam_model::{ObjectPrompt, Point};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;

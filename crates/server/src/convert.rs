@@ -1,7 +1,7 @@
 //! Results to wire messages: masks, image-ready notices and errors. The unary RPCs answer
 //! the messages themselves; the `Segment` stream wraps them with [`in_stream`].
 
-use mobilesam_model::polygon_regions::Region;
+use mobilesam_model::masks::regions::Region;
 use mobilesam_model::{Embedding, MaskOutput};
 use mobilesam_proto::v1;
 

@@ -64,9 +64,7 @@ impl From<ModelError> for RequestError {
             | ModelError::InvalidParams(_)
             | ModelError::InvalidMask(_) => Self::InvalidArgument(error.to_string()),
             ModelError::Io { .. }
-            | ModelError::Checkpoint { .. }
-            | ModelError::MissingTensor { .. }
-            | ModelError::ShapeMismatch { .. }
+            | ModelError::Checkpoint(_)
             | ModelError::Device(_)
             | ModelError::Shape(_)
             | ModelError::Tensor(_) => Self::Internal(error.to_string()),
@@ -119,6 +117,7 @@ pub enum ServerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mobilesam_checkpoint::CheckpointError;
 
     #[test]
     fn model_errors_map_to_codes() {
@@ -134,10 +133,10 @@ mod tests {
         assert_eq!(big.code(), Code::InvalidArgument);
         let internal = RequestError::from(ModelError::InvalidPrompt("x".into()));
         assert_eq!(internal.code(), Code::InvalidArgument);
-        let tensor = RequestError::from(ModelError::Checkpoint {
+        let tensor = RequestError::from(ModelError::Checkpoint(CheckpointError::Invalid {
             path: "p".into(),
             reason: "r".into(),
-        });
+        }));
         assert_eq!(tensor.code(), Code::Internal);
         assert_eq!(
             RequestError::ResourceExhausted("full".into())

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_checkpoint::Checkpoint;
+use mobilesam_model::ModelError;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_anything_server::SegmentAnythingServer;
 use tokio::net::TcpListener;
@@ -147,7 +148,7 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             info!(checkpoint = %checkpoint.display(), "loading the model");
-            let weights = Arc::new(Checkpoint::load(&checkpoint)?);
+            let weights = Arc::new(Checkpoint::load(&checkpoint).map_err(ModelError::from)?);
             let store = match store_client {
                 Some(client) => Some(open_store(client, &weights, &config, device.clone())?),
                 None => None,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mobilesam_model::polygon::Vertex;
+use mobilesam_model::masks::polygon::Vertex;
 use serde::{Deserialize, Serialize};
 
 /// One segmented object.

@@ -5,7 +5,7 @@
 //! Every kept box (after Ultralytics' conf / class / NMS / max-det filtering) is
 //! segmented with the box as prompt. Each region of the mask keeps its outer contour
 //! (OpenCV's `findContours(RETR_EXTERNAL, CHAIN_APPROX_SIMPLE)`, see
-//! `mobilesam_model::contours`): a YOLO segmentation line (`class x1 y1 x2 y2 ...`,
+//! `mobilesam_model::masks::contours`): a YOLO segmentation line (`class x1 y1 x2 y2 ...`,
 //! normalized) in `<output-dir>/<image stem>.txt` joins them as Ultralytics'
 //! `masks2segments` does, and COCO instances JSON (`<output-dir>/annotations.json`) holds
 //! every region as its own polygon.
@@ -26,11 +26,11 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use mobilesam_model::detector::{DetectOptions, Detector};
+use mobilesam_detector::{DetectOptions, Detector};
 use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
+use mobilesam_model::masks::polygon::Vertex;
 use mobilesam_model::masks::BinaryMask;
-use mobilesam_model::polygon::Vertex;
-use mobilesam_model::{contours, polygon};
+use mobilesam_model::masks::{contours, polygon};
 use mobilesam_model::{BoxPrompt, DecodeOptions, ObjectPrompt, Sam};
 
 use crate::detect::{detect_options, load_detector};
@@ -461,12 +461,8 @@ fn mask_regions(mask: &BinaryMask, epsilon: f64) -> Option<(Vec<Vec<Vertex>>, Ve
     let mut rings = contours::external_contours(&mask.data, mask.height, mask.width);
     if epsilon > 0.0 {
         for ring in &mut rings {
-            let points: Vec<Vertex> = ring.iter().map(|p| p.map(f64::from)).collect();
-            let eps = epsilon.min(polygon::EPSILON_PER_PERIMETER * polygon::perimeter(&points));
-            *ring = polygon::simplify(&points, eps)
-                .into_iter()
-                .map(|v| v.map(|c| c as i32))
-                .collect();
+            let eps = epsilon.min(polygon::EPSILON_PER_PERIMETER * polygon::perimeter(ring));
+            *ring = polygon::simplify(ring, eps);
         }
     }
     let segment = match rings.len() {
@@ -477,19 +473,12 @@ fn mask_regions(mask: &BinaryMask, epsilon: f64) -> Option<(Vec<Vec<Vertex>>, Ve
     if segment.len() < 3 {
         return None;
     }
-    let as_vertices = |ring: &[contours::Point]| -> Vec<Vertex> {
-        ring.iter().map(|p| p.map(f64::from)).collect()
-    };
-    let mut regions: Vec<Vec<Vertex>> = rings
-        .iter()
-        .filter(|r| r.len() >= 3)
-        .map(|r| as_vertices(r))
-        .collect();
+    let mut regions: Vec<Vec<Vertex>> = rings.into_iter().filter(|r| r.len() >= 3).collect();
     if regions.is_empty() {
         // Only specks (1-2 point contours): COCO gets the joined outline, as YOLO does.
-        regions.push(as_vertices(&segment));
+        regions.push(segment.clone());
     }
-    Some((regions, as_vertices(&segment)))
+    Some((regions, segment))
 }
 
 /// The image files of `dir`, sorted by name.

@@ -6,8 +6,8 @@
 //! polygon check recomputes each box's mask with the library and compares the labels with
 //! what Ultralytics makes of that mask: YOLO lines hold `masks2segments` (every region's
 //! OpenCV contour, joined), COCO annotations every region's contour as its own polygon
-//! (`mobilesam_model::contours`, whose parity with OpenCV and Ultralytics the model crate's
-//! `yolo_parity` test proves on a fixture made by `ultralytics`).
+//! (`mobilesam_model::masks::contours`, whose parity with OpenCV and Ultralytics the model
+//! crate's `mask_contours` test proves on a fixture made by `ultralytics`).
 
 use crate::cli_support;
 
@@ -17,9 +17,9 @@ use std::sync::{Mutex, OnceLock};
 
 use candle_core::Device;
 use cli_support::{arg, checkpoint, failure, run, seeded_checkpoint, success, temp_dir};
-use mobilesam_model::contours;
+use mobilesam_model::masks::contours;
+use mobilesam_model::masks::polygon::Vertex;
 use mobilesam_model::masks::BinaryMask;
-use mobilesam_model::polygon::Vertex;
 use mobilesam_model::{BoxPrompt, DecodeOptions, Embedding, ObjectPrompt, Sam};
 use serde_json::Value;
 
@@ -159,21 +159,13 @@ fn parse_labels(text: &str, width: u32, height: u32) -> Vec<(i64, Vec<Vertex>)> 
 /// The mask's contour points as Ultralytics writes them: every region joined (YOLO) or
 /// each region with three points or more (COCO).
 fn mask_polygons(mask: &BinaryMask, joined: bool) -> Vec<Vec<Vertex>> {
-    let as_vertices = |ring: &[contours::Point]| -> Vec<Vertex> {
-        ring.iter().map(|p| p.map(f64::from)).collect()
-    };
     if joined {
-        vec![as_vertices(&contours::mask_segments(
-            &mask.data,
-            mask.height,
-            mask.width,
-        ))]
+        vec![contours::mask_segments(&mask.data, mask.height, mask.width)]
     } else {
         let regions: Vec<Vec<Vertex>> =
             contours::external_contours(&mask.data, mask.height, mask.width)
-                .iter()
+                .into_iter()
                 .filter(|r| r.len() >= 3)
-                .map(|r| as_vertices(r))
                 .collect();
         if regions.is_empty() {
             mask_polygons(mask, true)

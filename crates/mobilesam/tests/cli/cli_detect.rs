@@ -1,5 +1,5 @@
 //! `mobilesam detect` and `mobilesam annotate --det-model` with the seeded Ultralytics
-//! checkpoints of `tests/fixtures/yolo` (whose parity with `YOLO.predict` the model
+//! checkpoints of `tests/fixtures/yolo` (whose parity with `YOLO.predict` the detector
 //! crate's `yolo_parity` test proves): the JSON output, the one-command annotate equal to
 //! detect -> detections file -> `annotate --detections`, COCO categories named from the
 //! checkpoint, and clear one-line errors for bad checkpoints.

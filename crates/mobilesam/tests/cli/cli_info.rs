@@ -3,7 +3,7 @@
 use crate::cli_support;
 
 use cli_support::{arg, checkpoint, run, success};
-use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_checkpoint::Checkpoint;
 use serde_json::Value;
 
 #[test]

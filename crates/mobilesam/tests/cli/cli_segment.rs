@@ -209,7 +209,7 @@ fn cli_masks_match_the_library_in_model_order() {
         "[[5, 5, 40, 30], [20, 10, 60, 45]]",
         "--multimask",
     ]);
-    let ckpt = mobilesam_model::checkpoint::Checkpoint::load(checkpoint()).expect("checkpoint");
+    let ckpt = mobilesam_checkpoint::Checkpoint::load(checkpoint()).expect("checkpoint");
     let sam = mobilesam_model::Sam::from_checkpoint(&ckpt, &Device::Cpu).expect("model");
     let bytes = std::fs::read(embedding()).expect("read npy");
     let values: Vec<f32> = bytes[bytes.len() - EMBEDDING_BYTES..]

@@ -1,14 +1,14 @@
 //! `Prompt.return_polygons`: every mask comes with every region and its holes as outlines on
 //! pixel corners, on the stream and from the unary `Predict`. They are exactly what
-//! `polygon_regions::mask_regions` (the code `annotate` shares) gives for the answered RLE,
+//! `masks::regions::mask_regions` (the code `annotate` shares) gives for the answered RLE,
 //! and rasterised with the even-odd rule they cover the mask. Without the flag no polygons
 //! are sent.
 
 use crate::server_support;
 
+use mobilesam_model::masks::polygon::{rasterize, DEFAULT_EPSILON};
+use mobilesam_model::masks::regions::mask_regions;
 use mobilesam_model::masks::{BinaryMask, Rle};
-use mobilesam_model::polygon::{rasterize, DEFAULT_EPSILON};
-use mobilesam_model::polygon_regions::mask_regions;
 use mobilesam_proto::v1;
 use server_support::{masks, png, ready, Server, Stream};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mobilesam_model::digest::sha256_hex;
+use mobilesam_checkpoint::digest::sha256_hex;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::segment_response::Response as Resp;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mobilesam_model::checkpoint_digest::Sha256Digest;
-use mobilesam_model::digest::sha256_hex;
+use mobilesam_checkpoint::digest::sha256_hex;
+use mobilesam_checkpoint::digest::Sha256Digest;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::EmbeddingSource;

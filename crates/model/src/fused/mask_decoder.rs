@@ -9,14 +9,14 @@ use super::transformer::TwoWayTransformerCpu;
 use super::{layer_norm, linear};
 use crate::architecture::{DECODER_DIM as DIM, EMBED_SIDE, IOU_HIDDEN, NUM_MASK_TOKENS};
 use crate::error::{ModelError, Result};
-use crate::kernels::buffers::{with_scratch, BufferPool, PoolCache};
-use crate::kernels::gelu::gelu_slice;
-use crate::kernels::layout::to_channels_last;
-use crate::kernels::linear::{Fused, Linear};
-use crate::kernels::matmul::{matmul, MatRef};
-use crate::kernels::norm::LayerNormParams;
-use crate::kernels::profile::step;
 use crate::weights::Weights;
+use mobilesam_kernels::buffers::{with_scratch, BufferPool, PoolCache};
+use mobilesam_kernels::gelu::gelu_slice;
+use mobilesam_kernels::layout::to_channels_last;
+use mobilesam_kernels::linear::{Fused, Linear};
+use mobilesam_kernels::matmul::{matmul, MatRef};
+use mobilesam_kernels::norm::LayerNormParams;
+use mobilesam_kernels::profile::step;
 
 /// The dense prompt embedding added to the image embedding.
 pub enum Dense<'a> {

@@ -1,12 +1,12 @@
 //! The fused CPU backend: TinyViT, the two-way transformer and the mask decoder written
-//! on the hand-written kernels of [`crate::kernels`], channels-last, loaded straight from
+//! on the hand-written kernels of [`mobilesam_kernels`], channels-last, loaded straight from
 //! the checkpoint's host `f32` weights (BatchNorms folded by [`crate::weights`]). It runs
 //! on the CPU only; [`crate::candle`] is the same model as candle tensor operations.
 
 use crate::error::Result;
-use crate::kernels::linear::Linear;
-use crate::kernels::norm::LayerNormParams;
 use crate::weights::Weights;
+use mobilesam_kernels::linear::Linear;
+use mobilesam_kernels::norm::LayerNormParams;
 
 pub mod mask_decoder;
 pub mod tiny_vit;

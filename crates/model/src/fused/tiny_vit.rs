@@ -1,4 +1,4 @@
-//! TinyViT on the fused CPU kernels of [`crate::kernels`]: the same weights as the tensor
+//! TinyViT on the fused CPU kernels of [`mobilesam_kernels`]: the same weights as the tensor
 //! implementation (BatchNorms folded), activations kept channels-last from the first
 //! convolution to the neck, activation buffers reused between layers and between calls.
 
@@ -8,18 +8,18 @@ use crate::architecture::{
 };
 use crate::error::{ModelError, Result};
 use crate::image::IMAGE_SIZE as INPUT_SIDE;
-use crate::kernels::attention::WindowAttention;
-use crate::kernels::buffers::{with_scratch, BufferPool, PoolCache};
-use crate::kernels::conv::Conv3x3;
-use crate::kernels::depthwise::DepthwiseConv3x3;
-use crate::kernels::epilogue::Activation;
-use crate::kernels::inverted_residual::{Finish, InvertedResidual};
-use crate::kernels::layout::planar_to_interleaved;
-use crate::kernels::linear::{par_row_blocks, Fused, Linear};
-use crate::kernels::norm::LayerNormParams;
-use crate::kernels::profile::step;
-use crate::kernels::winograd::Winograd3x3;
 use crate::weights::{HostConv, Weights};
+use mobilesam_kernels::attention::WindowAttention;
+use mobilesam_kernels::buffers::{with_scratch, BufferPool, PoolCache};
+use mobilesam_kernels::conv::Conv3x3;
+use mobilesam_kernels::depthwise::DepthwiseConv3x3;
+use mobilesam_kernels::epilogue::Activation;
+use mobilesam_kernels::inverted_residual::{Finish, InvertedResidual};
+use mobilesam_kernels::layout::planar_to_interleaved;
+use mobilesam_kernels::linear::{par_row_blocks, Fused, Linear};
+use mobilesam_kernels::norm::LayerNormParams;
+use mobilesam_kernels::profile::step;
+use mobilesam_kernels::winograd::Winograd3x3;
 
 use super::{layer_norm, linear};
 

@@ -21,13 +21,13 @@ use crate::architecture::{
     CROSS_ATTENTION_DOWNSAMPLE, TRANSFORMER_DEPTH, TRANSFORMER_HEADS, TRANSFORMER_MLP_DIM,
 };
 use crate::error::Result;
-use crate::kernels::buffers::with_scratch;
-use crate::kernels::linear::{block_rows, Fused, Linear};
-use crate::kernels::math::{exp, exp_columns, grouped_softmax, scaled_softmax};
-use crate::kernels::matmul::{matmul, MatRef};
-use crate::kernels::norm::LayerNormParams;
-use crate::kernels::profile::step;
 use crate::weights::Weights;
+use mobilesam_kernels::buffers::with_scratch;
+use mobilesam_kernels::linear::{block_rows, Fused, Linear};
+use mobilesam_kernels::math::{exp, exp_columns, grouped_softmax, scaled_softmax};
+use mobilesam_kernels::matmul::{matmul, MatRef};
+use mobilesam_kernels::norm::LayerNormParams;
+use mobilesam_kernels::profile::step;
 
 /// One attention layer's projections.
 struct AttentionCpu {

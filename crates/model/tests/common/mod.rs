@@ -2,27 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use candle_core::Device;
-use mobilesam_model::checkpoint::Checkpoint;
-use mobilesam_model::seeded::Manifest;
 use mobilesam_model::Sam;
 
-/// `tests/fixtures` at the workspace root.
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+// Fixture paths and the seeded checkpoint, as the checkpoint crate's tests have them.
+#[path = "../../../checkpoint/tests/common/mod.rs"]
+mod checkpoint_common;
 
-/// The seeded checkpoint the reference fixtures were made with.
-pub fn seeded_checkpoint() -> Checkpoint {
-    let text = std::fs::read_to_string(fixtures().join("weights_manifest.json"))
-        .expect("weights manifest is committed");
-    Manifest::from_json(&text)
-        .expect("manifest parses")
-        .generate()
-        .expect("weights generate")
-}
+#[allow(unused_imports)] // each test binary uses its own part of `common`
+pub use checkpoint_common::{fixtures, seeded_checkpoint};
 
 /// The seeded model on the CPU.
 pub fn seeded_sam() -> Sam {

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use candle_core::Device;
-use mobilesam_model::checkpoint::Checkpoint;
+use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::decode_image;
 use mobilesam_model::{Backend, Sam};
 use tracing::{debug, info, warn};
@@ -182,7 +182,7 @@ fn build_kernel_pool(
         .thread_name(move |i| format!("mobilesam-{lane}-kernel-{i}"))
         .start_handler(move |_| {
             apply_priority(lane, priority);
-            mobilesam_model::yield_point::install_on_this_thread(hook.clone());
+            mobilesam_kernels::yield_point::install_on_this_thread(hook.clone());
         })
         .build()
         .map_err(|e| ServerError::Worker(format!("cannot start the {lane} lane's threads: {e}")))

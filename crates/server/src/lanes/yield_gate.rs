@@ -5,7 +5,7 @@
 //! still shares the cores, caches and memory bandwidth with an encode running beside it
 //! (a click took about 1.5x longer while encodes ran at `batch:10`). The gate removes the
 //! contention instead: every running decode is counted, and an encode reaching a yield
-//! point between two steps of the model ([`mobilesam_model::yield_point`]) waits until no
+//! point between two steps of the model ([`mobilesam_kernels::yield_point`]) waits until no
 //! decode runs. A generation waits likewise while decodes or encodes run.
 //!
 //! Pauses are for interaction, not for a saturated decode lane. A decode that starts
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use mobilesam_model::yield_point::YieldHook;
+use mobilesam_kernels::yield_point::YieldHook;
 
 use crate::lanes::Lane;
 use crate::metrics;

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use mobilesam_model::digest::{is_sha256_hex, sha256_hex};
+use mobilesam_checkpoint::digest::{is_sha256_hex, sha256_hex};
 use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::EmbeddingSource;

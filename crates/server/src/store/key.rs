@@ -3,7 +3,7 @@
 //! uploads of the same bytes share one embedding and a different image, or the same image
 //! under other weights, never finds it. Session records name a session's embedding.
 
-use mobilesam_model::digest::is_sha256_hex;
+use mobilesam_checkpoint::digest::is_sha256_hex;
 
 /// Prefix of every key the server writes.
 pub const KEY_PREFIX: &str = "mobilesam";
@@ -81,7 +81,7 @@ impl SessionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mobilesam_model::digest::sha256_hex;
+    use mobilesam_checkpoint::digest::sha256_hex;
 
     #[test]
     fn keys_name_model_and_image() {

@@ -6,7 +6,7 @@
 //! entry written by another model, another preprocessing, another format version, a
 //! truncated write or anything else that is not ours is a miss, never a wrong mask.
 
-use mobilesam_model::digest::SHA256_HEX_LEN;
+use mobilesam_checkpoint::digest::SHA256_HEX_LEN;
 use mobilesam_model::Embedding;
 
 use super::config::StoreDtype;
@@ -194,7 +194,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mobilesam_model::digest::sha256_hex;
+    use mobilesam_checkpoint::digest::sha256_hex;
 
     fn model() -> ModelId {
         ModelId {

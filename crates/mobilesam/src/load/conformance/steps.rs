@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mobilesam_model::digest::sha256_hex;
+use mobilesam_checkpoint::digest::sha256_hex;
 use mobilesam_proto::v1;
 use mobilesam_proto::v1::segment_anything_client::SegmentAnythingClient;
 use mobilesam_proto::v1::segment_request::Request;

@@ -41,10 +41,10 @@ pub fn temp_dir() -> tempfile::TempDir {
 }
 
 /// The seeded checkpoint of `tests/fixtures/weights_manifest.json`, generated in memory.
-pub fn seeded_checkpoint() -> mobilesam_model::checkpoint::Checkpoint {
+pub fn seeded_checkpoint() -> mobilesam_checkpoint::Checkpoint {
     let manifest_path = workspace().join("tests/fixtures/weights_manifest.json");
     let text = std::fs::read_to_string(&manifest_path).expect("read weights manifest");
-    mobilesam_model::seeded::Manifest::from_json(&text)
+    mobilesam_checkpoint::seeded::Manifest::from_json(&text)
         .expect("parse manifest")
         .generate()
         .expect("generate weights")
