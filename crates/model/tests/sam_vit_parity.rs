@@ -250,3 +250,42 @@ fn the_ultralytics_copy_gives_the_same_embedding() {
         "the two layouts give different embeddings"
     );
 }
+
+#[test]
+fn the_fused_backend_choice_runs_sam_vit_on_candle() {
+    let device = candle_core::Device::Cpu;
+    let family = Family::detect(&checkpoint("sam_vit_r_seed0.pth")).expect("detected");
+    assert_eq!(
+        Backend::default_for_family(&device, &family),
+        Backend::Candle
+    );
+    assert_eq!(
+        Backend::default_for_family(&device, &Family::MobileSam),
+        Backend::Fused
+    );
+    let sam = Sam::with_backend(&checkpoint("sam_vit_r_seed0.pth"), &device, Backend::Fused)
+        .expect("model builds");
+    assert_eq!(
+        sam.backend(),
+        Backend::Candle,
+        "the fused kernels are TinyViT-only"
+    );
+}
+
+#[test]
+fn a_sam2_checkpoint_is_recognised_and_refused() {
+    // The tensors of the reduced SAM 2.1 fixture, rebuilt from its manifest: the `.pt` is
+    // `{"model": state_dict}`, a container the checkpoint reader does not unwrap yet.
+    let path = common::fixtures().join("sam2/manifest_sam2.1_hiera_r.json");
+    let text = std::fs::read_to_string(path).expect("manifest");
+    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
+        .and_then(|m| m.generate())
+        .expect("the manifest generates");
+    let err = Sam::from_checkpoint(&checkpoint, &candle_core::Device::Cpu)
+        .expect_err("SAM 2.1 is not served yet");
+    let message = err.to_string();
+    assert!(
+        message.contains("SAM 2.1 checkpoints are recognised but not served yet"),
+        "{message}"
+    );
+}
