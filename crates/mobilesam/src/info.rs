@@ -1,5 +1,5 @@
-//! `mobilesam info`: the file's SHA-256, parameter counts per part and file size, as
-//! Ultralytics' `model.info()` reports them.
+//! `mobilesam info`: the file's SHA-256, model family (read from the tensor shapes),
+//! parameter counts per part and file size, as Ultralytics' `model.info()` reports them.
 
 use anyhow::{Context, Result};
 use mobilesam_checkpoint::digest::Sha256Digest;
