@@ -116,6 +116,11 @@ impl Checkpoint {
         names
     }
 
+    /// The shape of tensor `name`, when the checkpoint has it.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(Tensor::dims)
+    }
+
     /// The tensor `name` as float32, checked against `expected` shape.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
         let tensor = self

@@ -1,9 +1,10 @@
-//! `mobilesam info`: the file's SHA-256, parameter counts per part and file size, as
-//! Ultralytics' `model.info()` reports them.
+//! `mobilesam info`: the file's SHA-256, model family (read from the tensor shapes),
+//! parameter counts per part and file size, as Ultralytics' `model.info()` reports them.
 
 use anyhow::{Context, Result};
 use mobilesam_checkpoint::digest::Sha256Digest;
 use mobilesam_checkpoint::{Checkpoint, ParameterCounts};
+use mobilesam_model::Family;
 use serde::Serialize;
 
 use crate::checkpoint_source;
@@ -35,6 +36,11 @@ pub struct Info {
     pub sha256: String,
     /// Parameters per part and in total (buffers such as BatchNorm statistics excluded).
     pub parameters: ParameterCounts,
+    /// The model family read from the tensor names and shapes (`mobile_sam`, `sam_vit_b`,
+    /// `sam_vit_l`, `sam_vit_h`, `sam_vit` for other ViT sizes), or `unsupported`.
+    pub family: String,
+    /// The family in words (sizes read from the checkpoint), or why it is not served.
+    pub family_detail: String,
     /// Number of tensors in the file, buffers included.
     pub tensors: usize,
     /// File size in bytes.
@@ -50,6 +56,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let checkpoint =
         Checkpoint::load_verified(&path, expected).context("cannot read the checkpoint")?;
     let file_bytes = checkpoint.file_bytes();
+    let (family, family_detail) = match Family::detect(&checkpoint) {
+        Ok(family) => (family.name().to_string(), family.describe()),
+        Err(e) => ("unsupported".to_string(), e.to_string()),
+    };
     let info = Info {
         checkpoint: path.display().to_string(),
         sha256: checkpoint
@@ -57,6 +67,8 @@ pub fn run(args: InfoArgs) -> Result<()> {
             .map(ToString::to_string)
             .unwrap_or_default(),
         parameters: checkpoint.parameter_counts(),
+        family,
+        family_detail,
         tensors: checkpoint.names().len(),
         file_bytes,
         file_size_mb: (file_bytes as f64 / f64::from(1 << 20) * 10.0).round() / 10.0,
@@ -79,14 +91,18 @@ fn table(info: &Info) -> String {
         ("total", p.total),
     ];
     let mut out = format!(
-        "checkpoint: {}\nsha256: {}\n{:<16}{:>14}\n",
-        info.checkpoint, info.sha256, "part", "parameters"
+        "checkpoint: {}\nsha256: {}\nfamily: {} ({})\n{:<16}{:>14}\n",
+        info.checkpoint, info.sha256, info.family, info.family_detail, "part", "parameters"
     );
     for (name, count) in rows {
         out.push_str(&format!("{name:<16}{:>14}\n", thousands(count)));
     }
     out.push_str(&format!(
-        "MobileSAM summary: {} parameters, {} tensors, {:.1} MB ({} bytes)\n",
+        "{} summary: {} parameters, {} tensors, {:.1} MB ({} bytes)\n",
+        match info.family.as_str() {
+            "mobile_sam" | "unsupported" => "MobileSAM",
+            _ => "SAM ViT",
+        },
         thousands(p.total),
         info.tensors,
         info.file_size_mb,

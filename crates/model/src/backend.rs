@@ -33,6 +33,15 @@ impl Backend {
         }
     }
 
+    /// The default on `device` for a checkpoint of `family`: the fused kernels implement
+    /// MobileSAM's TinyViT only, so SAM ViT runs on candle everywhere.
+    pub fn default_for_family(device: &Device, family: &crate::family::Family) -> Self {
+        match family {
+            crate::family::Family::MobileSam => Self::default_for(device),
+            crate::family::Family::SamVit(_) => Backend::Candle,
+        }
+    }
+
     /// The user's `choice`, or the default on `device`; an error when it cannot run there.
     pub fn choose(choice: Option<Backend>, device: &Device) -> Result<Self> {
         let backend = choice.unwrap_or_else(|| Backend::default_for(device));

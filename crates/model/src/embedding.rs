@@ -24,6 +24,9 @@ enum Features {
 #[derive(Debug, Clone)]
 pub struct Embedding {
     features: Features,
+    /// Channels of the features: 256 for MobileSAM and the official SAM models, the prompt
+    /// width of the checkpoint otherwise.
+    channels: usize,
     /// (height, width) of the original image.
     pub original_size: (usize, usize),
     /// (height, width) of the resized image inside the 1024x1024 input.
@@ -47,6 +50,7 @@ impl Embedding {
         check_len(values.len())?;
         Ok(Self {
             features: Features::ChannelsLast(Arc::new(values)),
+            channels: EMBED_CHANNELS,
             original_size,
             input_size,
         })
@@ -58,30 +62,48 @@ impl Embedding {
         original_size: (usize, usize),
         input_size: (usize, usize),
     ) -> Result<Self> {
-        if features.dims() != Self::SHAPE {
+        Self::tensor_with_channels(features, EMBED_CHANNELS, original_size, input_size)
+    }
+
+    /// An embedding from a (1, `channels`, 64, 64) tensor (a checkpoint whose prompt width
+    /// is not 256).
+    pub(crate) fn tensor_with_channels(
+        features: Tensor,
+        channels: usize,
+        original_size: (usize, usize),
+        input_size: (usize, usize),
+    ) -> Result<Self> {
+        let shape = [1, channels, EMBED_SIDE, EMBED_SIDE];
+        if features.dims() != shape {
             return Err(CheckpointError::ShapeMismatch {
                 name: "embedding".into(),
-                expected: Self::SHAPE.to_vec(),
+                expected: shape.to_vec(),
                 found: features.dims().to_vec(),
             }
             .into());
         }
         Ok(Self {
             features: Features::Tensor(features),
+            channels,
             original_size,
             input_size,
         })
     }
 
+    /// Channels of the features (256 but for reduced test models).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
     /// Bytes held by the features.
     pub fn size_bytes(&self) -> usize {
-        Self::VALUES * std::mem::size_of::<f32>()
+        self.channels * EMBED_SIDE * EMBED_SIDE * std::mem::size_of::<f32>()
     }
 
     /// The features copied to the host, row-major (channel, row, column).
     pub fn to_host_f32(&self) -> Result<Vec<f32>> {
         match &self.features {
-            Features::ChannelsLast(values) => Ok(to_planar(values, EMBED_CHANNELS)),
+            Features::ChannelsLast(values) => Ok(to_planar(values, self.channels)),
             Features::Tensor(t) => Ok(t.flatten_all()?.to_vec1::<f32>()?),
         }
     }
@@ -112,7 +134,7 @@ impl Embedding {
             Features::ChannelsLast(values) => Ok(Arc::clone(values)),
             Features::Tensor(t) => {
                 let planar = t.flatten_all()?.to_vec1::<f32>()?;
-                Ok(Arc::new(to_channels_last(&planar, EMBED_CHANNELS)))
+                Ok(Arc::new(to_channels_last(&planar, self.channels)))
             }
         }
     }
@@ -124,7 +146,8 @@ impl Embedding {
             Features::Tensor(t) => Ok(t.to_device(device)?),
             Features::ChannelsLast(_) => {
                 let planar = self.to_host_f32()?;
-                Ok(Tensor::from_vec(planar, Self::SHAPE.as_slice(), device)?)
+                let shape = (1, self.channels, EMBED_SIDE, EMBED_SIDE);
+                Ok(Tensor::from_vec(planar, shape, device)?)
             }
         }
     }

@@ -44,6 +44,10 @@ pub enum ModelError {
     /// shape.
     #[error("invalid mask: {0}")]
     InvalidMask(String),
+    /// The checkpoint holds a model family this build does not serve (SAM 2.x), or none
+    /// it recognises; the message says what was found.
+    #[error("unsupported checkpoint: {0}")]
+    UnsupportedCheckpoint(String),
     /// The device cannot be opened, or this build does not support it.
     #[error("{0}")]
     Device(String),

@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use crate::architecture::{EMBED_CHANNELS, EMBED_SIDE};
+use crate::architecture::EMBED_SIDE;
 use crate::candle::layers::{gelu, Conv2d, LayerNorm2d};
 use crate::error::Result;
 use crate::weights::Weights;
@@ -12,7 +12,6 @@ use crate::weights::Weights;
 /// Side of the model input in pixels.
 /// The encoder's input side, as the coordinate scale of the positional encoding.
 const INPUT_SIDE: f32 = crate::image::IMAGE_SIZE as f32;
-const NUM_FREQS: usize = EMBED_CHANNELS / 2;
 
 /// One object's prompt in model-input pixel coordinates (after resizing).
 #[derive(Debug, Clone, Default)]
@@ -27,8 +26,10 @@ pub struct ScaledPrompt {
 
 /// The prompt encoder's weights and its precomputed dense positional encoding.
 pub struct PromptEncoder {
-    /// (2, 128) random Fourier features.
-    gaussian: Vec<[f32; NUM_FREQS]>,
+    /// Width of the prompt tokens and the dense embeddings (256 in the official models).
+    dim: usize,
+    /// (2, dim / 2) random Fourier features.
+    gaussian: [Vec<f32>; 2],
     /// Learned embeddings: negative point, positive point, top-left corner, bottom-right corner.
     point_embeddings: [Vec<f32>; 4],
     not_a_point: Vec<f32>,
@@ -55,20 +56,21 @@ impl MaskDownscaling {
 }
 
 impl PromptEncoder {
-    /// Loads `prompt_encoder.*`.
-    pub fn load(w: &Weights) -> Result<Self> {
+    /// Loads `prompt_encoder.*` of width `dim` (256 officially).
+    pub fn load(w: &Weights, dim: usize) -> Result<Self> {
         let g = w
             .get_host(
                 "pe_layer.positional_encoding_gaussian_matrix",
-                &[2, NUM_FREQS],
+                &[2, dim / 2],
             )?
             .to_vec2::<f32>()?;
-        let mut gaussian = vec![[0f32; NUM_FREQS]; 2];
-        for (row, values) in gaussian.iter_mut().zip(g) {
-            row.copy_from_slice(&values);
-        }
+        let mut rows = g.into_iter();
+        let gaussian = [
+            rows.next().unwrap_or_default(),
+            rows.next().unwrap_or_default(),
+        ];
         let embedding = |name: String| -> Result<Vec<f32>> {
-            Ok(w.get_host(&name, &[1, EMBED_CHANNELS])?
+            Ok(w.get_host(&name, &[1, dim])?
                 .flatten_all()?
                 .to_vec1::<f32>()?)
         };
@@ -84,15 +86,16 @@ impl PromptEncoder {
             norm0: LayerNorm2d::load(&md.pp(1), 4)?,
             conv1: Conv2d::load(&md.pp(3), (4, 16, 2), 2, 0, true)?,
             norm1: LayerNorm2d::load(&md.pp(4), 16)?,
-            conv2: Conv2d::load(&md.pp(6), (16, EMBED_CHANNELS, 1), 1, 0, true)?,
+            conv2: Conv2d::load(&md.pp(6), (16, dim, 1), 1, 0, true)?,
         };
         let mut encoder = Self {
+            dim,
             gaussian,
             point_embeddings,
             not_a_point: embedding("not_a_point_embed.weight".into())?,
             no_mask: w
-                .get("no_mask_embed.weight", &[1, EMBED_CHANNELS])?
-                .reshape((1, EMBED_CHANNELS, 1, 1))?,
+                .get("no_mask_embed.weight", &[1, dim])?
+                .reshape((1, dim, 1, 1))?,
             mask_down,
             dense_pe: Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?,
             device: w.device().clone(),
@@ -111,19 +114,25 @@ impl PromptEncoder {
         &self.dense_pe
     }
 
+    /// Width of the prompt tokens and dense embeddings.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     fn compute_dense_pe(&self) -> Result<Tensor> {
         let side = EMBED_SIDE;
-        let mut data = vec![0f32; side * side * EMBED_CHANNELS];
+        let dim = self.dim;
+        let mut data = vec![0f32; side * side * dim];
         for y in 0..side {
             for x in 0..side {
                 let fx = (x as f32 + 0.5) / side as f32;
                 let fy = (y as f32 + 0.5) / side as f32;
                 let enc = self.encode_normalized(fx, fy);
-                let base = (y * side + x) * EMBED_CHANNELS;
-                data[base..base + EMBED_CHANNELS].copy_from_slice(&enc);
+                let base = (y * side + x) * dim;
+                data[base..base + dim].copy_from_slice(&enc);
             }
         }
-        let pe = Tensor::from_vec(data, (side, side, EMBED_CHANNELS), &Device::Cpu)?
+        let pe = Tensor::from_vec(data, (side, side, dim), &Device::Cpu)?
             .permute((2, 0, 1))?
             .unsqueeze(0)?
             .contiguous()?;
@@ -131,19 +140,20 @@ impl PromptEncoder {
     }
 
     /// Random Fourier features of a point with coordinates normalized to [0, 1].
-    fn encode_normalized(&self, x: f32, y: f32) -> [f32; EMBED_CHANNELS] {
+    fn encode_normalized(&self, x: f32, y: f32) -> Vec<f32> {
         let (x, y) = (2.0 * x - 1.0, 2.0 * y - 1.0);
-        let mut out = [0f32; EMBED_CHANNELS];
-        for f in 0..NUM_FREQS {
-            let v = (x * self.gaussian[0][f] + y * self.gaussian[1][f]) * std::f32::consts::TAU;
+        let freqs = self.dim / 2;
+        let mut out = vec![0f32; self.dim];
+        for (f, (gx, gy)) in self.gaussian[0].iter().zip(&self.gaussian[1]).enumerate() {
+            let v = (x * gx + y * gy) * std::f32::consts::TAU;
             out[f] = v.sin();
-            out[f + NUM_FREQS] = v.cos();
+            out[f + freqs] = v.cos();
         }
         out
     }
 
     /// Encoding of a point in input pixels (the pixel centre is `+0.5`).
-    fn encode_pixel(&self, x: f32, y: f32) -> [f32; EMBED_CHANNELS] {
+    fn encode_pixel(&self, x: f32, y: f32) -> Vec<f32> {
         self.encode_normalized((x + 0.5) / INPUT_SIDE, (y + 0.5) / INPUT_SIDE)
     }
 
@@ -175,9 +185,9 @@ impl PromptEncoder {
                 }
                 None => data.extend_from_slice(&self.not_a_point),
             }
-            tokens = (data.len() - start) / EMBED_CHANNELS;
+            tokens = (data.len() - start) / self.dim;
         }
-        let tensor = Tensor::from_vec(data, (objects.len(), tokens, EMBED_CHANNELS), &Device::Cpu)?;
+        let tensor = Tensor::from_vec(data, (objects.len(), tokens, self.dim), &Device::Cpu)?;
         Ok(tensor.to_device(&self.device)?)
     }
 

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::backend::Backend;
 use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
+use crate::family::{DecoderWidths, Family};
 use crate::fused::mask_decoder::Dense;
 use crate::image::{preprocess, scale_coords, Preprocessed, IMAGE_SIZE};
 use crate::masks::polygon::DEFAULT_EPSILON;
@@ -73,10 +74,32 @@ pub struct RawObjectMasks {
     pub scores: Vec<f32>,
 }
 
+/// The candle image encoder of the checkpoint's family.
+enum CandleEncoder {
+    TinyVit(Box<candle::TinyVit>),
+    Vit(Box<candle::Vit>),
+}
+
+impl CandleEncoder {
+    fn forward_stages(&self, x: &Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+        match self {
+            CandleEncoder::TinyVit(e) => e.forward_stages(x, observe),
+            CandleEncoder::Vit(e) => e.forward_stages(x, observe),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            CandleEncoder::TinyVit(e) => e.forward(x),
+            CandleEncoder::Vit(e) => e.forward(x),
+        }
+    }
+}
+
 /// The image encoder and mask decoder of the chosen [`Backend`].
 enum Engine {
     Candle {
-        encoder: Box<candle::TinyVit>,
+        encoder: CandleEncoder,
         decoder: Box<candle::MaskDecoder>,
     },
     Fused {
@@ -87,9 +110,11 @@ enum Engine {
     },
 }
 
-/// MobileSAM: image encoder, prompt encoder and mask decoder on one device.
+/// MobileSAM or SAM ViT (the checkpoint's [`Family`]): image encoder, prompt encoder and
+/// mask decoder on one device.
 pub struct Sam {
     engine: Engine,
+    family: Family,
     prompt_encoder: PromptEncoder,
     device: Device,
     parameters: ParameterCounts,
@@ -100,6 +125,7 @@ impl std::fmt::Debug for Sam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sam")
             .field("device", &self.device)
+            .field("family", &self.family.name())
             .field("backend", &self.backend())
             .field("parameters", &self.parameters)
             .finish_non_exhaustive()
@@ -113,26 +139,48 @@ impl Sam {
         Self::from_checkpoint(&Checkpoint::load(path)?, device)
     }
 
-    /// Builds the model from checkpoint tensors already in memory, with the device's
-    /// default backend ([`Backend::default_for`]: fused on the CPU, candle elsewhere).
+    /// Builds the model from checkpoint tensors already in memory, with the default
+    /// backend for the device and the checkpoint's family
+    /// ([`Backend::default_for_family`]: fused on the CPU for MobileSAM, candle elsewhere
+    /// and for SAM ViT).
     pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
-        Self::with_backend(checkpoint, device, Backend::default_for(device))
+        let family = Family::detect(checkpoint)?;
+        Self::with_backend(
+            checkpoint,
+            device,
+            Backend::default_for_family(device, &family),
+        )
     }
 
-    /// Builds the model with `backend`; an error when it cannot run on `device`.
+    /// Builds the model with `backend`; an error when it cannot run on `device`. The
+    /// fused kernels implement MobileSAM's TinyViT only: a SAM ViT checkpoint runs on
+    /// candle whatever `backend` says ([`Sam::backend`] tells which runs).
     pub fn with_backend(
         checkpoint: &Checkpoint,
         device: &Device,
         backend: Backend,
     ) -> Result<Self> {
         backend.check_device(device)?;
+        let family = Family::detect(checkpoint)?;
+        let backend = match family {
+            Family::MobileSam => backend,
+            Family::SamVit(_) => Backend::Candle,
+        };
         let w = Weights::new(checkpoint, device);
-        let prompt_encoder = PromptEncoder::load(&w.pp("prompt_encoder"))?;
+        let widths = DecoderWidths::of(&family, checkpoint)?;
+        let prompt_encoder = PromptEncoder::load(&w.pp("prompt_encoder"), widths.dim)?;
         let (encoder, decoder) = (w.pp("image_encoder"), w.pp("mask_decoder"));
         let engine = match backend {
             Backend::Candle => Engine::Candle {
-                encoder: Box::new(candle::TinyVit::load(&encoder)?),
-                decoder: Box::new(candle::MaskDecoder::load(&decoder)?),
+                encoder: match &family {
+                    Family::MobileSam => {
+                        CandleEncoder::TinyVit(Box::new(candle::TinyVit::load(&encoder)?))
+                    }
+                    Family::SamVit(config) => {
+                        CandleEncoder::Vit(Box::new(candle::Vit::load(&encoder, config)?))
+                    }
+                },
+                decoder: Box::new(candle::MaskDecoder::load(&decoder, &widths)?),
             },
             Backend::Fused => Engine::Fused {
                 encoder: Box::new(fused::TinyVit::load(&encoder)?),
@@ -145,6 +193,7 @@ impl Sam {
         };
         Ok(Self {
             engine,
+            family,
             prompt_encoder,
             device: device.clone(),
             parameters: checkpoint.parameter_counts(),
@@ -158,6 +207,11 @@ impl Sam {
             Engine::Candle { .. } => Backend::Candle,
             Engine::Fused { .. } => Backend::Fused,
         }
+    }
+
+    /// The checkpoint's model family.
+    pub fn family(&self) -> &Family {
+        &self.family
     }
 
     /// The device the model runs on.
@@ -220,7 +274,12 @@ impl Sam {
                         features
                     }
                 };
-                Embedding::tensor(features, original, resized)
+                Embedding::tensor_with_channels(
+                    features,
+                    self.prompt_encoder.dim(),
+                    original,
+                    resized,
+                )
             }
         }
     }

@@ -73,6 +73,35 @@ impl<'a> Weights<'a> {
         Ok(self.checkpoint.get(&full, shape)?)
     }
 
+    /// The shape of tensor `name` under this prefix; a missing tensor is an error that
+    /// names it.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let full = format!("{}{}", self.prefix, name);
+        self.checkpoint
+            .shape(&full)
+            .map(<[usize]>::to_vec)
+            .ok_or_else(|| {
+                mobilesam_checkpoint::CheckpointError::MissingTensor {
+                    name: full,
+                    expected: vec![],
+                }
+                .into()
+            })
+    }
+
+    /// Dimension `dim` of tensor `name` under this prefix, the tensor having `rank`
+    /// dimensions: for widths read from the checkpoint.
+    pub fn dim(&self, name: &str, rank: usize, dim: usize) -> Result<usize> {
+        let shape = self.shape(name)?;
+        if shape.len() != rank || shape.get(dim).is_none_or(|&d| d == 0) {
+            return Err(crate::error::ModelError::Shape(format!(
+                "tensor `{}{name}` has shape {shape:?}, expected {rank} non-zero dimensions",
+                self.prefix
+            )));
+        }
+        Ok(shape[dim])
+    }
+
     /// Tensor `name`'s values, row-major, as `f32` on the host.
     pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         host_values(&self.get_host(name, shape)?)

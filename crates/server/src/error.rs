@@ -65,6 +65,7 @@ impl From<ModelError> for RequestError {
             | ModelError::InvalidMask(_) => Self::InvalidArgument(error.to_string()),
             ModelError::Io { .. }
             | ModelError::Checkpoint(_)
+            | ModelError::UnsupportedCheckpoint(_)
             | ModelError::Device(_)
             | ModelError::Shape(_)
             | ModelError::Tensor(_) => Self::Internal(error.to_string()),

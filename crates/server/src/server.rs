@@ -33,7 +33,8 @@ use crate::{metrics, metrics_http, security, shutdown};
 
 /// Name reported by `GetModelInfo`.
 pub const MODEL_NAME: &str = "mobile_sam";
-/// The model family this server reports in `ModelInfo.family` (the checkpoint's family).
+/// MobileSAM's family name; `ModelInfo.family` reports the loaded checkpoint's family
+/// ([`mobilesam_model::Family::name`]).
 pub const MODEL_FAMILY: &str = "mobile_sam";
 
 /// HTTP/2 pings on idle connections find clients that vanished without closing (their
@@ -299,7 +300,7 @@ fn model_info(summary: ModelSummary, config: &ServerConfig) -> v1::ModelInfo {
         checkpoint_bytes: summary.checkpoint_bytes,
         device: config.device.to_string(),
         image_size: u32::try_from(mobilesam_model::image::IMAGE_SIZE).unwrap_or(u32::MAX),
-        family: MODEL_FAMILY.into(),
+        family: summary.family.into(),
         memory_tracking: false,
     }
 }

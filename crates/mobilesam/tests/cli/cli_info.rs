@@ -33,6 +33,7 @@ fn json_counts_match_the_checkpoint() {
     let mb = json["file_size_mb"].as_f64().expect("MB");
     assert!((mb - file_bytes as f64 / 1048576.0).abs() <= 0.05, "{mb}");
     assert_eq!(json["checkpoint"], arg(checkpoint()));
+    assert_eq!(json["family"], "mobile_sam");
 }
 
 #[test]
@@ -57,4 +58,37 @@ fn table_lists_each_part_and_the_total() {
     assert_eq!(row("mask_decoder"), counts.mask_decoder);
     assert_eq!(row("total"), counts.total);
     assert!(out.contains(" MB "), "{out}");
+    assert!(
+        out.contains("\nfamily: mobile_sam (MobileSAM (TinyViT))\n"),
+        "{out}"
+    );
+    assert!(out.contains("MobileSAM summary: "), "{out}");
+}
+
+/// The reduced SAM ViT fixture (tests/fixtures/sam/).
+fn sam_vit_checkpoint() -> std::path::PathBuf {
+    cli_support::workspace().join("tests/fixtures/sam/sam_vit_r_seed0.pth")
+}
+
+#[test]
+fn a_sam_vit_checkpoint_reports_its_family_and_sizes() {
+    let path = sam_vit_checkpoint();
+    let out = success(&run(&["info", "--checkpoint", arg(&path), "--json"]));
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["family"], "sam_vit");
+    let detail = json["family_detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("width 32, 4 blocks, 2 heads, global attention in blocks [1, 3]"),
+        "{detail}"
+    );
+    assert_eq!(json["parameters"]["total"], 448_616);
+    let table = success(&run(&["info", "--checkpoint", arg(&path)]));
+    assert!(
+        table.contains("\nfamily: sam_vit (SAM ViT (custom size)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("SAM ViT summary: 448,616 parameters"),
+        "{table}"
+    );
 }

@@ -323,3 +323,60 @@ fn the_candle_backend_segments_like_the_fused_one() {
     );
     assert!(stderr.contains("unknown backend `onnx`"), "{stderr}");
 }
+
+/// `segment --checkpoint` on a SAM ViT checkpoint (the reduced seeded fixture of
+/// `tests/fixtures/sam/`): the family is read from the file, and the masks are the
+/// reference's (segment-anything 1.0's `SamPredictor` on the same weights and photo).
+#[test]
+fn segment_runs_a_sam_vit_checkpoint_as_the_reference_does() {
+    use std::io::Read;
+
+    let fixtures = cli_support::workspace().join("tests/fixtures");
+    let checkpoint = fixtures.join("sam/sam_vit_r_seed0.pth");
+    let photo = fixtures.join("images/coffee.png");
+    let out = success(&run(&[
+        "segment",
+        "--checkpoint",
+        arg(&checkpoint),
+        "--image",
+        arg(&photo),
+        "--points",
+        "[290, 145]",
+        "--labels",
+        "[1]",
+        "--multimask",
+    ]));
+    let json: Value = serde_json::from_str(&out).expect("stdout is JSON");
+    assert_eq!(
+        (json["width"].as_u64(), json["height"].as_u64()),
+        (Some(600), Some(400))
+    );
+    let ours = json["objects"][0]["masks"].as_array().expect("masks");
+
+    let file = std::fs::File::open(fixtures.join("sam/reference/coffee.json.gz")).expect("fixture");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let reference: Value = serde_json::from_str(&text).expect("fixture parses");
+    let case = &reference["cases"][0];
+    assert_eq!(case["name"], "point_multimask");
+    let theirs = case["objects"][0]["masks"]
+        .as_array()
+        .expect("reference masks");
+    assert_eq!(ours.len(), 3);
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(theirs) {
+        let mask = |v: &Value| {
+            let rle: Rle = serde_json::from_value(v["rle"].clone()).expect("rle");
+            BinaryMask::from_rle(&rle).expect("rle decodes")
+        };
+        let iou = mask(a).iou(&mask(b));
+        assert!(iou >= 0.99, "IoU {iou}");
+        let (sa, sb) = (
+            a["score"].as_f64().expect("score"),
+            b["score"].as_f64().expect("score"),
+        );
+        assert!((sa - sb).abs() <= 5e-3, "score {sa} vs reference {sb}");
+    }
+}

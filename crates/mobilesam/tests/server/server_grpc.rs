@@ -340,6 +340,10 @@ async fn streamed_masks_match_segment_cli_and_library() {
         .expect("model info")
         .into_inner();
     assert_eq!(info.name, "mobile_sam");
+    assert_eq!(
+        info.family, "mobile_sam",
+        "the seeded checkpoint's detected family"
+    );
     assert_eq!(info.device, "cpu");
     assert_eq!(info.image_size, 1024);
     assert_eq!(info.parameters, sam.parameter_counts().total);

@@ -6,8 +6,9 @@ use candle_core::{Module, Tensor};
 
 use super::layers::{gelu, linear, ConvTranspose2d, LayerNorm2d, Linear};
 use super::transformer::TwoWayTransformer;
-use crate::architecture::{DECODER_DIM as DIM, IOU_HIDDEN, NUM_MASK_TOKENS};
+use crate::architecture::NUM_MASK_TOKENS;
 use crate::error::Result;
+use crate::family::DecoderWidths;
 use crate::weights::Weights;
 
 /// A stack of linear layers with ReLU between them.
@@ -58,27 +59,28 @@ pub struct MaskDecoder {
 }
 
 impl MaskDecoder {
-    /// Loads `mask_decoder.*`.
-    pub fn load(w: &Weights) -> Result<Self> {
+    /// Loads `mask_decoder.*` with `widths` ([`DecoderWidths::of`]).
+    pub fn load(w: &Weights, widths: &DecoderWidths) -> Result<Self> {
         let up = w.pp("output_upscaling");
+        let (dim, iou_hidden) = (widths.dim, widths.iou_hidden);
         Ok(Self {
-            iou_token: w.get("iou_token.weight", &[1, DIM])?,
-            mask_tokens: w.get("mask_tokens.weight", &[NUM_MASK_TOKENS, DIM])?,
-            transformer: TwoWayTransformer::load(&w.pp("transformer"), DIM)?,
-            upscale_conv0: ConvTranspose2d::load(&up.pp(0), DIM, DIM / 4, 2)?,
-            upscale_norm: LayerNorm2d::load(&up.pp(1), DIM / 4)?,
-            upscale_conv1: ConvTranspose2d::load(&up.pp(3), DIM / 4, DIM / 8, 2)?,
+            iou_token: w.get("iou_token.weight", &[1, dim])?,
+            mask_tokens: w.get("mask_tokens.weight", &[NUM_MASK_TOKENS, dim])?,
+            transformer: TwoWayTransformer::load(&w.pp("transformer"), dim, widths.mlp_dim)?,
+            upscale_conv0: ConvTranspose2d::load(&up.pp(0), dim, dim / 4, 2)?,
+            upscale_norm: LayerNorm2d::load(&up.pp(1), dim / 4)?,
+            upscale_conv1: ConvTranspose2d::load(&up.pp(3), dim / 4, dim / 8, 2)?,
             hypernetworks: (0..NUM_MASK_TOKENS)
                 .map(|i| {
                     Mlp::load(
                         &w.pp("output_hypernetworks_mlps").pp(i),
-                        &[DIM, DIM, DIM, DIM / 8],
+                        &[dim, dim, dim, dim / 8],
                     )
                 })
                 .collect::<Result<Vec<_>>>()?,
             iou_head: Mlp::load(
                 &w.pp("iou_prediction_head"),
-                &[DIM, IOU_HIDDEN, IOU_HIDDEN, NUM_MASK_TOKENS],
+                &[dim, iou_hidden, iou_hidden, NUM_MASK_TOKENS],
             )?,
         })
     }

@@ -1,4 +1,4 @@
-//! The candle backend: MobileSAM as plain candle tensor operations, on any device
+//! The candle backend: MobileSAM (and SAM ViT's encoder, [`vit`]) as plain candle tensor operations, on any device
 //! (CUDA, Metal, or the CPU as the reference the fused kernels are checked against). No
 //! layer here has a CPU special case.
 
@@ -7,6 +7,8 @@ pub mod layers;
 pub mod mask_decoder;
 pub mod tiny_vit;
 pub mod transformer;
+pub mod vit;
 
 pub use mask_decoder::MaskDecoder;
 pub use tiny_vit::TinyVit;
+pub use vit::Vit;

@@ -6,7 +6,7 @@ use candle_core::{Module, Tensor};
 use super::layers::{linear, softmax_last, LayerNorm, Linear};
 use crate::architecture::{
     CROSS_ATTENTION_DOWNSAMPLE as DOWNSAMPLE, TRANSFORMER_DEPTH as DEPTH,
-    TRANSFORMER_HEADS as HEADS, TRANSFORMER_MLP_DIM as MLP_DIM,
+    TRANSFORMER_HEADS as HEADS,
 };
 use crate::error::Result;
 use crate::weights::Weights;
@@ -78,7 +78,7 @@ struct TwoWayBlock {
 }
 
 impl TwoWayBlock {
-    fn load(w: &Weights, dim: usize, skip_first_pe: bool) -> Result<Self> {
+    fn load(w: &Weights, dim: usize, mlp_dim: usize, skip_first_pe: bool) -> Result<Self> {
         Ok(Self {
             self_attn: Attention::load(&w.pp("self_attn"), dim, 1)?,
             norm1: LayerNorm::load(&w.pp("norm1"), dim, 1e-5)?,
@@ -89,8 +89,8 @@ impl TwoWayBlock {
             )?,
             norm2: LayerNorm::load(&w.pp("norm2"), dim, 1e-5)?,
             mlp: MlpBlock {
-                lin1: linear(&w.pp("mlp.lin1"), dim, MLP_DIM)?,
-                lin2: linear(&w.pp("mlp.lin2"), MLP_DIM, dim)?,
+                lin1: linear(&w.pp("mlp.lin1"), dim, mlp_dim)?,
+                lin2: linear(&w.pp("mlp.lin2"), mlp_dim, dim)?,
             },
             norm3: LayerNorm::load(&w.pp("norm3"), dim, 1e-5)?,
             norm4: LayerNorm::load(&w.pp("norm4"), dim, 1e-5)?,
@@ -141,10 +141,10 @@ pub struct TwoWayTransformer {
 }
 
 impl TwoWayTransformer {
-    /// Loads `mask_decoder.transformer.*`.
-    pub fn load(w: &Weights, dim: usize) -> Result<Self> {
+    /// Loads `mask_decoder.transformer.*` of width `dim` and MLP width `mlp_dim`.
+    pub fn load(w: &Weights, dim: usize, mlp_dim: usize) -> Result<Self> {
         let layers = (0..DEPTH)
-            .map(|i| TwoWayBlock::load(&w.pp("layers").pp(i), dim, i == 0))
+            .map(|i| TwoWayBlock::load(&w.pp("layers").pp(i), dim, mlp_dim, i == 0))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,

@@ -36,6 +36,9 @@ pub struct ModelSummary {
     pub parameters: u64,
     /// Size of the checkpoint file.
     pub checkpoint_bytes: u64,
+    /// The checkpoint's model family (`mobile_sam`, `sam_vit_b`, ...), for
+    /// `ModelInfo.family`.
+    pub family: &'static str,
 }
 
 /// What one lane's workers are: how many, the threads of their kernel pool, and their
@@ -220,6 +223,7 @@ fn spawn_worker(
             let summary = ModelSummary {
                 parameters: sam.parameter_counts().total,
                 checkpoint_bytes: sam.checkpoint_bytes(),
+                family: sam.family().name(),
             };
             let _ = ready.send(Ok(summary));
             drop(ready);
