@@ -8,201 +8,30 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Read;
 
+use common::prompt_cases::{check_cases, load_fixture};
 use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::read_image;
 use mobilesam_model::masks::{BinaryMask, Rle};
 use mobilesam_model::prompt_json::from_values;
-use mobilesam_model::{Backend, DecodeOptions, Family, ObjectMasks, Sam};
-use serde::Deserialize;
+use mobilesam_model::{Backend, DecodeOptions, Family, Sam};
 use serde_json::Value;
-
-#[derive(Deserialize)]
-struct Fixture {
-    image: String,
-    width: usize,
-    height: usize,
-    input_size: [usize; 2],
-    embedding_sub4: String,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    points: Option<Value>,
-    labels: Option<Value>,
-    bboxes: Option<Value>,
-    multimask: bool,
-    mask_input_from: Option<MaskSource>,
-    objects: Vec<RefObject>,
-}
-
-#[derive(Deserialize)]
-struct MaskSource {
-    case: String,
-    object: usize,
-    mask: usize,
-}
-
-#[derive(Deserialize)]
-struct RefObject {
-    masks: Vec<RefMask>,
-}
-
-#[derive(Deserialize)]
-struct RefMask {
-    score: f32,
-    area: u64,
-    rle: Rle,
-}
-
-struct Tolerance {
-    embedding: f64,
-    iou: f64,
-    score: f32,
-}
-
-fn load_fixture(stem: &str) -> Fixture {
-    let path = common::fixtures().join(format!("sam/reference/{stem}.json.gz"));
-    let file = std::fs::File::open(&path).expect("fixture present");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .expect("gzip");
-    serde_json::from_str(&text).expect("fixture parses")
-}
 
 fn checkpoint(file: &str) -> Checkpoint {
     Checkpoint::load(&common::fixtures().join("sam").join(file)).expect("fixture checkpoint reads")
 }
 
 fn check_image(stem: &str) {
-    let fixture = load_fixture(stem);
-    let dir = common::fixtures();
+    let fixture = load_fixture(&common::fixtures().join(format!("sam/reference/{stem}.json.gz")));
     let sam = Sam::from_checkpoint(
         &checkpoint("sam_vit_r_seed0.pth"),
         &candle_core::Device::Cpu,
     )
     .expect("model builds");
-    let backend = sam.backend();
-    assert_eq!(backend, Backend::Candle, "SAM ViT runs on candle");
+    assert_eq!(sam.backend(), Backend::Candle, "SAM ViT runs on candle");
     assert_eq!(sam.family().name(), "sam_vit");
-    let image = read_image(&dir.join(&fixture.image), u64::MAX).expect("image");
-    assert_eq!(
-        (image.width() as usize, image.height() as usize),
-        (fixture.width, fixture.height)
-    );
-    let already_1024 = fixture.width.max(fixture.height) == 1024;
-    let tol = if already_1024 {
-        Tolerance {
-            embedding: 1e-4,
-            iou: 0.995,
-            score: 1e-3,
-        }
-    } else {
-        Tolerance {
-            embedding: 5e-3,
-            iou: 0.99,
-            score: 5e-3,
-        }
-    };
-
-    let embedding = sam.embed(&image).expect("embeds");
-    assert_eq!(
-        [embedding.input_size.0, embedding.input_size.1],
-        fixture.input_size,
-        "resized size"
-    );
-    let (shape, reference) = common::read_npy_f32(&dir.join(&fixture.embedding_sub4));
-    assert_eq!(shape, vec![64, 16, 16]);
-    // Every 4th row and column of every channel, as the fixture keeps them.
-    let ours: Vec<f32> = embedding
-        .to_host_f32()
-        .expect("features")
-        .chunks_exact(64)
-        .enumerate()
-        .filter(|(row, _)| row % 4 == 0)
-        .flat_map(|(_, row)| row.iter().step_by(4).copied().collect::<Vec<_>>())
-        .collect();
-    let embedding_error = common::relative_l2(&ours, &reference);
-
-    let mut decoded: HashMap<String, Vec<ObjectMasks>> = HashMap::new();
-    let (mut min_iou, mut max_score_diff, mut masks_checked) = (1.0f64, 0.0f32, 0);
-    let mut max_area_diff = 0.0f64;
-    for case in &fixture.cases {
-        let mut objects = from_values(
-            case.points.as_ref(),
-            case.labels.as_ref(),
-            case.bboxes.as_ref(),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        if let Some(source) = &case.mask_input_from {
-            let logits = decoded[&source.case][source.object].masks[source.mask]
-                .low_res_logits
-                .clone()
-                .expect("logits kept");
-            for object in &mut objects {
-                object.mask_input = Some(logits.clone());
-            }
-        }
-        let options = DecodeOptions {
-            multimask: case.multimask,
-            return_low_res_logits: true,
-            return_polygons: false,
-        };
-        let result = sam.decode(&embedding, &objects, options).expect("decodes");
-        assert_eq!(
-            result.len(),
-            case.objects.len(),
-            "{}: object count",
-            case.name
-        );
-        for (o, (ours, theirs)) in result.iter().zip(&case.objects).enumerate() {
-            assert_eq!(
-                ours.masks.len(),
-                theirs.masks.len(),
-                "{}: mask count",
-                case.name
-            );
-            for (m, (a, b)) in ours.masks.iter().zip(&theirs.masks).enumerate() {
-                let ours_mask = BinaryMask::from_rle(&a.rle).expect("our rle decodes");
-                let ref_mask = BinaryMask::from_rle(&b.rle).expect("reference rle decodes");
-                let iou = ours_mask.iou(&ref_mask);
-                let score_diff = (a.score - b.score).abs();
-                min_iou = min_iou.min(iou);
-                max_score_diff = max_score_diff.max(score_diff);
-                max_area_diff =
-                    max_area_diff.max((a.area as f64 - b.area as f64).abs() / b.area.max(1) as f64);
-                masks_checked += 1;
-                assert!(
-                    iou >= tol.iou,
-                    "{stem}/{}: object {o} mask {m}: IoU {iou} < {}",
-                    case.name,
-                    tol.iou
-                );
-                assert!(
-                    score_diff <= tol.score,
-                    "{stem}/{}: object {o} mask {m}: score {} vs reference {}",
-                    case.name,
-                    a.score,
-                    b.score
-                );
-            }
-        }
-        decoded.insert(case.name.clone(), result);
-    }
-    eprintln!(
-        "parity {stem} ({backend}): embedding rel L2 {embedding_error:.2e} (limit {:.0e}), {masks_checked} masks, min IoU {min_iou:.6}, max score diff {max_score_diff:.2e}, max rel area diff {max_area_diff:.2e}",
-        tol.embedding
-    );
-    assert!(
-        embedding_error <= tol.embedding,
-        "{stem}: embedding relative L2 error {embedding_error} > {}",
-        tol.embedding
-    );
+    check_cases(&sam, &fixture, stem);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod prompt_cases;
+
 use candle_core::Device;
 use mobilesam_model::Sam;
 
