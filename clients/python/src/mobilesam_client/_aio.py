@@ -9,7 +9,7 @@ import grpc
 import grpc.aio
 
 from ._common import (TLS, Retry, call_metadata, channel_options, check_timeout, credentials,
-                      set_image_message, sha256_hex)
+                      generate_request, set_image_message, sha256_hex)
 from ._errors import DeadlineExceeded, Error, SessionClosed, Unavailable, error_from_rpc
 from ._images import image_bytes
 from ._prompts import build_generate_params, build_prompt
@@ -362,13 +362,7 @@ class AsyncClient:
     def generate(self, image: Any = None, *, session_id: Optional[str] = None,
                  timeout: Optional[float] = None, **params: Any) -> AsyncGeneration:
         """Segment everything (GenerateMasks RPC): `async for mask in client.generate(...)`."""
-        if (image is None) == (session_id is None):
-            raise ValueError("give exactly one of an image or session_id=")
-        request = pb.GenerateMasksRequest(params=build_generate_params(params))
-        if image is not None:
-            request.image = image_bytes(image)
-        else:
-            request.session_id = session_id  # type: ignore[assignment]
+        request = generate_request(image, session_id, params)
         call = self._stub.GenerateMasks(request, timeout=check_timeout(timeout) or self.timeout,
                                         metadata=self._metadata)
         return _RpcGeneration(call)

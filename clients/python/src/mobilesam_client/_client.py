@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVa
 import grpc
 
 from ._common import (TLS, Retry, call_metadata, channel_options, check_timeout, credentials,
-                      set_image_message, sha256_hex)
+                      generate_request, set_image_message, sha256_hex)
 from ._errors import DeadlineExceeded, Error, SessionClosed, Unavailable, error_from_rpc
 from ._images import image_bytes
 from ._prompts import build_generate_params, build_prompt
@@ -346,13 +346,7 @@ class Client:
     def generate(self, image: Any = None, *, session_id: Optional[str] = None,
                  timeout: Optional[float] = None, **params: Any) -> Generation:
         """Segment everything in an image, or a cached session's image (GenerateMasks RPC)."""
-        if (image is None) == (session_id is None):
-            raise ValueError("give exactly one of an image or session_id=")
-        request = pb.GenerateMasksRequest(params=build_generate_params(params))
-        if image is not None:
-            request.image = image_bytes(image)
-        else:
-            request.session_id = session_id  # type: ignore[assignment]
+        request = generate_request(image, session_id, params)
         call = self._stub.GenerateMasks(request, timeout=check_timeout(timeout) or self.timeout,
                                         metadata=self._metadata)
         return _RpcGeneration(call)

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence, Union
 import grpc
 
 from ._images import image_bytes
+from ._prompts import build_generate_params
 from ._proto import mobilesam_pb2 as pb
 
 MAX_MESSAGE_BYTES = 64 << 20
@@ -131,3 +132,15 @@ def check_timeout(timeout: Optional[float]) -> Optional[float]:
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, found {timeout!r}")
     return timeout
+
+
+def generate_request(image: Any, session_id: Optional[str], params: dict[str, Any]) -> pb.GenerateMasksRequest:
+    """The GenerateMasks request of `generate(...)`: exactly one of an image or a session id."""
+    if (image is None) == (session_id is None):
+        raise ValueError("give exactly one of an image or session_id=")
+    request = pb.GenerateMasksRequest(params=build_generate_params(params))
+    if image is not None:
+        request.image = image_bytes(image)
+    else:
+        request.session_id = session_id  # type: ignore[assignment]
+    return request
