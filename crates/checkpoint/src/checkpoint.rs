@@ -32,6 +32,8 @@ pub struct ParameterCounts {
     pub prompt_encoder: u64,
     /// Mask decoder.
     pub mask_decoder: u64,
+    /// Everything else: SAM 2's memory attention, memory encoder and object pointers.
+    pub other: u64,
     /// All parts together.
     pub total: u64,
 }
@@ -159,13 +161,17 @@ impl Checkpoint {
             let n = tensor.elem_count() as u64;
             if name.starts_with("image_encoder.") {
                 counts.image_encoder += n;
-            } else if name.starts_with("prompt_encoder.") {
+            } else if name.starts_with("prompt_encoder.") || name.starts_with("sam_prompt_encoder.")
+            {
                 counts.prompt_encoder += n;
-            } else if name.starts_with("mask_decoder.") {
+            } else if name.starts_with("mask_decoder.") || name.starts_with("sam_mask_decoder.") {
                 counts.mask_decoder += n;
+            } else {
+                counts.other += n;
             }
         }
-        counts.total = counts.image_encoder + counts.prompt_encoder + counts.mask_decoder;
+        counts.total =
+            counts.image_encoder + counts.prompt_encoder + counts.mask_decoder + counts.other;
         counts
     }
 }

@@ -114,12 +114,17 @@ pub fn node_budget(len: usize) -> usize {
 /// Runs the pickle `bytes` and returns the tensors of the state_dict it builds, in
 /// order. Entries whose value is not a tensor are skipped; a result that is not a dict,
 /// or any malformed opcode, is an error.
+///
+/// A training checkpoint that wraps the state_dict (`{"model": state_dict, ...}`, as SAM 2's
+/// official files are saved, or `{"state_dict": ...}`) is unwrapped; the `module.` prefix
+/// that `DataParallel` adds to every key is removed.
 pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TensorRef>, String> {
     let result = read_value(bytes)?;
     let Value::Dict(items, _) = result else {
         return Err("the pickle is not a state_dict (expected a dict of tensors)".into());
     };
-    Ok(items
+    let items = unwrap_container(items);
+    let mut tensors: Vec<TensorRef> = items
         .into_iter()
         .filter_map(|(key, value)| match (key, value) {
             (Value::Str(name), Value::Tensor(mut tensor)) => {
@@ -128,7 +133,37 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<TensorRef>, String> {
             }
             _ => None,
         })
-        .collect())
+        .collect();
+    if !tensors.is_empty() && tensors.iter().all(|t| t.name.starts_with("module.")) {
+        for tensor in &mut tensors {
+            tensor.name.drain(.."module.".len());
+        }
+    }
+    Ok(tensors)
+}
+
+/// Keys under which training checkpoints keep the state_dict.
+const CONTAINER_KEYS: [&str; 2] = ["model", "state_dict"];
+
+/// The state_dict inside a training checkpoint's dict (a dict of no tensors with a
+/// [`CONTAINER_KEYS`] entry that is a dict), or `items` themselves.
+fn unwrap_container(items: Vec<(Value, Value)>) -> Vec<(Value, Value)> {
+    let holds_tensors = items
+        .iter()
+        .any(|(_, value)| matches!(value, Value::Tensor(_)));
+    if holds_tensors {
+        return items;
+    }
+    let position = items.iter().position(|(key, value)| {
+        matches!((key, value), (Value::Str(k), Value::Dict(..)) if CONTAINER_KEYS.contains(&k.as_str()))
+    });
+    match position {
+        Some(i) => match items.into_iter().nth(i) {
+            Some((_, Value::Dict(inner, _))) => inner,
+            _ => Vec::new(),
+        },
+        None => items,
+    }
 }
 
 /// Runs the pickle `bytes` and returns the value it builds, with the same bounds as
@@ -645,6 +680,45 @@ mod tests {
                 stride: vec![3, 1],
             }]
         );
+    }
+
+    /// `{'model': <state_dict_pickle's dict>, 'epoch': 3}`: SAM 2's official container.
+    fn wrapped_pickle(shape_args: &[u8], key: &[u8]) -> Vec<u8> {
+        let inner = state_dict_pickle(shape_args);
+        let mut p = vec![0x80, 2, b'}', b'(', b'X', key.len() as u8, 0, 0, 0];
+        p.extend(key);
+        // The inner dict without its PROTO header and STOP.
+        p.extend(&inner[2..inner.len() - 1]);
+        p.extend([b'X', 5, 0, 0, 0]);
+        p.extend(b"epoch");
+        p.extend([b'K', 3, b'u', b'.']);
+        p
+    }
+
+    #[test]
+    fn a_model_container_is_unwrapped() {
+        for key in [&b"model"[..], b"state_dict"] {
+            let pickle = wrapped_pickle(&[b'K', 2, b'K', 3, 0x86, b'K', 3, b'K', 1, 0x86], key);
+            let tensors = read_state_dict(&pickle).expect("reads");
+            assert_eq!(tensors.len(), 1);
+            assert_eq!(tensors[0].name, "w");
+            assert_eq!(tensors[0].shape, vec![2, 3]);
+        }
+        let other = wrapped_pickle(&[b'K', 2, b'K', 3, 0x86, b'K', 3, b'K', 1, 0x86], b"optim");
+        assert!(read_state_dict(&other).expect("reads").is_empty());
+    }
+
+    #[test]
+    fn a_data_parallel_prefix_is_removed() {
+        let mut pickle = state_dict_pickle(&[b'K', 2, b'K', 3, 0x86, b'K', 3, b'K', 1, 0x86]);
+        // The key `w` (X, length 1) becomes `module.w`.
+        let at = pickle.iter().position(|&b| b == b'X').expect("key");
+        pickle.splice(
+            at..at + 6,
+            [b'X', 8, 0, 0, 0].into_iter().chain(*b"module.w"),
+        );
+        let tensors = read_state_dict(&pickle).expect("reads");
+        assert_eq!(tensors[0].name, "w");
     }
 
     #[test]

@@ -34,11 +34,11 @@ impl Backend {
     }
 
     /// The default on `device` for a checkpoint of `family`: the fused kernels implement
-    /// MobileSAM's TinyViT only, so SAM ViT runs on candle everywhere.
+    /// MobileSAM's TinyViT only, so SAM ViT and SAM 2.1 run on candle everywhere.
     pub fn default_for_family(device: &Device, family: &crate::family::Family) -> Self {
         match family {
             crate::family::Family::MobileSam => Self::default_for(device),
-            crate::family::Family::SamVit(_) => Backend::Candle,
+            crate::family::Family::SamVit(_) | crate::family::Family::Sam2(_) => Backend::Candle,
         }
     }
 

@@ -1,13 +1,15 @@
 //! [`Family`]: which SAM a checkpoint holds, read from its tensor names and shapes (never
-//! from the file name): MobileSAM (TinyViT encoder) or Meta's SAM ViT-B/L/H (any size the
-//! shapes describe). SAM 2.x checkpoints are recognised and refused; anything else is
-//! refused with the top-level prefixes that were found.
+//! from the file name): MobileSAM (TinyViT encoder), Meta's SAM ViT-B/L/H (any size the
+//! shapes describe) or SAM 2.1 (Hiera-T/S/B+/L, [`crate::hiera_config`]). SAM 2.0
+//! checkpoints are recognised and refused; anything else is refused with the top-level
+//! prefixes that were found.
 
 use std::collections::BTreeSet;
 
 use mobilesam_checkpoint::Checkpoint;
 
 use crate::error::{ModelError, Result};
+pub use crate::hiera_config::{HieraConfig, HieraSize};
 
 /// Side of the patch grid of a 1024x1024 input with 16x16 patches.
 pub const VIT_GRID: usize = 64;
@@ -21,6 +23,8 @@ pub enum Family {
     MobileSam,
     /// Meta's segment-anything 1.0 ViT image encoder.
     SamVit(VitConfig),
+    /// Meta's SAM 2.1: Hiera trunk, FPN neck, high-resolution features into the decoder.
+    Sam2(HieraConfig),
 }
 
 /// Named sizes of SAM ViT (the encoder width decides).
@@ -77,10 +81,14 @@ impl Family {
             let v21 = names.iter().any(|n| {
                 n.starts_with("no_obj_embed_spatial") || n.starts_with("obj_ptr_tpos_proj.")
             });
-            let version = if v21 { "SAM 2.1" } else { "SAM 2.0" };
-            return Err(ModelError::UnsupportedCheckpoint(format!(
-                "{version} checkpoints are recognised but not served yet"
-            )));
+            if !v21 {
+                return Err(ModelError::UnsupportedCheckpoint(
+                    "a SAM 2.0 checkpoint (no `no_obj_embed_spatial`, no `obj_ptr_tpos_proj`): \
+                     only SAM 2.1 is served; use the sam2.1_hiera_*.pt files"
+                        .into(),
+                ));
+            }
+            return HieraConfig::detect(names, &shape).map(Family::Sam2);
         }
         if has("image_encoder.patch_embed.seq.0.c.weight") {
             return Ok(Family::MobileSam);
@@ -111,7 +119,13 @@ impl Family {
                 VitSize::H => "sam_vit_h",
                 VitSize::Custom => "sam_vit",
             },
+            Family::Sam2(c) => c.size.name(),
         }
+    }
+
+    /// Whether the family has SAM 2's memory bank (video tracking with memory).
+    pub fn memory_tracking(&self) -> bool {
+        matches!(self, Family::Sam2(_))
     }
 
     /// A human-readable description (`SAM ViT-B (width 768, 12 blocks, 12 heads, global
@@ -131,6 +145,7 @@ impl Family {
                     c.width, c.depth, c.heads, c.global_blocks
                 )
             }
+            Family::Sam2(c) => c.describe(),
         }
     }
 }
@@ -158,9 +173,11 @@ impl DecoderWidths {
     /// `mask_decoder.iou_token.weight` [1, dim], `...transformer.layers.0.mlp.lin1.weight`
     /// [mlp, dim] and `...iou_prediction_head.layers.0.weight` [hidden, dim].
     pub fn of(family: &Family, checkpoint: &Checkpoint) -> Result<Self> {
-        if *family == Family::MobileSam {
-            return Ok(Self::MOBILE_SAM);
-        }
+        let prefix = match family {
+            Family::MobileSam => return Ok(Self::MOBILE_SAM),
+            Family::SamVit(_) => "mask_decoder",
+            Family::Sam2(_) => "sam_mask_decoder",
+        };
         let dim_of = |name: &str, axis: usize| -> Result<usize> {
             match checkpoint.shape(name) {
                 Some(&[a, b]) if a > 0 && b > 0 => Ok([a, b][axis]),
@@ -174,16 +191,21 @@ impl DecoderWidths {
                 .into()),
             }
         };
-        let dim = dim_of("mask_decoder.iou_token.weight", 1)?;
+        let dim = dim_of(&format!("{prefix}.iou_token.weight"), 1)?;
         if dim % 8 != 0 {
             return Err(ModelError::UnsupportedCheckpoint(format!(
-                "`mask_decoder.iou_token.weight` has width {dim}, not a multiple of 8"
+                "`{prefix}.iou_token.weight` has width {dim}, not a multiple of 8"
             )));
         }
+        // segment-anything names the transformer's MLP `lin1`/`lin2`, sam2 `layers.0`/`.1`.
+        let mlp = match family {
+            Family::Sam2(_) => "mlp.layers.0",
+            _ => "mlp.lin1",
+        };
         Ok(Self {
             dim,
-            mlp_dim: dim_of("mask_decoder.transformer.layers.0.mlp.lin1.weight", 0)?,
-            iou_hidden: dim_of("mask_decoder.iou_prediction_head.layers.0.weight", 0)?,
+            mlp_dim: dim_of(&format!("{prefix}.transformer.layers.0.{mlp}.weight"), 0)?,
+            iou_hidden: dim_of(&format!("{prefix}.iou_prediction_head.layers.0.weight"), 0)?,
         })
     }
 }
@@ -329,20 +351,28 @@ mod tests {
     }
 
     #[test]
-    fn sam2_is_recognised_and_refused() {
-        let base = [
+    fn sam2_0_is_refused_and_sam2_1_detected() {
+        let mut tensors = vec![
             (
                 "image_encoder.trunk.patch_embed.proj.weight",
                 vec![96, 3, 7, 7],
             ),
             ("sam_mask_decoder.iou_token.weight", vec![1, 256]),
         ];
-        let err = detect(&base).map_err(|e| e.to_string());
-        assert!(err.as_ref().is_err_and(|e| e.contains("SAM 2.0 checkpoints are recognised but not served yet")), "{err:?}");
-        let mut v21 = base.to_vec();
-        v21.push(("no_obj_embed_spatial", vec![1, 64]));
-        let err = detect(&v21).map_err(|e| e.to_string());
-        assert!(err.as_ref().is_err_and(|e| e.contains("SAM 2.1 checkpoints are recognised but not served yet")), "{err:?}");
+        let err = detect(&tensors).map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("a SAM 2.0 checkpoint") && e.contains("sam2.1")),
+            "{err:?}"
+        );
+        tensors.push(("no_obj_embed_spatial", vec![1, 64]));
+        // SAM 2.1 from here on: HieraConfig::detect reads the rest (see hiera_config's tests).
+        let err = detect(&tensors).map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("SAM 2.1 checkpoint")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod embedding;
 pub mod error;
 pub mod family;
 pub mod fused;
+pub mod hiera_config;
 pub mod image;
 pub mod masks;
 pub mod prompt;
@@ -30,7 +31,7 @@ pub mod threads;
 pub mod weights;
 
 pub use backend::Backend;
-pub use embedding::Embedding;
+pub use embedding::{Embedding, HostEmbedding};
 pub use error::{ModelError, Result};
 pub use family::Family;
 pub use prompt::{BoxPrompt, ObjectPrompt, Point};

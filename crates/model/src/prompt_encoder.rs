@@ -1,6 +1,7 @@
 //! SAM's prompt encoder: points and box corners become sparse tokens through a random
 //! Fourier positional encoding plus learned type embeddings; a previous mask becomes a dense
 //! embedding through a small convolutional downscaler (or the learned "no mask" embedding).
+//! SAM 2 orders the tokens differently ([`TokenOrder`]).
 
 use candle_core::{Device, Module, Tensor};
 
@@ -24,8 +25,20 @@ pub struct ScaledPrompt {
     pub mask_input: Option<Vec<f32>>,
 }
 
+/// How an object's sparse tokens are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrder {
+    /// segment-anything's `SamPredictor`: points, then the box corners; the padding
+    /// "not a point" token only when there is no box.
+    Sam,
+    /// `SAM2ImagePredictor`: the box as two points labelled 2 and 3 **before** the clicks,
+    /// and the padding token always (the prompt encoder never sees a box).
+    Sam2,
+}
+
 /// The prompt encoder's weights and its precomputed dense positional encoding.
 pub struct PromptEncoder {
+    order: TokenOrder,
     /// Width of the prompt tokens and the dense embeddings (256 in the official models).
     dim: usize,
     /// (2, dim / 2) random Fourier features.
@@ -56,8 +69,9 @@ impl MaskDownscaling {
 }
 
 impl PromptEncoder {
-    /// Loads `prompt_encoder.*` of width `dim` (256 officially).
-    pub fn load(w: &Weights, dim: usize) -> Result<Self> {
+    /// Loads `prompt_encoder.*` (SAM 2: `sam_prompt_encoder.*`) of width `dim` (256
+    /// officially), laying tokens out in `order`.
+    pub fn load(w: &Weights, dim: usize, order: TokenOrder) -> Result<Self> {
         let g = w
             .get_host(
                 "pe_layer.positional_encoding_gaussian_matrix",
@@ -89,6 +103,7 @@ impl PromptEncoder {
             conv2: Conv2d::load(&md.pp(6), (16, dim, 1), 1, 0, true)?,
         };
         let mut encoder = Self {
+            order,
             dim,
             gaussian,
             point_embeddings,
@@ -165,30 +180,38 @@ impl PromptEncoder {
         let mut tokens = 0;
         for object in objects {
             let start = data.len();
-            for &(x, y, label) in &object.points {
-                let mut e = self.encode_pixel(x, y);
-                let learned = &self.point_embeddings[usize::from(label == 1)];
-                for (v, l) in e.iter_mut().zip(learned) {
-                    *v += l;
-                }
-                data.extend_from_slice(&e);
+            if self.order == TokenOrder::Sam2 {
+                self.push_box(&mut data, object.bbox);
             }
-            match object.bbox {
-                Some([x1, y1, x2, y2]) => {
-                    for (corner, (x, y)) in [(x1, y1), (x2, y2)].into_iter().enumerate() {
-                        let mut e = self.encode_pixel(x, y);
-                        for (v, l) in e.iter_mut().zip(&self.point_embeddings[2 + corner]) {
-                            *v += l;
-                        }
-                        data.extend_from_slice(&e);
-                    }
-                }
-                None => data.extend_from_slice(&self.not_a_point),
+            for &(x, y, label) in &object.points {
+                self.push_token(&mut data, (x, y), usize::from(label == 1));
+            }
+            match (self.order, object.bbox) {
+                (TokenOrder::Sam, Some(_)) => self.push_box(&mut data, object.bbox),
+                _ => data.extend_from_slice(&self.not_a_point),
             }
             tokens = (data.len() - start) / self.dim;
         }
         let tensor = Tensor::from_vec(data, (objects.len(), tokens, self.dim), &Device::Cpu)?;
         Ok(tensor.to_device(&self.device)?)
+    }
+
+    /// The encoding of `(x, y)` plus learned embedding `kind` (0 negative, 1 positive,
+    /// 2 top-left corner, 3 bottom-right corner), appended to `data`.
+    fn push_token(&self, data: &mut Vec<f32>, (x, y): (f32, f32), kind: usize) {
+        let mut e = self.encode_pixel(x, y);
+        for (v, l) in e.iter_mut().zip(&self.point_embeddings[kind]) {
+            *v += l;
+        }
+        data.extend_from_slice(&e);
+    }
+
+    /// The two corner tokens of `bbox`, if any.
+    fn push_box(&self, data: &mut Vec<f32>, bbox: Option<[f32; 4]>) {
+        if let Some([x1, y1, x2, y2]) = bbox {
+            self.push_token(data, (x1, y1), 2);
+            self.push_token(data, (x2, y2), 3);
+        }
     }
 
     /// Dense embeddings (B, 256, 64, 64): the downscaled mask input, or "no mask".

@@ -7,16 +7,17 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::backend::Backend;
-use crate::embedding::Embedding;
+use crate::embedding::{Embedding, HighResFeatures};
 use crate::error::{ModelError, Result};
 use crate::family::{DecoderWidths, Family};
 use crate::fused::mask_decoder::Dense;
+use crate::image::stretch::preprocess_stretched;
 use crate::image::{preprocess, scale_coords, Preprocessed, IMAGE_SIZE};
 use crate::masks::polygon::DEFAULT_EPSILON;
 use crate::masks::regions::{mask_regions, Region};
-use crate::masks::{low_res_extent, upscale_to_scored_mask, Rle};
+use crate::masks::{low_res_extent, upscale_stretched_to_scored_mask, upscale_to_scored_mask, Rle};
 use crate::prompt::{ObjectPrompt, LOW_RES_MASK_SIZE};
-use crate::prompt_encoder::{PromptEncoder, ScaledPrompt};
+use crate::prompt_encoder::{PromptEncoder, ScaledPrompt, TokenOrder};
 use crate::weights::{host_values, Weights};
 use crate::{candle, fused};
 use mobilesam_checkpoint::{Checkpoint, ParameterCounts};
@@ -72,27 +73,33 @@ pub struct RawObjectMasks {
     pub low_res_logits: Vec<Vec<f32>>,
     /// Per mask, predicted IoU.
     pub scores: Vec<f32>,
+    /// SAM 2: the object-score logit (> 0: the object is present). `SAM2ImagePredictor`
+    /// reports it nowhere; the video tracker uses it.
+    pub object_score_logit: Option<f32>,
 }
 
 /// The candle image encoder of the checkpoint's family.
 enum CandleEncoder {
     TinyVit(Box<candle::TinyVit>),
     Vit(Box<candle::Vit>),
+    Hiera(Box<candle::Sam2Encoder>),
 }
 
 impl CandleEncoder {
-    fn forward_stages(&self, x: &Tensor, observe: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
-        match self {
-            CandleEncoder::TinyVit(e) => e.forward_stages(x, observe),
-            CandleEncoder::Vit(e) => e.forward_stages(x, observe),
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            CandleEncoder::TinyVit(e) => e.forward(x),
-            CandleEncoder::Vit(e) => e.forward(x),
-        }
+    /// The image embedding and, for SAM 2, the high-resolution features.
+    fn forward_stages(
+        &self,
+        x: &Tensor,
+        observe: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<(Tensor, Option<HighResFeatures>)> {
+        Ok(match self {
+            CandleEncoder::TinyVit(e) => (e.forward_stages(x, observe)?, None),
+            CandleEncoder::Vit(e) => (e.forward_stages(x, observe)?, None),
+            CandleEncoder::Hiera(e) => {
+                let features = e.forward_stages(x, observe)?;
+                (features.image_embed, Some(features.high_res))
+            }
+        })
     }
 }
 
@@ -110,8 +117,8 @@ enum Engine {
     },
 }
 
-/// MobileSAM or SAM ViT (the checkpoint's [`Family`]): image encoder, prompt encoder and
-/// mask decoder on one device.
+/// MobileSAM, SAM ViT or SAM 2.1 (the checkpoint's [`Family`]): image encoder, prompt
+/// encoder and mask decoder on one device.
 pub struct Sam {
     engine: Engine,
     family: Family,
@@ -153,8 +160,8 @@ impl Sam {
     }
 
     /// Builds the model with `backend`; an error when it cannot run on `device`. The
-    /// fused kernels implement MobileSAM's TinyViT only: a SAM ViT checkpoint runs on
-    /// candle whatever `backend` says ([`Sam::backend`] tells which runs).
+    /// fused kernels implement MobileSAM's TinyViT only: SAM ViT and SAM 2.1 checkpoints
+    /// run on candle whatever `backend` says ([`Sam::backend`] tells which runs).
     pub fn with_backend(
         checkpoint: &Checkpoint,
         device: &Device,
@@ -164,12 +171,18 @@ impl Sam {
         let family = Family::detect(checkpoint)?;
         let backend = match family {
             Family::MobileSam => backend,
-            Family::SamVit(_) => Backend::Candle,
+            Family::SamVit(_) | Family::Sam2(_) => Backend::Candle,
         };
         let w = Weights::new(checkpoint, device);
         let widths = DecoderWidths::of(&family, checkpoint)?;
-        let prompt_encoder = PromptEncoder::load(&w.pp("prompt_encoder"), widths.dim)?;
-        let (encoder, decoder) = (w.pp("image_encoder"), w.pp("mask_decoder"));
+        let sam2 = matches!(family, Family::Sam2(_));
+        let (prompt, order, mask) = if sam2 {
+            ("sam_prompt_encoder", TokenOrder::Sam2, "sam_mask_decoder")
+        } else {
+            ("prompt_encoder", TokenOrder::Sam, "mask_decoder")
+        };
+        let prompt_encoder = PromptEncoder::load(&w.pp(prompt), widths.dim, order)?;
+        let (encoder, decoder) = (w.pp("image_encoder"), w.pp(mask));
         let engine = match backend {
             Backend::Candle => Engine::Candle {
                 encoder: match &family {
@@ -179,8 +192,11 @@ impl Sam {
                     Family::SamVit(config) => {
                         CandleEncoder::Vit(Box::new(candle::Vit::load(&encoder, config)?))
                     }
+                    Family::Sam2(config) => {
+                        CandleEncoder::Hiera(Box::new(candle::Sam2Encoder::load(&w, config)?))
+                    }
                 },
-                decoder: Box::new(candle::MaskDecoder::load(&decoder, &widths)?),
+                decoder: Box::new(candle::MaskDecoder::load(&decoder, &widths, sam2)?),
             },
             Backend::Fused => Engine::Fused {
                 encoder: Box::new(fused::TinyVit::load(&encoder)?),
@@ -231,7 +247,17 @@ impl Sam {
 
     /// Preprocesses and encodes an RGB image.
     pub fn embed(&self, image: &image::RgbImage) -> Result<Embedding> {
-        self.embed_preprocessed(&preprocess(image)?)
+        self.embed_preprocessed(&self.preprocess(image)?)
+    }
+
+    /// The family's preprocessing: SAM's (long side to 1024, pad;
+    /// [`crate::image::preprocess`]) or SAM 2's (stretched to 1024x1024;
+    /// [`crate::image::stretch::preprocess_stretched`]).
+    pub fn preprocess(&self, image: &image::RgbImage) -> Result<Preprocessed> {
+        match self.family {
+            Family::Sam2(_) => preprocess_stretched(image),
+            _ => preprocess(image),
+        }
     }
 
     /// Encodes an already preprocessed image.
@@ -259,8 +285,8 @@ impl Sam {
             Engine::Candle { encoder, .. } => {
                 let shape = (1, 3, IMAGE_SIZE, IMAGE_SIZE);
                 let x = Tensor::from_slice(&input.pixels, shape, &self.device)?;
-                let features = match observe {
-                    None => encoder.forward(&x)?,
+                let (features, high_res) = match observe {
+                    None => encoder.forward_stages(&x, &mut |_, _| {})?,
                     Some(observe) => {
                         let mut failed = None;
                         let features =
@@ -274,12 +300,15 @@ impl Sam {
                         features
                     }
                 };
-                Embedding::tensor_with_channels(
-                    features,
-                    self.prompt_encoder.dim(),
-                    original,
-                    resized,
-                )
+                match high_res {
+                    Some(high_res) => Embedding::with_high_res(features, high_res, original),
+                    None => Embedding::tensor_with_channels(
+                        features,
+                        self.prompt_encoder.dim(),
+                        original,
+                        resized,
+                    ),
+                }
             }
         }
     }
@@ -341,7 +370,13 @@ impl Sam {
                 let image = embedding.tensor_on(&self.device)?;
                 for members in decoder_batches(objects) {
                     let batch = batch_of(&members);
-                    let masks = self.decode_candle(decoder, &image, &batch, multimask)?;
+                    let masks = self.decode_candle(
+                        decoder,
+                        &image,
+                        embedding.high_res(),
+                        &batch,
+                        multimask,
+                    )?;
                     decoded.extend(members.into_iter().zip(masks));
                 }
             }
@@ -391,6 +426,7 @@ impl Sam {
         Ok(RawObjectMasks {
             low_res_logits,
             scores,
+            object_score_logit: None,
         })
     }
 
@@ -399,6 +435,7 @@ impl Sam {
         &self,
         decoder: &candle::MaskDecoder,
         image: &Tensor,
+        high_res: Option<&HighResFeatures>,
         batch: &[&ScaledPrompt],
         multimask: bool,
     ) -> Result<Vec<RawObjectMasks>> {
@@ -409,6 +446,7 @@ impl Sam {
             self.prompt_encoder.dense_pe(),
             &sparse,
             &dense,
+            high_res,
             multimask,
         )?;
         let per_object = out
@@ -417,13 +455,26 @@ impl Sam {
             .flatten_from(2)?
             .to_vec3::<f32>()?;
         let scores = out.iou_predictions.to_vec2::<f32>()?;
+        let object_scores: Vec<Option<f32>> = match &out.object_score_logits {
+            Some(t) => t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; scores.len()],
+        };
         Ok(per_object
             .into_iter()
             .zip(scores)
-            .map(|(low_res_logits, scores)| RawObjectMasks {
-                low_res_logits,
-                scores,
-            })
+            .zip(object_scores)
+            .map(
+                |((low_res_logits, scores), object_score_logit)| RawObjectMasks {
+                    low_res_logits,
+                    scores,
+                    object_score_logit,
+                },
+            )
             .collect())
     }
 
@@ -450,7 +501,7 @@ impl Sam {
                     .map(|(logits, score)| {
                         let mut out = postprocess(&logits, embedding, score, options)?;
                         if options.return_low_res_logits {
-                            out.low_res_logits = Some(logits);
+                            out.low_res_logits = Some(returned_logits(logits, embedding));
                         }
                         Ok(out)
                     })
@@ -459,6 +510,19 @@ impl Sam {
             })
             .collect()
     }
+}
+
+/// SAM 2 returns its low-resolution logits clamped to +-32 (`SAM2ImagePredictor.predict`;
+/// the masks come from the unclamped ones); SAM returns them as they are.
+const SAM2_LOGIT_CLAMP: f32 = 32.0;
+
+fn returned_logits(mut logits: Vec<f32>, embedding: &Embedding) -> Vec<f32> {
+    if embedding.high_res().is_some() {
+        for l in &mut logits {
+            *l = l.clamp(-SAM2_LOGIT_CLAMP, SAM2_LOGIT_CLAMP);
+        }
+    }
+    logits
 }
 
 /// Full-resolution binary mask, its area, bbox and RLE, from one low-resolution logit map.
@@ -475,7 +539,12 @@ fn postprocess(
 ) -> Result<MaskOutput> {
     debug_assert_eq!(logits.len(), LOW_RES_MASK_SIZE * LOW_RES_MASK_SIZE);
     let (mask, stability_score) = step("postprocess upscale", || {
-        upscale_to_scored_mask(logits, embedding.input_size, embedding.original_size)
+        if embedding.high_res().is_some() {
+            // SAM 2: no padding; straight to the original size.
+            upscale_stretched_to_scored_mask(logits, embedding.original_size)
+        } else {
+            upscale_to_scored_mask(logits, embedding.input_size, embedding.original_size)
+        }
     })?;
     let mut out = step("postprocess mask, RLE", || MaskOutput {
         score,
@@ -525,9 +594,20 @@ fn channels_last(t: &Tensor) -> Result<(Vec<f32>, (usize, usize, usize))> {
     }
 }
 
-/// Maps a prompt from original-image pixels to model-input pixels.
+/// Maps a prompt from original-image pixels to model-input pixels: SAM's
+/// [`scale_coords`], or for SAM 2 `SAM2Transforms.transform_coords` (`x / w * 1024` in
+/// float32).
 fn scale_prompt(object: &ObjectPrompt, embedding: &Embedding) -> ScaledPrompt {
-    let scale = |x: f32, y: f32| scale_coords(x, y, embedding.original_size, embedding.input_size);
+    let stretched = embedding.high_res().is_some();
+    let (h, w) = embedding.original_size;
+    let side = IMAGE_SIZE as f32;
+    let scale = |x: f32, y: f32| {
+        if stretched {
+            (x / w as f32 * side, y / h as f32 * side)
+        } else {
+            scale_coords(x, y, embedding.original_size, embedding.input_size)
+        }
+    };
     ScaledPrompt {
         points: object
             .points

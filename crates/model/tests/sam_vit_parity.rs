@@ -101,24 +101,6 @@ fn the_fused_backend_choice_runs_sam_vit_on_candle() {
     );
 }
 
-#[test]
-fn a_sam2_checkpoint_is_recognised_and_refused() {
-    // The tensors of the reduced SAM 2.1 fixture, rebuilt from its manifest: the `.pt` is
-    // `{"model": state_dict}`, a container the checkpoint reader does not unwrap yet.
-    let path = common::fixtures().join("sam2/manifest_sam2.1_hiera_r.json");
-    let text = std::fs::read_to_string(path).expect("manifest");
-    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
-        .and_then(|m| m.generate())
-        .expect("the manifest generates");
-    let err = Sam::from_checkpoint(&checkpoint, &candle_core::Device::Cpu)
-        .expect_err("SAM 2.1 is not served yet");
-    let message = err.to_string();
-    assert!(
-        message.contains("SAM 2.1 checkpoints are recognised but not served yet"),
-        "{message}"
-    );
-}
-
 /// Full-size ViT-B (93.7M seeded parameters, rebuilt from `manifests/sam_vit_b.json`) on
 /// coffee.png against `fullsize_reference/`: the official sizes (12 heads of 64, global
 /// attention in blocks 2, 5, 8, 11, prompt width 256). Ignored by default: about a minute

@@ -1,12 +1,16 @@
 //! SAM's mask decoder: output tokens plus prompt tokens run through the two-way
 //! transformer with the image embedding; the image side is upscaled 4x and each mask token's
 //! hypernetwork MLP turns it into a mask; the IoU token predicts each mask's quality.
+//! SAM 2's decoder ([`Sam2Heads`]) adds an object-score token and head, adds the
+//! high-resolution features into the upscaling, passes the IoU through a sigmoid, and picks
+//! a single mask by stability (`_dynamic_multimask_via_stability`).
 
 use candle_core::{Module, Tensor};
 
 use super::layers::{gelu, linear, ConvTranspose2d, LayerNorm2d, Linear};
 use super::transformer::TwoWayTransformer;
 use crate::architecture::NUM_MASK_TOKENS;
+use crate::embedding::HighResFeatures;
 use crate::error::Result;
 use crate::family::DecoderWidths;
 use crate::weights::Weights;
@@ -44,6 +48,21 @@ pub struct DecoderOutput {
     pub low_res_masks: Tensor,
     /// (B, masks) predicted IoU.
     pub iou_predictions: Tensor,
+    /// SAM 2: (B, 1) object-score logits (> 0: the object is present).
+    pub object_score_logits: Option<Tensor>,
+}
+
+/// SAM 2's single-mask rule: mask 0 when its stability (logits > 0.05 over logits > -0.05)
+/// is at least 0.98, else the best of the three multimask outputs.
+const STABILITY_DELTA: f32 = 0.05;
+const STABILITY_THRESHOLD: f32 = 0.98;
+
+/// SAM 2's additions to the decoder.
+struct Sam2Heads {
+    /// (1, D): the object-score token, first of the output tokens.
+    obj_score_token: Tensor,
+    /// MLP D -> D -> D -> 1 on the object-score token's output.
+    obj_score_head: Mlp,
 }
 
 /// The mask decoder.
@@ -56,11 +75,13 @@ pub struct MaskDecoder {
     upscale_conv1: ConvTranspose2d,
     hypernetworks: Vec<Mlp>,
     iou_head: Mlp,
+    sam2: Option<Sam2Heads>,
 }
 
 impl MaskDecoder {
-    /// Loads `mask_decoder.*` with `widths` ([`DecoderWidths::of`]).
-    pub fn load(w: &Weights, widths: &DecoderWidths) -> Result<Self> {
+    /// Loads `mask_decoder.*` (SAM 2: `sam_mask_decoder.*`, `sam2` true) with `widths`
+    /// ([`DecoderWidths::of`]).
+    pub fn load(w: &Weights, widths: &DecoderWidths, sam2: bool) -> Result<Self> {
         let up = w.pp("output_upscaling");
         let (dim, iou_hidden) = (widths.dim, widths.iou_hidden);
         Ok(Self {
@@ -82,22 +103,41 @@ impl MaskDecoder {
                 &w.pp("iou_prediction_head"),
                 &[dim, iou_hidden, iou_hidden, NUM_MASK_TOKENS],
             )?,
+            sam2: sam2
+                .then(|| -> Result<Sam2Heads> {
+                    Ok(Sam2Heads {
+                        obj_score_token: w.get("obj_score_token.weight", &[1, dim])?,
+                        obj_score_head: Mlp::load(
+                            &w.pp("pred_obj_score_head"),
+                            &[dim, dim, dim, 1],
+                        )?,
+                    })
+                })
+                .transpose()?,
         })
     }
 
     /// Decodes a batch: `image` (1, 256, 64, 64) shared by all objects, `image_pe`
-    /// (1, 256, 64, 64), `sparse` (B, N, 256), `dense` (B, 256, 64, 64). With
-    /// `multimask` the three multimask outputs, else the single-mask output.
+    /// (1, 256, 64, 64), `sparse` (B, N, 256), `dense` (B, 256, 64, 64), and for SAM 2 the
+    /// image's `high_res` features. With `multimask` the three multimask outputs, else the
+    /// single-mask output (SAM 2: chosen by stability).
     pub fn forward(
         &self,
         image: &Tensor,
         image_pe: &Tensor,
         sparse: &Tensor,
         dense: &Tensor,
+        high_res: Option<&HighResFeatures>,
         multimask: bool,
     ) -> Result<DecoderOutput> {
         let b = sparse.dim(0)?;
-        let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)?
+        let mut output_tokens = vec![&self.iou_token, &self.mask_tokens];
+        if let Some(sam2) = &self.sam2 {
+            output_tokens.insert(0, &sam2.obj_score_token);
+        }
+        // SAM 2's object-score token shifts the others by one.
+        let first = output_tokens.len() - 2;
+        let output_tokens = Tensor::cat(&output_tokens, 0)?
             .unsqueeze(0)?
             .repeat((b, 1, 1))?;
         let tokens = Tensor::cat(&[&output_tokens, sparse], 1)?;
@@ -105,28 +145,109 @@ impl MaskDecoder {
         let pos = image_pe.repeat((b, 1, 1, 1))?;
         let (_, c, h, w) = src.dims4()?;
         let (hs, src) = self.transformer.forward(&src, &pos, &tokens)?;
-        let iou_token_out = hs.narrow(1, 0, 1)?.squeeze(1)?;
+        let iou_token_out = hs.narrow(1, first, 1)?.squeeze(1)?;
         let src = src.transpose(1, 2)?.reshape((b, c, h, w))?;
-        let up = self.upscale_conv0.forward(&src)?;
-        let up = gelu(&self.upscale_norm.forward(&up)?)?;
-        let up = gelu(&self.upscale_conv1.forward(&up)?)?;
+        let up = match (high_res, &self.sam2) {
+            (Some(features), Some(_)) => {
+                let up = self
+                    .upscale_conv0
+                    .forward(&src)?
+                    .broadcast_add(&features.s1)?;
+                let up = gelu(&self.upscale_norm.forward(&up)?)?;
+                gelu(
+                    &self
+                        .upscale_conv1
+                        .forward(&up)?
+                        .broadcast_add(&features.s0)?,
+                )?
+            }
+            _ => {
+                let up = self.upscale_conv0.forward(&src)?;
+                let up = gelu(&self.upscale_norm.forward(&up)?)?;
+                gelu(&self.upscale_conv1.forward(&up)?)?
+            }
+        };
         let (_, uc, uh, uw) = up.dims4()?;
         let hyper = self
             .hypernetworks
             .iter()
             .enumerate()
-            .map(|(i, mlp)| mlp.forward(&hs.narrow(1, 1 + i, 1)?.squeeze(1)?))
+            .map(|(i, mlp)| mlp.forward(&hs.narrow(1, first + 1 + i, 1)?.squeeze(1)?))
             .collect::<Result<Vec<_>>>()?;
         let hyper = Tensor::stack(&hyper, 1)?;
         let masks =
             hyper
                 .matmul(&up.reshape((b, uc, uh * uw))?)?
                 .reshape((b, NUM_MASK_TOKENS, uh, uw))?;
-        let iou = self.iou_head.forward(&iou_token_out)?;
-        let (start, len) = if multimask { (1, 3) } else { (0, 1) };
+        let mut iou = self.iou_head.forward(&iou_token_out)?;
+        let Some(sam2) = &self.sam2 else {
+            let (start, len) = if multimask { (1, 3) } else { (0, 1) };
+            return Ok(DecoderOutput {
+                low_res_masks: masks.narrow(1, start, len)?,
+                iou_predictions: iou.narrow(1, start, len)?,
+                object_score_logits: None,
+            });
+        };
+        iou = candle_nn::ops::sigmoid(&iou)?;
+        let object_score_logits = Some(
+            sam2.obj_score_head
+                .forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?,
+        );
+        if multimask {
+            return Ok(DecoderOutput {
+                low_res_masks: masks.narrow(1, 1, 3)?,
+                iou_predictions: iou.narrow(1, 1, 3)?,
+                object_score_logits,
+            });
+        }
+        let chosen = dynamic_single_mask(&masks, &iou)?;
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            let rows = chosen
+                .iter()
+                .enumerate()
+                .map(|(i, &m)| t.get(i)?.narrow(0, m, 1))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Ok(Tensor::stack(&rows, 0)?)
+        };
         Ok(DecoderOutput {
-            low_res_masks: masks.narrow(1, start, len)?,
-            iou_predictions: iou.narrow(1, start, len)?,
+            low_res_masks: pick(&masks)?,
+            iou_predictions: pick(&iou)?,
+            object_score_logits,
         })
     }
+}
+
+/// Per object, the index of the mask SAM 2 returns for a single-mask request
+/// (`_dynamic_multimask_via_stability`): 0 when mask 0 is stable, else the multimask output
+/// (1..=3) with the highest predicted IoU (the first of equals, as `argmax`).
+fn dynamic_single_mask(masks: &Tensor, iou: &Tensor) -> Result<Vec<usize>> {
+    let scores = iou.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let first = masks
+        .narrow(1, 0, 1)?
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_from(1)?
+        .to_vec2::<f32>()?;
+    Ok(first
+        .iter()
+        .zip(&scores)
+        .map(|(logits, scores)| {
+            let above = logits.iter().filter(|&&l| l > STABILITY_DELTA).count();
+            let union = logits.iter().filter(|&&l| l > -STABILITY_DELTA).count();
+            let stability = if union > 0 {
+                above as f32 / union as f32
+            } else {
+                1.0
+            };
+            if stability >= STABILITY_THRESHOLD {
+                return 0;
+            }
+            let mut best = 1;
+            for m in 2..NUM_MASK_TOKENS {
+                if scores[m] > scores[best] {
+                    best = m;
+                }
+            }
+            best
+        })
+        .collect())
 }

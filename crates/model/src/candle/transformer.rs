@@ -88,9 +88,17 @@ impl TwoWayBlock {
                 DOWNSAMPLE,
             )?,
             norm2: LayerNorm::load(&w.pp("norm2"), dim, 1e-5)?,
-            mlp: MlpBlock {
-                lin1: linear(&w.pp("mlp.lin1"), dim, mlp_dim)?,
-                lin2: linear(&w.pp("mlp.lin2"), mlp_dim, dim)?,
+            mlp: {
+                // segment-anything names the MLP's layers `lin1`/`lin2`, sam2 `layers.0`/`.1`.
+                let (first, second) = if w.shape("mlp.lin1.weight").is_ok() {
+                    ("mlp.lin1", "mlp.lin2")
+                } else {
+                    ("mlp.layers.0", "mlp.layers.1")
+                };
+                MlpBlock {
+                    lin1: linear(&w.pp(first), dim, mlp_dim)?,
+                    lin2: linear(&w.pp(second), mlp_dim, dim)?,
+                }
             },
             norm3: LayerNorm::load(&w.pp("norm3"), dim, 1e-5)?,
             norm4: LayerNorm::load(&w.pp("norm4"), dim, 1e-5)?,

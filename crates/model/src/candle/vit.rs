@@ -159,7 +159,7 @@ impl Block {
 
 /// (B, H, W, C) zero-padded to multiples of `window` and cut into windows:
 /// (B * nH * nW, window, window, C), and the padded (H, W).
-fn window_partition(x: &Tensor, window: usize) -> Result<(Tensor, (usize, usize))> {
+pub(super) fn window_partition(x: &Tensor, window: usize) -> Result<(Tensor, (usize, usize))> {
     let (b, h, w, c) = x.dims4()?;
     let (ph, pw) = (
         (window - h % window) % window,
@@ -176,7 +176,7 @@ fn window_partition(x: &Tensor, window: usize) -> Result<(Tensor, (usize, usize)
 }
 
 /// The inverse of [`window_partition`], padding removed: (B, H, W, C).
-fn window_unpartition(
+pub(super) fn window_unpartition(
     windows: &Tensor,
     window: usize,
     (hp, wp): (usize, usize),

@@ -13,6 +13,7 @@
 
 pub mod decode;
 pub mod resample;
+pub mod stretch;
 pub mod truncation;
 
 use image::RgbImage;

@@ -25,5 +25,6 @@ mod test_support;
 pub use rle::{BinaryMask, Rle, MASK_THRESHOLD};
 pub(crate) use upscale::StabilityCounts;
 pub use upscale::{
-    low_res_extent, upscale_logits, upscale_to_mask, upscale_to_scored_mask, STABILITY_SCORE_OFFSET,
+    low_res_extent, upscale_logits, upscale_stretched_logits, upscale_stretched_to_scored_mask,
+    upscale_to_mask, upscale_to_scored_mask, STABILITY_SCORE_OFFSET,
 };

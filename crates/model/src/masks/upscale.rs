@@ -104,6 +104,39 @@ pub fn upscale_to_scored_mask(
     Ok((mask, counts.score()))
 }
 
+/// SAM 2's `SAM2Transforms.postprocess_masks` for one map: the `256 x 256` logits straight
+/// to `original_size` (height, width), bilinear with `align_corners=False`, no crop (SAM 2's
+/// input has no padding), with the arithmetic of [`upscale_logits`]'s passes.
+pub fn upscale_stretched_logits(
+    low_res: &[f32],
+    original_size: (usize, usize),
+) -> Result<Vec<f32>> {
+    check_upscale(low_res, (IMAGE_SIZE, IMAGE_SIZE), original_size)?;
+    const LOW: usize = LOW_RES_MASK_SIZE;
+    let (out_h, out_w) = original_size;
+    let rows = AxisWeights::new(LOW, out_h, out_h);
+    let cols = AxisWeights::new(LOW, out_w, out_w);
+    if out_h + out_w <= SMALL_OUTPUT {
+        Ok(resize_bilinear_small(low_res, LOW, &rows, &cols))
+    } else {
+        Ok(resize_bilinear(low_res, LOW, &rows, &cols))
+    }
+}
+
+/// [`upscale_stretched_logits`] thresholded, with the stability score of
+/// [`upscale_to_scored_mask`].
+pub fn upscale_stretched_to_scored_mask(
+    low_res: &[f32],
+    original_size: (usize, usize),
+) -> Result<(BinaryMask, f32)> {
+    let logits = upscale_stretched_logits(low_res, original_size)?;
+    let stability = StabilityCounts::of(&logits, MASK_THRESHOLD, STABILITY_SCORE_OFFSET).score();
+    Ok((
+        BinaryMask::from_logits(&logits, original_size.0, original_size.1),
+        stability,
+    ))
+}
+
 /// The logit offset of the stability score reported with every mask (the reference
 /// `SamAutomaticMaskGenerator`'s default `stability_score_offset`).
 pub const STABILITY_SCORE_OFFSET: f32 = 1.0;

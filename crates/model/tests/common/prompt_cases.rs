@@ -20,6 +20,8 @@ pub struct Fixture {
     pub width: usize,
     pub height: usize,
     pub input_size: [usize; 2],
+    /// SAM 2's fixtures call it `image_embed_sub4` (taken after `no_mem_embed`).
+    #[serde(alias = "image_embed_sub4")]
     pub embedding_sub4: String,
     pub cases: Vec<Case>,
 }
