@@ -208,3 +208,14 @@ fn the_reduced_model_is_read_from_its_shapes() {
     );
     assert_eq!(counts.total, 852_818);
 }
+
+/// Full-size SAM 2.1 Hiera-T (38.9M seeded parameters, rebuilt from
+/// `sam/manifests/sam2.1_hiera_tiny.json`) on coffee.png against `fullsize_reference/`: the
+/// official sizes (width 96, stages 1, 2, 7, 2, global attention in blocks 5, 7, 9, neck
+/// 256). Ignored by default: `cargo test --release -p mobilesam-model --test sam2_parity --
+/// --ignored`.
+#[test]
+#[ignore]
+fn full_size_hiera_tiny_on_coffee() {
+    common::full_size::check_on_coffee("sam2.1_hiera_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_t");
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod full_size;
 pub mod prompt_cases;
 
 use candle_core::Device;
