@@ -245,6 +245,22 @@ impl Sam {
         self.checkpoint_bytes
     }
 
+    /// Channels of this model's embeddings: its prompt width (256 in the official models).
+    pub fn embedding_channels(&self) -> usize {
+        self.prompt_encoder.dim()
+    }
+
+    /// (height, width) of a `height` x `width` image inside the 1024x1024 input, as this
+    /// family's preprocessing places it: the whole input for SAM 2 (stretched), the long
+    /// side at 1024 otherwise ([`crate::image::preprocess_shape`]).
+    pub fn input_size(&self, height: usize, width: usize) -> (usize, usize) {
+        let side = crate::image::IMAGE_SIZE;
+        match self.family {
+            Family::Sam2(_) => (side, side),
+            _ => crate::image::preprocess_shape(height, width, side),
+        }
+    }
+
     /// Preprocesses and encodes an RGB image.
     pub fn embed(&self, image: &image::RgbImage) -> Result<Embedding> {
         self.embed_preprocessed(&self.preprocess(image)?)
