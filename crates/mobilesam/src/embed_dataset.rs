@@ -17,7 +17,7 @@ use mobilesam_checkpoint::digest::sha256_hex;
 use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::decode_image;
 use mobilesam_model::Sam;
-use mobilesam_server::store::{HostEmbedding, ModelId, Precompute, StoreConfig, StoreDtype};
+use mobilesam_server::store::{ModelId, Precompute, StoreConfig, StoreDtype};
 
 use crate::model_args::ModelArgs;
 
@@ -220,13 +220,7 @@ impl Work<'_> {
             Ok(image) => image,
             Err(e) => return Outcome::BadImage(e.to_string()),
         };
-        let embedded = sam.embed(&image).and_then(|embedding| {
-            Ok(HostEmbedding {
-                values: embedding.to_host_f32()?,
-                original_size: embedding.original_size,
-                input_size: embedding.input_size,
-            })
-        });
+        let embedded = sam.embed(&image).and_then(|embedding| embedding.to_host());
         let host = match embedded {
             Ok(host) => host,
             Err(e) => return Outcome::BadImage(format!("cannot encode it: {e}")),

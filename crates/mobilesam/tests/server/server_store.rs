@@ -12,9 +12,8 @@
 
 use crate::server_support;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mobilesam_checkpoint::digest::sha256_hex;
@@ -24,119 +23,8 @@ use mobilesam_proto::v1::segment_request::Request as Req;
 use mobilesam_proto::v1::EmbeddingSource;
 use mobilesam_server::store::value;
 use mobilesam_server::store::{HostEmbedding, ModelId, StoreDtype};
+use server_support::redis::{Redis, STORE_WAIT};
 use server_support::{checkpoint, error, masks, metric, png, ready, Launch, Server, Stream};
-
-/// Longest wait for a background write to land, or the store's state to change.
-const STORE_WAIT: Duration = Duration::from_secs(30);
-
-/// A `redis-server` on a loopback port, killed when dropped.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn binary() -> PathBuf {
-        let path = PathBuf::from("/usr/bin/redis-server");
-        assert!(
-            path.is_file(),
-            "redis-server is missing: apt-get install redis-server (tests/run.sh does)"
-        );
-        path
-    }
-
-    /// Starts a fresh server on a free port.
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut redis = Self {
-            child: None,
-            port,
-            dir: server_support::temp_dir(),
-        };
-        redis.restart();
-        redis
-    }
-
-    /// Starts the server (again) on its port; waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new(Self::binary())
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.try_connection().is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: the store vanishes without a goodbye.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self, db: u8) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url(0))?.get_connection_with_timeout(Duration::from_secs(2))
-    }
-
-    fn get(&self, db: u8, key: &str) -> Option<Vec<u8>> {
-        let mut con = self.connection(db);
-        redis::cmd("GET").arg(key).query(&mut con).expect("GET")
-    }
-
-    fn set(&self, db: u8, key: &str, value: &[u8]) {
-        let mut con = self.connection(db);
-        redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query::<()>(&mut con)
-            .expect("SET");
-    }
-
-    fn connection(&self, db: u8) -> redis::Connection {
-        redis::Client::open(self.url(db))
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
-            .expect("connect to redis")
-    }
-
-    /// Waits until `key` holds a value that `accept` likes.
-    fn wait_for(&self, db: u8, key: &str, accept: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-        let deadline = Instant::now() + STORE_WAIT;
-        loop {
-            if let Some(value) = self.get(db, key) {
-                if accept(&value) {
-                    return value;
-                }
-            }
-            assert!(Instant::now() < deadline, "no acceptable value at {key}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// The identity the servers store embeddings under.
 fn model_id() -> ModelId {
@@ -398,9 +286,11 @@ async fn store_failures_never_fail_a_request() {
     );
     let other_model = ModelId::new(sha256_hex(b"other weights"));
     let fake = HostEmbedding {
+        channels: 256,
         original_size: (30, 40),
         input_size: (768, 1024),
         values: vec![0.5; mobilesam_model::Embedding::VALUES],
+        high_res: None,
     };
     redis.set(
         0,
@@ -522,20 +412,11 @@ fn f16_storage_keeps_masks() {
         let image = mobilesam_model::image::read_image(&path, u64::MAX).expect("fixture");
         let (w, h) = (image.width() as f32, image.height() as f32);
         let embedding = sam.embed(&image).expect("embed");
-        let host = HostEmbedding {
-            original_size: embedding.original_size,
-            input_size: embedding.input_size,
-            values: embedding.to_host_f32().expect("host values"),
-        };
+        let host = embedding.to_host().expect("host values");
         let bytes = value::encode(&host, &model, "f16", StoreDtype::F16);
         let back = value::decode(&bytes, &model, "f16").expect("decode f16");
-        let half = mobilesam_model::Embedding::from_host_f32(
-            back.values,
-            back.original_size,
-            back.input_size,
-            &candle_core::Device::Cpu,
-        )
-        .expect("rebuild");
+        let half = mobilesam_model::Embedding::from_host(back, &candle_core::Device::Cpu)
+            .expect("rebuild");
         let mut prompts = Vec::new();
         for (fx, fy) in [(0.3, 0.3), (0.5, 0.5), (0.7, 0.6), (0.4, 0.8)] {
             prompts.push(ObjectPrompt {

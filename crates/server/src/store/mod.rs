@@ -29,7 +29,7 @@ pub use value::HostEmbedding;
 use crate::error::ServerError;
 use crate::metrics;
 
-/// Longest wait for a background write (a 4 MiB value on a busy network).
+/// Longest wait for a background write (a 17 MiB SAM 2 value on a busy network).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Embeddings and session records of one model in the store.
@@ -96,8 +96,7 @@ impl EmbeddingStore {
         let device = self.device.clone();
         let rebuilt = tokio::task::spawn_blocking(move || {
             let host = value::decode(&bytes, &model, &digest)?;
-            Embedding::from_host_f32(host.values, host.original_size, host.input_size, &device)
-                .map_err(|_| value::BadValue::Format)
+            Embedding::from_host(host, &device).map_err(|_| value::BadValue::Format)
         })
         .await
         .ok()?;
@@ -120,12 +119,7 @@ impl EmbeddingStore {
         let digest = image_sha256.to_string();
         self.writes.spawn(async move {
             let encoded = tokio::task::spawn_blocking(move || {
-                let values = embedding.to_host_f32().ok()?;
-                let host = HostEmbedding {
-                    original_size: embedding.original_size,
-                    input_size: embedding.input_size,
-                    values,
-                };
+                let host = embedding.to_host().ok()?;
                 Some(value::encode(&host, &model, &digest, dtype))
             })
             .await;

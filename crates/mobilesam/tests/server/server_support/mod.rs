@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -90,6 +91,8 @@ pub struct Launch<'a> {
     pub tls: Option<ClientTls>,
     /// `--log-format` (JSON unless set: the tests read the listeners' addresses from it).
     pub log_format: Option<&'a str>,
+    /// `--checkpoint` (the seeded MobileSAM weights unless set).
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 impl<'a> Launch<'a> {
@@ -113,6 +116,12 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// Serves this checkpoint instead of the seeded MobileSAM weights.
+    pub fn checkpoint(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+
     /// Connects the tests' clients over TLS.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
@@ -125,7 +134,7 @@ impl<'a> Launch<'a> {
         command
             .arg("serve")
             .arg("--checkpoint")
-            .arg(checkpoint())
+            .arg(self.checkpoint.as_deref().unwrap_or(checkpoint()))
             .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .args(["--log-format", self.log_format.unwrap_or("json")])
             .args(&self.args);
