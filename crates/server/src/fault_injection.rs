@@ -113,17 +113,25 @@ pub fn encode(
         .then(|| stub_embedding(sam, width, height))
 }
 
-/// An embedding of the real shape, filled (so its pages are really in memory), with the
-/// sizes the real encoder would report.
+/// An embedding of the real shape for `sam`'s family (its channels, SAM 2's
+/// high-resolution levels), filled (so its pages are really in memory), with the sizes the
+/// real encoder would report.
 fn stub_embedding(
     sam: &mobilesam_model::Sam,
     width: u32,
     height: u32,
 ) -> mobilesam_model::Result<mobilesam_model::Embedding> {
-    use mobilesam_model::image::{preprocess_shape, IMAGE_SIZE};
-    use mobilesam_model::Embedding;
-    let values = vec![0.25f32; Embedding::VALUES];
+    use mobilesam_model::{Embedding, HostEmbedding};
+    let channels = sam.embedding_channels();
+    let [image, s0, s1] = HostEmbedding::expected_lengths(channels);
     let original_size = (height as usize, width as usize);
-    let input_size = preprocess_shape(original_size.0, original_size.1, IMAGE_SIZE);
-    Embedding::from_host_f32(values, original_size, input_size, sam.device())
+    let host = HostEmbedding {
+        channels,
+        values: vec![0.25f32; image],
+        high_res: matches!(sam.family(), mobilesam_model::Family::Sam2(_))
+            .then(|| [vec![0.25f32; s0], vec![0.25f32; s1]]),
+        original_size,
+        input_size: sam.input_size(original_size.0, original_size.1),
+    };
+    Embedding::from_host(host, sam.device())
 }

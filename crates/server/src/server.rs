@@ -301,7 +301,7 @@ fn model_info(summary: ModelSummary, config: &ServerConfig) -> v1::ModelInfo {
         device: config.device.to_string(),
         image_size: u32::try_from(mobilesam_model::image::IMAGE_SIZE).unwrap_or(u32::MAX),
         family: summary.family.into(),
-        memory_tracking: false,
+        memory_tracking: summary.memory_tracking,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ModelSummary {
     /// The checkpoint's model family (`mobile_sam`, `sam_vit_b`, ...), for
     /// `ModelInfo.family`.
     pub family: &'static str,
+    /// Whether the family has SAM 2's memory bank, for `ModelInfo.memory_tracking`.
+    pub memory_tracking: bool,
 }
 
 /// What one lane's workers are: how many, the threads of their kernel pool, and their
@@ -224,6 +226,7 @@ fn spawn_worker(
                 parameters: sam.parameter_counts().total,
                 checkpoint_bytes: sam.checkpoint_bytes(),
                 family: sam.family().name(),
+                memory_tracking: sam.family().memory_tracking(),
             };
             let _ = ready.send(Ok(summary));
             drop(ready);
