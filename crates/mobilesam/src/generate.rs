@@ -1,11 +1,13 @@
 //! `mobilesam generate`: automatic mask generation ("segment everything"), the reference
-//! `SamAutomaticMaskGenerator` with output_mode "coco_rle", printed or written as JSON.
+//! `SamAutomaticMaskGenerator` (SAM 2.1: `SAM2AutomaticMaskGenerator`) with output_mode
+//! "coco_rle", printed or written as JSON.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use mobilesam_model::amg::{self, AmgMask, AmgParams};
 use mobilesam_model::masks::Rle;
+use mobilesam_model::Family;
 use serde::Serialize;
 
 use crate::image_args::ImageArgs;
@@ -35,9 +37,10 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub points_per_batch: usize,
 
-    /// Keep masks whose predicted IoU is above this (0 disables the filter).
-    #[arg(long, value_name = "X", default_value_t = 0.88)]
-    pub pred_iou_thresh: f32,
+    /// Keep masks whose predicted IoU is above this (0 disables the filter) [default: 0.88;
+    /// 0.8 for SAM 2.1, as SAM2AutomaticMaskGenerator]
+    #[arg(long, value_name = "X")]
+    pub pred_iou_thresh: Option<f32>,
 
     /// Keep masks whose stability score is at least this (0 disables the filter).
     #[arg(long, value_name = "X", default_value_t = 0.95)]
@@ -81,11 +84,14 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
-    fn params(&self) -> AmgParams {
+    /// The parameters, unset ones at the reference generator's defaults for `family`.
+    fn params(&self, family: &Family) -> AmgParams {
         AmgParams {
             points_per_side: self.points_per_side,
             points_per_batch: self.points_per_batch,
-            pred_iou_thresh: self.pred_iou_thresh,
+            pred_iou_thresh: self
+                .pred_iou_thresh
+                .unwrap_or(AmgParams::for_family(family).pred_iou_thresh),
             stability_score_thresh: self.stability_score_thresh,
             stability_score_offset: self.stability_score_offset,
             box_nms_thresh: self.box_nms_thresh,
@@ -134,14 +140,19 @@ impl From<AmgMask> for MaskRecord {
 
 /// Generates the masks and prints (or writes) the JSON.
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let params = args.params();
-    params
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("invalid generator parameters")?;
+    // Checked before the model loads; only an unset `--pred-iou-thresh` depends on it.
+    let check = |params: &AmgParams| {
+        params
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("invalid generator parameters")
+    };
+    check(&args.params(&Family::MobileSam))?;
+    let sam = args.model.load()?;
+    let params = args.params(sam.family());
+    check(&params)?;
     let image = args.image.read()?;
     let (width, height) = (image.width() as usize, image.height() as usize);
-    let sam = args.model.load()?;
     let masks = amg::generate(&sam, &image, &params).context("mask generation failed")?;
     let result = GenerateOutput {
         width,

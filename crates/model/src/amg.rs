@@ -1,6 +1,8 @@
 //! Automatic mask generation ("segment everything"): the reference
 //! `SamAutomaticMaskGenerator` (`mobile_sam/automatic_mask_generator.py`, `utils/amg.py`)
-//! with the same parameters, defaults and semantics.
+//! with the same parameters, defaults and semantics; for SAM 2.1, sam2's
+//! `SAM2AutomaticMaskGenerator` (the same steps, with SAM 2's preprocessing and upscale, and
+//! `pred_iou_thresh` 0.8 by default: [`AmgParams::for_family`]).
 //!
 //! Per crop (with `crop_n_layers == 0` the only crop is the whole image): encode the crop,
 //! decode a regular grid of single foreground points `points_per_batch` at a time (one
@@ -19,7 +21,8 @@ use rayon::prelude::*;
 
 use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
-use crate::masks::{upscale_logits, BinaryMask, Rle, MASK_THRESHOLD};
+use crate::family::Family;
+use crate::masks::{upscale_logits, upscale_stretched_logits, BinaryMask, Rle, MASK_THRESHOLD};
 use crate::prompt::{ObjectPrompt, Point};
 use crate::sam::Sam;
 
@@ -69,6 +72,22 @@ impl Default for AmgParams {
 }
 
 impl AmgParams {
+    /// SAM 2's `SAM2AutomaticMaskGenerator` keeps masks whose predicted IoU is above 0.8;
+    /// `SamAutomaticMaskGenerator` above 0.88.
+    pub const SAM2_PRED_IOU_THRESH: f32 = 0.8;
+
+    /// The reference generator's defaults for a checkpoint of `family`: [`Default`], with
+    /// [`AmgParams::SAM2_PRED_IOU_THRESH`] for SAM 2.1.
+    pub fn for_family(family: &Family) -> Self {
+        match family {
+            Family::Sam2(_) => Self {
+                pred_iou_thresh: Self::SAM2_PRED_IOU_THRESH,
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+
     /// Checks the parameters the reference would reject or divide by.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::InvalidParams(m));
@@ -377,7 +396,11 @@ fn process_mask(
     params: &AmgParams,
 ) -> Result<Option<Candidate>> {
     let (ch, cw) = embedding.original_size;
-    let full = upscale_logits(logits, embedding.input_size, embedding.original_size)?;
+    let full = if embedding.high_res().is_some() {
+        upscale_stretched_logits(logits, embedding.original_size)?
+    } else {
+        upscale_logits(logits, embedding.input_size, embedding.original_size)?
+    };
     let stability = stability_score(&full, MASK_THRESHOLD, params.stability_score_offset);
     let stable = stability >= params.stability_score_thresh;
     if params.stability_score_thresh > 0.0 && !stable {
@@ -642,6 +665,33 @@ pub fn remove_small_regions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sam2_defaults_differ_only_in_the_iou_threshold() {
+        assert_eq!(
+            AmgParams::for_family(&Family::MobileSam),
+            AmgParams::default()
+        );
+        let config = crate::hiera_config::HieraConfig {
+            size: crate::hiera_config::HieraSize::Tiny,
+            width: 96,
+            stages: [1, 2, 7, 2],
+            heads: 1,
+            global_blocks: vec![5, 7, 9],
+            window_spec: [8, 4, 14, 7],
+            pos_embed_size: (7, 7),
+            neck_dim: 256,
+        };
+        let sam2 = AmgParams::for_family(&Family::Sam2(config));
+        assert_eq!(sam2.pred_iou_thresh, 0.8);
+        assert_eq!(
+            AmgParams {
+                pred_iou_thresh: 0.88,
+                ..sam2
+            },
+            AmgParams::default()
+        );
+    }
 
     #[test]
     fn point_grid_matches_numpy() {

@@ -65,6 +65,20 @@ fn chelsea_matches_the_reference_generator() {
     check_case("chelsea_amg", 20);
 }
 
+/// SAM 2.1 (the reduced fixture) against sam2 1.1.0's `SAM2AutomaticMaskGenerator`
+/// (`tests/fixtures/sam2/make_sam2_amg_fixture.py`): 16x16 grid on coffee.png, 47 reference
+/// masks.
+#[test]
+fn sam2_coffee_matches_the_reference_generator() {
+    let checkpoint = mobilesam_checkpoint::Checkpoint::load(
+        &common::fixtures().join("sam2/sam2.1_hiera_r_seed0.pt"),
+    )
+    .expect("checkpoint");
+    let sam = mobilesam_model::Sam::from_checkpoint(&checkpoint, &candle_core::Device::Cpu)
+        .expect("model builds");
+    check_case_with(&sam, "sam2_coffee_amg", 20);
+}
+
 /// 8x8 grid, one crop layer (the image and 4 crops), crop NMS and small-region removal
 /// (min_mask_region_area 30): 13 reference masks.
 #[test]
@@ -73,6 +87,10 @@ fn chelsea_with_crops_and_small_regions_matches_the_reference() {
 }
 
 fn check_case(name: &str, min_masks: usize) {
+    check_case_with(&common::seeded_sam(), name, min_masks);
+}
+
+fn check_case_with(sam: &mobilesam_model::Sam, name: &str, min_masks: usize) {
     let fixture = load_fixture(name);
     let p = &fixture.params;
     let params = AmgParams {
@@ -97,9 +115,8 @@ fn check_case(name: &str, min_masks: usize) {
         (image.width() as usize, image.height() as usize),
         (fixture.width, fixture.height)
     );
-    let sam = common::seeded_sam();
     let start = std::time::Instant::now();
-    let ours = generate(&sam, &image, &params).expect("generate");
+    let ours = generate(sam, &image, &params).expect("generate");
     eprintln!(
         "{name}: generated {} masks in {:.2?} (reference: {})",
         ours.len(),

@@ -33,9 +33,8 @@ pub fn check_on_coffee(manifest: &str, stem: &str, family: &str) {
     let started = std::time::Instant::now();
     let embedding = sam.embed(&image).expect("embeds");
     let encode_ms = started.elapsed().as_secs_f64() * 1e3;
-    let (shape, expected) = super::read_npy_f32(&dir.join(format!(
-        "sam/fullsize_reference/{stem}_embedding_sub8.npy"
-    )));
+    let (shape, expected) =
+        super::read_npy_f32(&dir.join(format!("sam/fullsize_reference/{stem}_embedding_sub8.npy")));
     assert_eq!(shape, vec![256, 8, 8]);
     let ours: Vec<f32> = embedding
         .to_host_f32()
