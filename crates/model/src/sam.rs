@@ -329,6 +329,27 @@ impl Sam {
         }
     }
 
+    /// The image embedding as the mask decoder reads it, (1, C, 64, 64) on the model's
+    /// device: SAM 2 adds `no_mem_embed` to the encoder's features of a single image (its
+    /// [`Embedding`] keeps them without, for the video tracker's memory attention).
+    fn decoder_image(&self, embedding: &Embedding) -> Result<Tensor> {
+        let features = embedding.tensor_on(&self.device)?;
+        match &self.engine {
+            Engine::Candle {
+                encoder: CandleEncoder::Hiera(encoder),
+                ..
+            } if embedding.high_res().is_some() => encoder.with_no_memory(&features),
+            _ => Ok(features),
+        }
+    }
+
+    /// [`Sam::decoder_image`] on the host, row-major (channel, row, column): what
+    /// `SAM2ImagePredictor` keeps as `_features["image_embed"]`, and for SAM and MobileSAM
+    /// the embedding itself.
+    pub fn decoder_image_embedding(&self, embedding: &Embedding) -> Result<Vec<f32>> {
+        host_values(&self.decoder_image(embedding)?)
+    }
+
     /// Bytes of activation buffers the fused encoder keeps between calls (about 200 MB
     /// after the first image; 0 with candle).
     pub fn encoder_buffer_bytes(&self) -> usize {
@@ -383,7 +404,7 @@ impl Sam {
         let mut decoded = Vec::with_capacity(objects.len());
         match &self.engine {
             Engine::Candle { decoder, .. } => {
-                let image = embedding.tensor_on(&self.device)?;
+                let image = self.decoder_image(embedding)?;
                 for members in decoder_batches(objects) {
                     let batch = batch_of(&members);
                     let masks = self.decode_candle(

@@ -1,7 +1,8 @@
 //! SAM 2.1's image path before the decoder: the [`Hiera`] encoder, then what
-//! `SAM2Base.forward_image` and `SAM2ImagePredictor.set_image` add: the decoder's
-//! `conv_s0` / `conv_s1` on the 256x256 and 128x128 levels, and `no_mem_embed` added to
-//! the 64x64 image embedding (a single image has no memory).
+//! `SAM2Base.forward_image` adds: the decoder's `conv_s0` / `conv_s1` on the 256x256 and
+//! 128x128 levels. The 64x64 level is kept as the encoder gives it (the memory of the
+//! video tracker attends to it); a single image adds `no_mem_embed` to it before the
+//! decoder ([`Sam2Encoder::with_no_memory`], as `SAM2ImagePredictor.set_image`).
 
 use candle_core::{Module, Tensor};
 
@@ -14,7 +15,7 @@ use crate::weights::Weights;
 
 /// The image embedding and the high-resolution features of one image, NCHW.
 pub struct Sam2Features {
-    /// (1, D, 64, 64), `no_mem_embed` added.
+    /// (1, D, 64, 64), the neck's 64x64 level.
     pub image_embed: Tensor,
     /// `conv_s0` / `conv_s1` of the two high-resolution levels.
     pub high_res: HighResFeatures,
@@ -25,7 +26,7 @@ pub struct Sam2Encoder {
     hiera: Hiera,
     conv_s0: Linear,
     conv_s1: Linear,
-    /// (1, 1, 1, D): added to every cell of the image embedding.
+    /// (1, D, 1, 1): added to every cell of a single image's embedding.
     no_mem_embed: Tensor,
 }
 
@@ -45,11 +46,17 @@ impl Sam2Encoder {
             hiera: Hiera::load(&w.pp("image_encoder"), config)?,
             conv_s0: conv("conv_s0", d / 8)?,
             conv_s1: conv("conv_s1", d / 4)?,
-            no_mem_embed: w.get("no_mem_embed", &[1, 1, d])?.reshape((1, 1, 1, d))?,
+            no_mem_embed: w.get("no_mem_embed", &[1, 1, d])?.reshape((1, d, 1, 1))?,
         })
     }
 
-    /// `x` (1, 3, 1024, 1024), SAM 2's preprocessing, -> the decoder's inputs.
+    /// `image_embed` (B, D, 64, 64) as the decoder reads it for a frame without memory:
+    /// plus `no_mem_embed`.
+    pub fn with_no_memory(&self, image_embed: &Tensor) -> Result<Tensor> {
+        Ok(image_embed.broadcast_add(&self.no_mem_embed)?)
+    }
+
+    /// `x` (1, 3, 1024, 1024), SAM 2's preprocessing, -> the image's features.
     pub fn forward_stages(
         &self,
         x: &Tensor,
@@ -57,7 +64,7 @@ impl Sam2Encoder {
     ) -> Result<Sam2Features> {
         let [level0, level1, level2] = self.hiera.forward_stages(x, observe)?;
         let nchw = |t: Tensor| -> Result<Tensor> { Ok(t.permute((0, 3, 1, 2))?.contiguous()?) };
-        let image_embed = nchw(level2.broadcast_add(&self.no_mem_embed)?)?;
+        let image_embed = nchw(level2)?;
         Ok(Sam2Features {
             image_embed,
             high_res: HighResFeatures {

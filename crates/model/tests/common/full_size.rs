@@ -36,8 +36,8 @@ pub fn check_on_coffee(manifest: &str, stem: &str, family: &str) {
     let (shape, expected) =
         super::read_npy_f32(&dir.join(format!("sam/fullsize_reference/{stem}_embedding_sub8.npy")));
     assert_eq!(shape, vec![256, 8, 8]);
-    let ours: Vec<f32> = embedding
-        .to_host_f32()
+    let ours: Vec<f32> = sam
+        .decoder_image_embedding(&embedding)
         .expect("features")
         .chunks_exact(64)
         .enumerate()

@@ -117,8 +117,8 @@ pub fn check_cases(sam: &Sam, fixture: &Fixture, stem: &str) {
         "the embedding sample is 16x16 per channel"
     );
     // Every 4th row and column of every channel, as the fixture keeps them.
-    let ours: Vec<f32> = embedding
-        .to_host_f32()
+    let ours: Vec<f32> = sam
+        .decoder_image_embedding(&embedding)
         .expect("features")
         .chunks_exact(64)
         .enumerate()
