@@ -1,18 +1,15 @@
-//! `mobilesam embed`: encode one image and save its embedding as `.npy`, or encode every
-//! image of a folder into the shared embedding store (see [`crate::embed_dataset`]).
+//! `mobilesam embed`: encode one image and save its embedding as `.npy` (see
+//! [`crate::embedding_file`]), or encode every image of a folder into the shared embedding
+//! store (see [`crate::embed_dataset`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use mobilesam_model::architecture::{EMBED_CHANNELS, EMBED_SIDE};
 use mobilesam_model::image::{read_image, DEFAULT_MAX_IMAGE_PIXELS};
 
 use crate::embed_dataset::DatasetArgs;
+use crate::embedding_file;
 use crate::model_args::ModelArgs;
-use crate::npy;
-
-/// Shape of the saved embedding: (1, 256, 64, 64).
-pub const EMBEDDING_SHAPE: [usize; 4] = [1, EMBED_CHANNELS, EMBED_SIDE, EMBED_SIDE];
 
 /// Flags of `mobilesam embed`.
 #[derive(Debug, clap::Args)]
@@ -34,7 +31,8 @@ pub struct EmbedArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
     pub max_image_pixels: u64,
 
-    /// Where to write the embedding: float32, shape (1, 256, 64, 64), NumPy `.npy`.
+    /// Where to write the embedding: float32, shape (1, C, 64, 64) (C = 256 in the official
+    /// models), NumPy `.npy`; SAM 2.1 adds FILE.high_res_s0.npy and FILE.high_res_s1.npy.
     #[arg(long, short, value_name = "FILE.npy", conflicts_with = "data")]
     pub output: Option<PathBuf>,
 
@@ -51,15 +49,17 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let image = read_image(image, args.max_image_pixels)?;
     let sam = args.model.load()?;
     let embedding = sam.embed(&image).context("cannot encode the image")?;
-    let values = embedding
-        .to_host_f32()
+    let host = embedding
+        .to_host()
         .context("cannot copy the embedding to the host")?;
-    npy::write_f32(output, &EMBEDDING_SHAPE, &values)?;
+    let written = embedding_file::write(output, &host)?;
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     eprintln!(
-        "wrote the {}x{} image's embedding, float32 {EMBEDDING_SHAPE:?}, to {}",
+        "wrote the {}x{} image's embedding, float32 {:?}, to {}",
         image.width(),
         image.height(),
-        output.display()
+        embedding_file::image_shape(host.channels),
+        names.join(", ")
     );
     Ok(())
 }

@@ -37,10 +37,13 @@ pub struct Info {
     /// Parameters per part and in total (buffers such as BatchNorm statistics excluded).
     pub parameters: ParameterCounts,
     /// The model family read from the tensor names and shapes (`mobile_sam`, `sam_vit_b`,
-    /// `sam_vit_l`, `sam_vit_h`, `sam_vit` for other ViT sizes), or `unsupported`.
+    /// `sam_vit_l`, `sam_vit_h`, `sam_vit` for other ViT sizes, `sam2.1_hiera_t`, `_s`,
+    /// `_b+`, `_l`, `sam2.1_hiera` for other Hiera sizes), or `unsupported`.
     pub family: String,
     /// The family in words (sizes read from the checkpoint), or why it is not served.
     pub family_detail: String,
+    /// Whether the family has SAM 2's memory bank (video tracking with memory).
+    pub memory_tracking: bool,
     /// Number of tensors in the file, buffers included.
     pub tensors: usize,
     /// File size in bytes.
@@ -56,9 +59,14 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let checkpoint =
         Checkpoint::load_verified(&path, expected).context("cannot read the checkpoint")?;
     let file_bytes = checkpoint.file_bytes();
-    let (family, family_detail) = match Family::detect(&checkpoint) {
-        Ok(family) => (family.name().to_string(), family.describe()),
-        Err(e) => ("unsupported".to_string(), e.to_string()),
+    let (family, family_detail, memory_tracking, summary) = match Family::detect(&checkpoint) {
+        Ok(family) => (
+            family.name().to_string(),
+            family.describe(),
+            family.memory_tracking(),
+            summary_name(&family),
+        ),
+        Err(e) => ("unsupported".to_string(), e.to_string(), false, "MobileSAM"),
     };
     let info = Info {
         checkpoint: path.display().to_string(),
@@ -69,6 +77,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         parameters: checkpoint.parameter_counts(),
         family,
         family_detail,
+        memory_tracking,
         tensors: checkpoint.names().len(),
         file_bytes,
         file_size_mb: (file_bytes as f64 / f64::from(1 << 20) * 10.0).round() / 10.0,
@@ -76,13 +85,22 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let text = if args.json {
         serde_json::to_string_pretty(&info)?
     } else {
-        table(&info)
+        table(&info, summary)
     };
     output::print_line(text.trim_end())
 }
 
-/// The human-readable summary.
-fn table(info: &Info) -> String {
+/// The family's name in the table's summary line.
+fn summary_name(family: &Family) -> &'static str {
+    match family {
+        Family::MobileSam => "MobileSAM",
+        Family::SamVit(_) => "SAM ViT",
+        Family::Sam2(_) => "SAM 2.1",
+    }
+}
+
+/// The human-readable summary; `summary` names the family in its last line.
+fn table(info: &Info, summary: &str) -> String {
     let p = &info.parameters;
     let rows = [
         ("image_encoder", p.image_encoder),
@@ -91,18 +109,20 @@ fn table(info: &Info) -> String {
         ("total", p.total),
     ];
     let mut out = format!(
-        "checkpoint: {}\nsha256: {}\nfamily: {} ({})\n{:<16}{:>14}\n",
-        info.checkpoint, info.sha256, info.family, info.family_detail, "part", "parameters"
+        "checkpoint: {}\nsha256: {}\nfamily: {} ({})\nmemory tracking: {}\n{:<16}{:>14}\n",
+        info.checkpoint,
+        info.sha256,
+        info.family,
+        info.family_detail,
+        if info.memory_tracking { "yes" } else { "no" },
+        "part",
+        "parameters"
     );
     for (name, count) in rows {
         out.push_str(&format!("{name:<16}{:>14}\n", thousands(count)));
     }
     out.push_str(&format!(
-        "{} summary: {} parameters, {} tensors, {:.1} MB ({} bytes)\n",
-        match info.family.as_str() {
-            "mobile_sam" | "unsupported" => "MobileSAM",
-            _ => "SAM ViT",
-        },
+        "{summary} summary: {} parameters, {} tensors, {:.1} MB ({} bytes)\n",
         thousands(p.total),
         info.tensors,
         info.file_size_mb,

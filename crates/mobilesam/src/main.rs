@@ -6,6 +6,7 @@ mod checkpoint_source;
 mod detect;
 mod embed;
 mod embed_dataset;
+mod embedding_file;
 mod error_message;
 mod generate;
 mod image_args;

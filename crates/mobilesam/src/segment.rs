@@ -1,15 +1,13 @@
 //! `mobilesam segment`: masks for prompted objects in one image, printed as JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{ensure, Context, Result};
-use mobilesam_model::image::{preprocess_shape, IMAGE_SIZE};
-use mobilesam_model::{DecodeOptions, Embedding, Sam};
+use anyhow::{Context, Result};
+use mobilesam_model::DecodeOptions;
 
-use crate::embed::EMBEDDING_SHAPE;
+use crate::embedding_file;
 use crate::image_args::ImageArgs;
 use crate::model_args::ModelArgs;
-use crate::npy;
 use crate::output::{self, SegmentOutput};
 
 /// Flags of `mobilesam segment`.
@@ -69,7 +67,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let sam = args.model.load()?;
     let embedding = match &args.embedding {
-        Some(path) => load_embedding(path, &sam, height, width)?,
+        Some(path) => embedding_file::read(path, &sam, height, width)?,
         None => sam.embed(&image).context("cannot encode the image")?,
     };
     let options = DecodeOptions {
@@ -85,21 +83,4 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         serde_json::to_string(&result)
     }?;
     output::print_line(&json)
-}
-
-/// An embedding saved by `mobilesam embed` for an image of `height` x `width`.
-fn load_embedding(path: &Path, sam: &Sam, height: usize, width: usize) -> Result<Embedding> {
-    let (shape, values) = npy::read_f32(path)?;
-    ensure!(
-        shape == EMBEDDING_SHAPE,
-        "embedding {} has shape {shape:?}, expected {EMBEDDING_SHAPE:?}",
-        path.display()
-    );
-    let input_size = preprocess_shape(height, width, IMAGE_SIZE);
-    Ok(Embedding::from_host_f32(
-        values,
-        (height, width),
-        input_size,
-        sam.device(),
-    )?)
 }

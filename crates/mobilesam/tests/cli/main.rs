@@ -10,6 +10,7 @@ mod cli_annotate;
 mod cli_detect;
 mod cli_download;
 mod cli_errors;
+mod cli_families;
 mod cli_generate;
 mod cli_info;
 mod cli_integrity;
