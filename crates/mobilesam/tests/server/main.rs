@@ -11,6 +11,7 @@ mod server_support;
 
 mod load_overload;
 mod server_backends;
+mod server_families;
 mod server_faults;
 mod server_generate;
 mod server_grpc;
