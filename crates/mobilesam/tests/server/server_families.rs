@@ -10,7 +10,7 @@ use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candle_core::Device;
@@ -66,7 +66,7 @@ fn prompt(request_id: u64) -> v1::Prompt {
 }
 
 /// [`prompt`] decoded by the library on [`rgb`]`(64, 48, 0)`: (score, RLE counts) per mask.
-fn library_masks(checkpoint: &PathBuf) -> Vec<Vec<(f32, String)>> {
+fn library_masks(checkpoint: &Path) -> Vec<Vec<(f32, String)>> {
     let sam = Sam::load(checkpoint, &Device::Cpu).expect("model");
     let embedding = sam.embed(&rgb(64, 48, 0)).expect("embed");
     let point = |x, y, label| Point { x, y, label };
