@@ -19,6 +19,8 @@ use crate::weights::Weights;
 const LN_EPS: f32 = 1e-6;
 /// Side of the patch grid of a 1024x1024 input (stride 4).
 const GRID: usize = 256;
+/// Most attention logits computed at once (4 M values, 16 MB).
+const QUERY_BLOCK_VALUES: usize = 1 << 22;
 
 /// 2x2 max pooling, stride 2, of a (B, H, W, C) grid (H and W even).
 fn max_pool2(x: &Tensor) -> Result<Tensor> {
@@ -59,9 +61,23 @@ impl Attention {
         let k = heads(&part(1)?, h * w)?;
         let v = heads(&part(2)?, h * w)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let attn = (q * scale)?.matmul(&k.t()?)?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, qh, qw, c))?;
+        let q = (q * scale)?;
+        let kt = k.t()?;
+        // Global attention over a large grid runs in blocks of query rows, so that the
+        // logits of one block (heads x rows x keys) stay small enough to be reused by the
+        // allocator instead of mapped afresh for every block.
+        let rows = qh * qw;
+        let block = (QUERY_BLOCK_VALUES / (b * self.heads * (h * w)).max(1)).clamp(1, rows);
+        let mut outs = Vec::with_capacity(rows.div_ceil(block));
+        for start in (0..rows).step_by(block) {
+            let len = block.min(rows - start);
+            let logits = q.narrow(2, start, len)?.matmul(&kt)?;
+            let attn = candle_nn::ops::softmax_last_dim(&logits)?;
+            outs.push(attn.matmul(&v)?);
+        }
+        let out = Tensor::cat(&outs, 2)?
+            .transpose(1, 2)?
+            .reshape((b, qh, qw, c))?;
         Ok(self.proj.forward(&out)?)
     }
 }
