@@ -170,6 +170,9 @@ pub async fn serve(
     };
     let pool = match loaded {
         Ok(Ok(((pool, summary), store))) => {
+            let _ = state
+                .generate_defaults
+                .set(summary.generate_defaults.clone());
             let _ = state.model_info.set(model_info(summary, &config));
             if let Some(store) = store {
                 let _ = state.store.set(Arc::new(store));

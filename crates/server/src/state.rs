@@ -14,6 +14,7 @@ use crate::sessions::SessionImage;
 use crate::store::EmbeddingStore;
 use crate::tracking::Tracker;
 use crate::validate::PromptLimits;
+use mobilesam_model::amg::AmgParams;
 
 /// Shared server state.
 pub struct AppState {
@@ -29,6 +30,8 @@ pub struct AppState {
     pub limits: PromptLimits,
     /// Set once the model is loaded.
     pub model_info: OnceLock<v1::ModelInfo>,
+    /// The served family's segment-everything defaults, set once the model is loaded.
+    pub generate_defaults: OnceLock<AmgParams>,
     /// Cancelled when the server starts shutting down: streams stop reading requests.
     pub shutdown: CancellationToken,
     /// The objects each session follows from frame to frame.
@@ -36,6 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `GenerateParams`' defaults: the served family's reference generator's
+    /// (`SamAutomaticMaskGenerator`, or `SAM2AutomaticMaskGenerator` for SAM 2.1).
+    pub fn generate_defaults(&self) -> AmgParams {
+        self.generate_defaults.get().cloned().unwrap_or_default()
+    }
+
     /// Fresh state for `config`.
     pub fn new(config: &ServerConfig) -> Self {
         Self {
@@ -56,6 +65,7 @@ impl AppState {
                 max_points: config.max_points,
             },
             model_info: OnceLock::new(),
+            generate_defaults: OnceLock::new(),
             shutdown: CancellationToken::new(),
             tracking: Tracker::new(config.tracking),
         }

@@ -1,6 +1,6 @@
 //! `GenerateParams` to the model's [`AmgParams`]: unset fields take the reference
-//! defaults; every value is checked against a range that keeps one request's work and
-//! memory bounded.
+//! generator's defaults for the served family; every value is checked against a range that
+//! keeps one request's work and memory bounded.
 
 use mobilesam_model::amg::AmgParams;
 use mobilesam_proto::v1;
@@ -16,14 +16,16 @@ pub const MAX_CROP_N_LAYERS: u32 = 3;
 /// Largest `crop_n_points_downscale_factor`.
 pub const MAX_DOWNSCALE_FACTOR: u32 = 16;
 
-/// Checks `params` (`None`: every default) and converts them. `whole_image_only` is set
-/// when only the image's embedding is at hand (a session), which rules out crop layers.
+/// Checks `params` (`None`: every default) and converts them, unset fields from
+/// `defaults` ([`AmgParams::for_family`]). `whole_image_only` is set when only the image's
+/// embedding is at hand (a session), which rules out crop layers.
 pub fn params(
     params: Option<&v1::GenerateParams>,
     whole_image_only: bool,
+    defaults: &AmgParams,
 ) -> Result<AmgParams, RequestError> {
     let p = params.copied().unwrap_or_default();
-    let d = AmgParams::default();
+    let d = defaults;
     let out = AmgParams {
         points_per_side: count(
             "points_per_side",
@@ -134,16 +136,40 @@ mod tests {
     use tonic::Code;
 
     fn refused(p: v1::GenerateParams, whole_image_only: bool) -> String {
-        let e = params(Some(&p), whole_image_only).unwrap_err();
+        let e = params(Some(&p), whole_image_only, &AmgParams::default()).unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
         e.to_string()
     }
 
     #[test]
-    fn unset_fields_take_the_reference_defaults() {
-        assert_eq!(params(None, true), Ok(AmgParams::default()));
+    fn unset_fields_take_the_families_defaults() {
+        let sam2 = AmgParams {
+            pred_iou_thresh: AmgParams::SAM2_PRED_IOU_THRESH,
+            ..AmgParams::default()
+        };
+        assert_eq!(params(None, true, &sam2), Ok(sam2.clone()));
+        let set = v1::GenerateParams {
+            pred_iou_thresh: Some(0.5),
+            ..Default::default()
+        };
         assert_eq!(
-            params(Some(&v1::GenerateParams::default()), false),
+            params(Some(&set), true, &sam2).map(|p| p.pred_iou_thresh),
+            Ok(0.5)
+        );
+    }
+
+    #[test]
+    fn unset_fields_take_the_reference_defaults() {
+        assert_eq!(
+            params(None, true, &AmgParams::default()),
+            Ok(AmgParams::default())
+        );
+        assert_eq!(
+            params(
+                Some(&v1::GenerateParams::default()),
+                false,
+                &AmgParams::default()
+            ),
             Ok(AmgParams::default())
         );
         let set = v1::GenerateParams {
@@ -154,7 +180,7 @@ mod tests {
             min_mask_region_area: Some(100),
             ..Default::default()
         };
-        let p = params(Some(&set), false).expect("valid");
+        let p = params(Some(&set), false, &AmgParams::default()).expect("valid");
         assert_eq!(p.points_per_side, 8);
         assert_eq!(p.pred_iou_thresh, 0.0);
         assert_eq!(p.crop_n_layers, 1);
@@ -251,6 +277,6 @@ mod tests {
             ..Default::default()
         };
         assert!(refused(p, true).contains("image bytes"));
-        assert!(params(Some(&p), false).is_ok());
+        assert!(params(Some(&p), false, &AmgParams::default()).is_ok());
     }
 }

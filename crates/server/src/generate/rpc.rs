@@ -85,7 +85,11 @@ fn queue(
         }
     };
     let whole_image_only = matches!(input, GenerateInput::Embedding(_));
-    let params = params::params(wire_params.as_ref(), whole_image_only)?;
+    let params = params::params(
+        wire_params.as_ref(),
+        whole_image_only,
+        &state.generate_defaults(),
+    )?;
     lanes::submit_generate(&state.queues, input, params)
 }
 

@@ -30,7 +30,7 @@ use crate::lanes::Lane;
 use crate::{fault_injection, metrics};
 
 /// Facts about the loaded model, for `GetModelInfo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelSummary {
     /// Parameters of the whole model.
     pub parameters: u64,
@@ -41,6 +41,8 @@ pub struct ModelSummary {
     pub family: &'static str,
     /// Whether the family has SAM 2's memory bank, for `ModelInfo.memory_tracking`.
     pub memory_tracking: bool,
+    /// The reference generator's defaults for the family (`GenerateParams`' unset fields).
+    pub generate_defaults: mobilesam_model::amg::AmgParams,
 }
 
 /// What one lane's workers are: how many, the threads of their kernel pool, and their
@@ -227,6 +229,7 @@ fn spawn_worker(
                 checkpoint_bytes: sam.checkpoint_bytes(),
                 family: sam.family().name(),
                 memory_tracking: sam.family().memory_tracking(),
+                generate_defaults: mobilesam_model::amg::AmgParams::for_family(sam.family()),
             };
             let _ = ready.send(Ok(summary));
             drop(ready);

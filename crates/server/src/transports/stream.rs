@@ -333,7 +333,8 @@ impl Reader {
                 "no image yet: send SetImage (an image, or a session_id to resume) first".into(),
             ));
         };
-        let params = match generate::params::params(message.params.as_ref(), true) {
+        let defaults = self.state.generate_defaults();
+        let params = match generate::params::params(message.params.as_ref(), true, &defaults) {
             Ok(params) => params,
             Err(e) => return fail(e),
         };
