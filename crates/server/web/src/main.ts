@@ -12,6 +12,7 @@ import {
 } from "./annotations";
 import { connect } from "./connection";
 import { download, toCoco, toCocoVideo, toYolo, toYoloVideo } from "./export";
+import { showModel } from "./model";
 import { drawMasks, drawPrompts } from "./overlay";
 import { LivePreview } from "./preview";
 import { applyTracked, recordFrame, type FrameRecord } from "./tracking";
@@ -437,6 +438,9 @@ $("track").onclick = () => void track();
 document.body.dataset.busy = "0";
 document.body.dataset.predictions = "0";
 document.body.dataset.tracking = "0";
+
+// Which model the server serves (GetModelInfo), in the header; an error shows there too.
+void showModel(client, $("model"), describe);
 
 /** Read-only view for tests and the console: the objects and the session. */
 (window as unknown as { mobilesam: object }).mobilesam = {
