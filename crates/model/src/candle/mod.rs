@@ -7,6 +7,8 @@ pub mod depthwise;
 pub mod hiera;
 pub mod layers;
 pub mod mask_decoder;
+pub mod memory_attention;
+pub mod memory_encoder;
 pub mod sam2_encoder;
 pub mod tiny_vit;
 pub mod transformer;
