@@ -28,6 +28,7 @@ pub mod prompt_encoder;
 pub mod prompt_json;
 pub mod sam;
 pub mod threads;
+pub mod video;
 pub mod weights;
 
 pub use backend::Backend;

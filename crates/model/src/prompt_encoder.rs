@@ -119,6 +119,15 @@ impl PromptEncoder {
         Ok(encoder)
     }
 
+    /// (1, count, dim): `count` padding points (label -1: `not_a_point_embed`), SAM 2's
+    /// sparse prompt for a frame tracked without prompts (one empty point, then the pad).
+    pub(crate) fn padding_tokens(&self, count: usize) -> Result<Tensor> {
+        let data: Vec<f32> = (0..count)
+            .flat_map(|_| self.not_a_point.iter().copied())
+            .collect();
+        Ok(Tensor::from_vec(data, (1, count, self.dim), &self.device)?)
+    }
+
     /// The learned "no mask" dense embedding, one value per channel, on the host.
     pub(crate) fn no_mask_host(&self) -> Result<Vec<f32>> {
         crate::weights::host_values(&self.no_mask)

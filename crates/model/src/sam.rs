@@ -225,6 +225,22 @@ impl Sam {
         }
     }
 
+    /// The prompt encoder (the video tracker encodes its prompts and padding itself).
+    pub(crate) fn prompt_encoder(&self) -> &PromptEncoder {
+        &self.prompt_encoder
+    }
+
+    /// SAM 2.1's image encoder and decoder on candle; `None` for the other families.
+    pub(crate) fn sam2_parts(&self) -> Option<(&candle::Sam2Encoder, &candle::MaskDecoder)> {
+        match &self.engine {
+            Engine::Candle {
+                encoder: CandleEncoder::Hiera(encoder),
+                decoder,
+            } => Some((encoder, decoder)),
+            _ => None,
+        }
+    }
+
     /// The checkpoint's model family.
     pub fn family(&self) -> &Family {
         &self.family

@@ -130,6 +130,24 @@ impl MaskDecoder {
         high_res: Option<&HighResFeatures>,
         multimask: bool,
     ) -> Result<DecoderOutput> {
+        Ok(self
+            .forward_with_tokens(image, image_pe, sparse, dense, high_res, multimask)?
+            .0)
+    }
+
+    /// [`MaskDecoder::forward`] plus SAM 2's `sam_tokens_out` (`use_multimask_token_for_obj_ptr`):
+    /// (B, 3, D), the multimask outputs' mask tokens, with `multimask`; (B, 1, D), mask
+    /// token 0, without (whichever mask the single-mask rule returned). The video tracker
+    /// turns the chosen token into the object pointer.
+    pub(crate) fn forward_with_tokens(
+        &self,
+        image: &Tensor,
+        image_pe: &Tensor,
+        sparse: &Tensor,
+        dense: &Tensor,
+        high_res: Option<&HighResFeatures>,
+        multimask: bool,
+    ) -> Result<(DecoderOutput, Tensor)> {
         let b = sparse.dim(0)?;
         let mut output_tokens = vec![&self.iou_token, &self.mask_tokens];
         if let Some(sam2) = &self.sam2 {
@@ -180,13 +198,21 @@ impl MaskDecoder {
                 .matmul(&up.reshape((b, uc, uh * uw))?)?
                 .reshape((b, NUM_MASK_TOKENS, uh, uw))?;
         let mut iou = self.iou_head.forward(&iou_token_out)?;
+        let sam_tokens = if multimask {
+            hs.narrow(1, first + 2, NUM_MASK_TOKENS - 1)?
+        } else {
+            hs.narrow(1, first + 1, 1)?
+        };
         let Some(sam2) = &self.sam2 else {
             let (start, len) = if multimask { (1, 3) } else { (0, 1) };
-            return Ok(DecoderOutput {
-                low_res_masks: masks.narrow(1, start, len)?,
-                iou_predictions: iou.narrow(1, start, len)?,
-                object_score_logits: None,
-            });
+            return Ok((
+                DecoderOutput {
+                    low_res_masks: masks.narrow(1, start, len)?,
+                    iou_predictions: iou.narrow(1, start, len)?,
+                    object_score_logits: None,
+                },
+                sam_tokens,
+            ));
         };
         iou = candle_nn::ops::sigmoid(&iou)?;
         let object_score_logits = Some(
@@ -194,11 +220,14 @@ impl MaskDecoder {
                 .forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?,
         );
         if multimask {
-            return Ok(DecoderOutput {
-                low_res_masks: masks.narrow(1, 1, 3)?,
-                iou_predictions: iou.narrow(1, 1, 3)?,
-                object_score_logits,
-            });
+            return Ok((
+                DecoderOutput {
+                    low_res_masks: masks.narrow(1, 1, 3)?,
+                    iou_predictions: iou.narrow(1, 1, 3)?,
+                    object_score_logits,
+                },
+                sam_tokens,
+            ));
         }
         let chosen = dynamic_single_mask(&masks, &iou)?;
         let pick = |t: &Tensor| -> Result<Tensor> {
@@ -209,11 +238,14 @@ impl MaskDecoder {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             Ok(Tensor::stack(&rows, 0)?)
         };
-        Ok(DecoderOutput {
-            low_res_masks: pick(&masks)?,
-            iou_predictions: pick(&iou)?,
-            object_score_logits,
-        })
+        Ok((
+            DecoderOutput {
+                low_res_masks: pick(&masks)?,
+                iou_predictions: pick(&iou)?,
+                object_score_logits,
+            },
+            sam_tokens,
+        ))
     }
 }
 
