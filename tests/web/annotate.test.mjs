@@ -22,6 +22,8 @@ const checkpoint =
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(root, "target/web-artifacts");
 const fixture = join(root, "tests/fixtures/images/chelsea.png");
+// The reduced SAM 2.1 test model (family "sam2.1_hiera"): a second server starts in seconds.
+const sam2Checkpoint = join(root, "tests/fixtures/sam2/sam2.1_hiera_r_seed0.pt");
 const WIDTH = 451;
 const HEIGHT = 300;
 const TIMEOUT = 180_000;
@@ -30,8 +32,9 @@ let server;
 let baseUrl;
 let browser;
 
-/** Starts `mobilesam serve` and resolves with its address once it is serving. */
-function startServer(extra = [], extraEnv = {}) {
+/** Starts `mobilesam serve` (on `options.checkpoint`, by default the seeded MobileSAM
+ * weights) and resolves with its address once it is serving. */
+function startServer(extra = [], extraEnv = {}, options = {}) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
   );
@@ -39,7 +42,7 @@ function startServer(extra = [], extraEnv = {}) {
     bin,
     [
       "serve",
-      "--checkpoint", checkpoint,
+      "--checkpoint", options.checkpoint ?? checkpoint,
       "--addr", "127.0.0.1:0",
       "--metrics-addr", "127.0.0.1:0",
       "--workers", "1",
@@ -104,10 +107,10 @@ function decodeRle(size, counts) {
 
 /** `mobilesam segment --multimask` for the page's clicks: the best-scoring mask, as the
  * page picks it by default. */
-function segmentCli(points) {
+function segmentCli(points, weights = checkpoint) {
   const out = execFileSync(bin, [
     "segment",
-    "--checkpoint", checkpoint,
+    "--checkpoint", weights,
     "--image", fixture,
     // One object: points nested three deep, labels two deep.
     "--points", JSON.stringify([points.map((p) => [Math.fround(p.x), Math.fround(p.y)])]),
@@ -220,6 +223,58 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.child.kill("SIGTERM");
+});
+
+/** Waits until the page's model line has GetModelInfo's answer (or its error). */
+async function modelLine(page) {
+  await page.waitForFunction(() => ["ready", "error"].includes(document.getElementById("model").dataset.state), null, {
+    timeout: TIMEOUT,
+  });
+  return page.evaluate(() => {
+    const element = document.getElementById("model");
+    return { state: element.dataset.state, family: element.dataset.family, text: element.textContent, error: element.classList.contains("error") };
+  });
+}
+
+test("the page shows the served model: MobileSAM", { timeout: TIMEOUT }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(baseUrl + "/");
+  assert.deepEqual(await modelLine(page), {
+    state: "ready", family: "mobile_sam", text: "model: MobileSAM (mobile_sam)", error: false,
+  });
+  assert.equal(await page.getAttribute("[data-testid=model]", "data-memory-tracking"), "false");
+  assert.match(await page.getAttribute("#model", "title"), /family: mobile_sam/);
+  assert.deepEqual(errors, [], "no page errors");
+  await page.close();
+});
+
+test("the page shows the served model: SAM 2.1, and segments with it", { timeout: 10 * TIMEOUT }, async () => {
+  const sam2 = await startServer([], {}, { checkpoint: sam2Checkpoint });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`http://${sam2.addr}/`);
+    assert.deepEqual(await modelLine(page), {
+      state: "ready", family: "sam2.1_hiera", text: "model: SAM 2.1 Hiera (sam2.1_hiera)", error: false,
+    });
+    assert.equal(await page.getAttribute("#model", "data-memory-tracking"), "true");
+    // A click gives the mask `mobilesam segment` gives with the same checkpoint.
+    await page.setInputFiles("#file", fixture);
+    await page.waitForFunction(() => document.body.dataset.sessionId && document.body.dataset.busy === "0", null, {
+      timeout: TIMEOUT,
+    });
+    await clickImage(page, 200, 150, "left");
+    const [object] = await page.evaluate(() => window.mobilesam.objects());
+    assert.deepEqual(object.rle, segmentCli(object.points, sam2Checkpoint).rle, "the page got the CLI's SAM 2.1 mask");
+    await page.screenshot({ path: join(artifacts, "sam2.png"), fullPage: true });
+    assert.deepEqual(errors, [], "no page errors");
+    await page.close();
+  } finally {
+    sam2.child.kill("SIGTERM");
+  }
 });
 
 test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 10 * TIMEOUT }, async () => {
@@ -538,6 +593,11 @@ test("a server with a bearer token: the page sends the token from #token=", { ti
       timeout: TIMEOUT,
     });
     assert.match(await page.textContent("#status"), /unauthenticated/i);
+    // GetModelInfo was refused too: the model line shows the error.
+    const refused = await modelLine(page);
+    assert.equal(refused.state, "error");
+    assert.equal(refused.error, true);
+    assert.match(refused.text, /^model: unavailable \(.*unauthenticated/i);
     // With it: the session opens (a fresh page: a fragment change does not reload).
     const withToken = await browser.newPage({ viewport: { width: 1000, height: 700 } });
     await withToken.goto(`http://${guarded.addr}/#token=page-s3cret`);
@@ -546,6 +606,7 @@ test("a server with a bearer token: the page sends the token from #token=", { ti
       timeout: TIMEOUT,
     });
     assert.match(await withToken.textContent("#status"), /^ready/);
+    assert.equal((await modelLine(withToken)).family, "mobile_sam");
   } finally {
     guarded.child.kill("SIGTERM");
   }
