@@ -33,12 +33,16 @@ impl Backend {
         }
     }
 
-    /// The default on `device` for a checkpoint of `family`: the fused kernels implement
-    /// MobileSAM's TinyViT only, so SAM ViT and SAM 2.1 run on candle everywhere.
+    /// The default on `device` for a checkpoint of `family`: [`Backend::default_for`] for
+    /// MobileSAM and SAM ViT (whose encoder then runs on candle and, at the official
+    /// widths, its decoder, MobileSAM's, on the fused kernels: see
+    /// [`crate::Sam::with_backend`]), candle for SAM 2.1 everywhere.
     pub fn default_for_family(device: &Device, family: &crate::family::Family) -> Self {
         match family {
-            crate::family::Family::MobileSam => Self::default_for(device),
-            crate::family::Family::SamVit(_) | crate::family::Family::Sam2(_) => Backend::Candle,
+            crate::family::Family::MobileSam | crate::family::Family::SamVit(_) => {
+                Self::default_for(device)
+            }
+            crate::family::Family::Sam2(_) => Backend::Candle,
         }
     }
 

@@ -108,13 +108,33 @@ enum Engine {
     Candle {
         encoder: CandleEncoder,
         decoder: Box<candle::MaskDecoder>,
+        /// SAM ViT at the official widths on the CPU: its mask decoder is MobileSAM's, so
+        /// the fused one decodes (the encoder stays on candle).
+        fused_decoder: Option<FusedDecoder>,
     },
     Fused {
         encoder: Box<fused::TinyVit>,
-        decoder: Box<fused::MaskDecoder>,
-        /// The prompt encoder's "no mask" embedding, one value per channel.
-        no_mask: Vec<f32>,
+        decoder: FusedDecoder,
     },
+}
+
+/// The fused CPU mask decoder and the prompt encoder's "no mask" embedding it adds.
+struct FusedDecoder {
+    decoder: Box<fused::MaskDecoder>,
+    /// One value per channel.
+    no_mask: Vec<f32>,
+}
+
+impl FusedDecoder {
+    fn load(w: &Weights, prompt_encoder: &PromptEncoder) -> Result<Self> {
+        Ok(Self {
+            decoder: Box::new(fused::MaskDecoder::load(
+                w,
+                &host_values(prompt_encoder.dense_pe())?,
+            )?),
+            no_mask: prompt_encoder.no_mask_host()?,
+        })
+    }
 }
 
 /// MobileSAM, SAM ViT or SAM 2.1 (the checkpoint's [`Family`]): image encoder, prompt
@@ -161,7 +181,9 @@ impl Sam {
 
     /// Builds the model with `backend`; an error when it cannot run on `device`. The
     /// fused kernels implement MobileSAM's TinyViT only: SAM ViT and SAM 2.1 checkpoints
-    /// run on candle whatever `backend` says ([`Sam::backend`] tells which runs).
+    /// run their encoders on candle whatever `backend` says ([`Sam::backend`] tells which
+    /// runs). SAM ViT's mask decoder is MobileSAM's: with `backend` fused and the official
+    /// widths (256), the fused decoder runs it on the CPU.
     pub fn with_backend(
         checkpoint: &Checkpoint,
         device: &Device,
@@ -169,6 +191,7 @@ impl Sam {
     ) -> Result<Self> {
         backend.check_device(device)?;
         let family = Family::detect(checkpoint)?;
+        let requested = backend;
         let backend = match family {
             Family::MobileSam => backend,
             Family::SamVit(_) | Family::Sam2(_) => Backend::Candle,
@@ -197,14 +220,20 @@ impl Sam {
                     }
                 },
                 decoder: Box::new(candle::MaskDecoder::load(&decoder, &widths, sam2)?),
+                fused_decoder: match family {
+                    Family::SamVit(_)
+                        if device.is_cpu()
+                            && requested == Backend::Fused
+                            && widths == DecoderWidths::MOBILE_SAM =>
+                    {
+                        Some(FusedDecoder::load(&decoder, &prompt_encoder)?)
+                    }
+                    _ => None,
+                },
             },
             Backend::Fused => Engine::Fused {
                 encoder: Box::new(fused::TinyVit::load(&encoder)?),
-                decoder: Box::new(fused::MaskDecoder::load(
-                    &decoder,
-                    &host_values(prompt_encoder.dense_pe())?,
-                )?),
-                no_mask: prompt_encoder.no_mask_host()?,
+                decoder: FusedDecoder::load(&decoder, &prompt_encoder)?,
             },
         };
         Ok(Self {
@@ -225,6 +254,19 @@ impl Sam {
         }
     }
 
+    /// The backend the mask decoder runs: [`Sam::backend`]'s, but fused for SAM ViT at
+    /// the official widths on the CPU when fused was asked for.
+    pub fn decoder_backend(&self) -> Backend {
+        match self.engine {
+            Engine::Candle {
+                fused_decoder: Some(_),
+                ..
+            }
+            | Engine::Fused { .. } => Backend::Fused,
+            Engine::Candle { .. } => Backend::Candle,
+        }
+    }
+
     /// The prompt encoder (the video tracker encodes its prompts and padding itself).
     pub(crate) fn prompt_encoder(&self) -> &PromptEncoder {
         &self.prompt_encoder
@@ -236,6 +278,7 @@ impl Sam {
             Engine::Candle {
                 encoder: CandleEncoder::Hiera(encoder),
                 decoder,
+                ..
             } => Some((encoder, decoder)),
             _ => None,
         }
@@ -419,7 +462,11 @@ impl Sam {
         // The embedding in the form the decoder reads is made once per call, not per batch.
         let mut decoded = Vec::with_capacity(objects.len());
         match &self.engine {
-            Engine::Candle { decoder, .. } => {
+            Engine::Candle {
+                decoder,
+                fused_decoder: None,
+                ..
+            } => {
                 let image = self.decoder_image(embedding)?;
                 for members in decoder_batches(objects) {
                     let batch = batch_of(&members);
@@ -434,7 +481,14 @@ impl Sam {
                 }
             }
             Engine::Fused {
-                decoder, no_mask, ..
+                decoder: FusedDecoder {
+                    decoder, no_mask, ..
+                },
+                ..
+            }
+            | Engine::Candle {
+                fused_decoder: Some(FusedDecoder { decoder, no_mask }),
+                ..
             } => {
                 let image = embedding.host_channels_last()?;
                 let extent = cropped.then(|| low_res_extent(embedding.input_size));

@@ -13,6 +13,10 @@ use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::read_image;
 use mobilesam_model::{Backend, Family, Sam};
 
+fn checkpoint_file() -> Checkpoint {
+    checkpoint("sam_vit_r_seed0.pth")
+}
+
 fn checkpoint(file: &str) -> Checkpoint {
     Checkpoint::load(&common::fixtures().join("sam").join(file)).expect("fixture checkpoint reads")
 }
@@ -79,9 +83,10 @@ fn the_ultralytics_copy_gives_the_same_embedding() {
 fn the_fused_backend_choice_runs_sam_vit_on_candle() {
     let device = candle_core::Device::Cpu;
     let family = Family::detect(&checkpoint("sam_vit_r_seed0.pth")).expect("detected");
+    // Fused is asked for (the decoder may use it); the encoder runs on candle.
     assert_eq!(
         Backend::default_for_family(&device, &family),
-        Backend::Candle
+        Backend::Fused
     );
     assert_eq!(
         Backend::default_for_family(&device, &Family::MobileSam),
@@ -94,6 +99,65 @@ fn the_fused_backend_choice_runs_sam_vit_on_candle() {
         Backend::Candle,
         "the fused kernels are TinyViT-only"
     );
+}
+
+/// SAM ViT-B at its official widths decodes with MobileSAM's fused CPU decoder when the
+/// fused backend is asked for (the CPU default): the same masks as the candle decoder, on
+/// an embedding made up for the test (no encoder run).
+#[test]
+fn vit_b_decodes_on_the_fused_decoder_as_on_candle() {
+    let dir = common::fixtures();
+    let text = std::fs::read_to_string(dir.join("sam/manifests/sam_vit_b.json")).expect("manifest");
+    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
+        .and_then(|m| m.generate())
+        .expect("the manifest generates");
+    let device = candle_core::Device::Cpu;
+    let fused = Sam::with_backend(&checkpoint, &device, Backend::Fused).expect("builds");
+    let candle = Sam::with_backend(&checkpoint, &device, Backend::Candle).expect("builds");
+    assert_eq!(
+        (fused.backend(), fused.decoder_backend()),
+        (Backend::Candle, Backend::Fused)
+    );
+    assert_eq!(candle.decoder_backend(), Backend::Candle);
+    // The reduced fixture's decoder is 64 wide: not the fused decoder's 256.
+    let reduced = Sam::with_backend(&checkpoint_file(), &device, Backend::Fused).expect("builds");
+    assert_eq!(reduced.decoder_backend(), Backend::Candle);
+    let values: Vec<f32> = (0..mobilesam_model::Embedding::VALUES)
+        .map(|i| ((i as f32 * 0.37).sin() + (i as f32 * 0.011).cos()) * 0.5)
+        .collect();
+    let embedding =
+        mobilesam_model::Embedding::from_host_f32(values, (400, 600), (683, 1024), &device)
+            .expect("embedding");
+    let objects = mobilesam_model::prompt_json::from_values(
+        Some(&serde_json::json!([[[300, 200], [100, 50]]])),
+        Some(&serde_json::json!([[1, 0]])),
+        Some(&serde_json::json!([[50, 40, 400, 300]])),
+    )
+    .expect("prompt");
+    for multimask in [false, true] {
+        let options = mobilesam_model::DecodeOptions {
+            multimask,
+            return_low_res_logits: true,
+            ..Default::default()
+        };
+        let a = fused.decode(&embedding, &objects, options).expect("fused");
+        let b = candle
+            .decode(&embedding, &objects, options)
+            .expect("candle");
+        for (x, y) in a[0].masks.iter().zip(&b[0].masks) {
+            let iou = mobilesam_model::masks::BinaryMask::from_rle(&x.rle)
+                .expect("rle")
+                .iou(&mobilesam_model::masks::BinaryMask::from_rle(&y.rle).expect("rle"));
+            assert!(iou >= 0.999, "multimask {multimask}: IoU {iou}");
+            assert!(
+                (x.score - y.score).abs() < 1e-3,
+                "{} vs {}",
+                x.score,
+                y.score
+            );
+        }
+        assert_eq!(a[0].masks.len(), b[0].masks.len());
+    }
 }
 
 /// Full-size ViT-B (93.7M seeded parameters, rebuilt from `manifests/sam_vit_b.json`) on
