@@ -33,17 +33,11 @@ impl Backend {
         }
     }
 
-    /// The default on `device` for a checkpoint of `family`: [`Backend::default_for`] for
-    /// MobileSAM and SAM ViT (whose encoder then runs on candle and, at the official
-    /// widths, its decoder, MobileSAM's, on the fused kernels: see
-    /// [`crate::Sam::with_backend`]), candle for SAM 2.1 everywhere.
-    pub fn default_for_family(device: &Device, family: &crate::family::Family) -> Self {
-        match family {
-            crate::family::Family::MobileSam | crate::family::Family::SamVit(_) => {
-                Self::default_for(device)
-            }
-            crate::family::Family::Sam2(_) => Backend::Candle,
-        }
+    /// The default on `device` for a checkpoint of `family`: [`Backend::default_for`] (for
+    /// SAM ViT and SAM 2.1 the encoder then runs on candle and, at the official widths, the
+    /// decoder on the fused kernels: see [`crate::Sam::with_backend`]).
+    pub fn default_for_family(device: &Device, _family: &crate::family::Family) -> Self {
+        Self::default_for(device)
     }
 
     /// The user's `choice`, or the default on `device`; an error when it cannot run there.

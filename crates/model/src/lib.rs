@@ -27,6 +27,7 @@ pub mod prompt;
 pub mod prompt_encoder;
 pub mod prompt_json;
 pub mod sam;
+pub mod single_mask;
 pub mod threads;
 pub mod video;
 pub mod weights;

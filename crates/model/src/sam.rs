@@ -21,6 +21,7 @@ use crate::prompt_encoder::{PromptEncoder, ScaledPrompt, TokenOrder};
 use crate::weights::{host_values, Weights};
 use crate::{candle, fused};
 use mobilesam_checkpoint::{Checkpoint, ParameterCounts};
+use mobilesam_kernels::layout::to_channels_last;
 use mobilesam_kernels::profile::step;
 
 /// Receives the encoder's intermediate results ("patch_embed", "layers.0" ... "layers.3"),
@@ -126,11 +127,12 @@ struct FusedDecoder {
 }
 
 impl FusedDecoder {
-    fn load(w: &Weights, prompt_encoder: &PromptEncoder) -> Result<Self> {
+    fn load(w: &Weights, prompt_encoder: &PromptEncoder, sam2: bool) -> Result<Self> {
         Ok(Self {
             decoder: Box::new(fused::MaskDecoder::load(
                 w,
                 &host_values(prompt_encoder.dense_pe())?,
+                sam2,
             )?),
             no_mask: prompt_encoder.no_mask_host()?,
         })
@@ -168,8 +170,9 @@ impl Sam {
 
     /// Builds the model from checkpoint tensors already in memory, with the default
     /// backend for the device and the checkpoint's family
-    /// ([`Backend::default_for_family`]: fused on the CPU for MobileSAM, candle elsewhere
-    /// and for SAM ViT).
+    /// ([`Backend::default_for_family`]: fused on the CPU, where SAM ViT and SAM 2.1 run
+    /// their encoders on candle and, at the official widths, their decoders fused; candle
+    /// elsewhere).
     pub fn from_checkpoint(checkpoint: &Checkpoint, device: &Device) -> Result<Self> {
         let family = Family::detect(checkpoint)?;
         Self::with_backend(
@@ -182,8 +185,9 @@ impl Sam {
     /// Builds the model with `backend`; an error when it cannot run on `device`. The
     /// fused kernels implement MobileSAM's TinyViT only: SAM ViT and SAM 2.1 checkpoints
     /// run their encoders on candle whatever `backend` says ([`Sam::backend`] tells which
-    /// runs). SAM ViT's mask decoder is MobileSAM's: with `backend` fused and the official
-    /// widths (256), the fused decoder runs it on the CPU.
+    /// runs). SAM ViT's mask decoder is MobileSAM's and SAM 2.1's adds a few steps to it:
+    /// with `backend` fused and the official widths (256), the fused decoder runs them on
+    /// the CPU ([`Sam::decoder_backend`]).
     pub fn with_backend(
         checkpoint: &Checkpoint,
         device: &Device,
@@ -221,19 +225,19 @@ impl Sam {
                 },
                 decoder: Box::new(candle::MaskDecoder::load(&decoder, &widths, sam2)?),
                 fused_decoder: match family {
-                    Family::SamVit(_)
+                    Family::SamVit(_) | Family::Sam2(_)
                         if device.is_cpu()
                             && requested == Backend::Fused
                             && widths == DecoderWidths::MOBILE_SAM =>
                     {
-                        Some(FusedDecoder::load(&decoder, &prompt_encoder)?)
+                        Some(FusedDecoder::load(&decoder, &prompt_encoder, sam2)?)
                     }
                     _ => None,
                 },
             },
             Backend::Fused => Engine::Fused {
                 encoder: Box::new(fused::TinyVit::load(&encoder)?),
-                decoder: FusedDecoder::load(&decoder, &prompt_encoder)?,
+                decoder: FusedDecoder::load(&decoder, &prompt_encoder, false)?,
             },
         };
         Ok(Self {
@@ -254,8 +258,8 @@ impl Sam {
         }
     }
 
-    /// The backend the mask decoder runs: [`Sam::backend`]'s, but fused for SAM ViT at
-    /// the official widths on the CPU when fused was asked for.
+    /// The backend the mask decoder runs: [`Sam::backend`]'s, but fused for SAM ViT and
+    /// SAM 2.1 at the official widths on the CPU when fused was asked for.
     pub fn decoder_backend(&self) -> Backend {
         match self.engine {
             Engine::Candle {
@@ -490,13 +494,22 @@ impl Sam {
                 fused_decoder: Some(FusedDecoder { decoder, no_mask }),
                 ..
             } => {
-                let image = embedding.host_channels_last()?;
+                let (image, high_res) = self.fused_decoder_inputs(embedding)?;
+                let high_res = high_res
+                    .as_ref()
+                    .map(|[s0, s1]| fused::mask_decoder::HighRes { s0, s1 });
                 let extent = cropped.then(|| low_res_extent(embedding.input_size));
                 for members in decoder_batches(objects) {
                     // The fused decoder takes one object at a time.
                     for (index, prompt) in members.iter().zip(batch_of(&members)) {
-                        let masks =
-                            self.decode_fused(decoder, &image, no_mask, prompt, multimask, extent)?;
+                        let masks = self.decode_fused(
+                            decoder,
+                            (&image, high_res.as_ref()),
+                            no_mask,
+                            prompt,
+                            multimask,
+                            extent,
+                        )?;
                         decoded.push((*index, masks));
                     }
                 }
@@ -511,11 +524,28 @@ impl Sam {
             .collect()
     }
 
+    /// The embedding as the fused decoder reads it, channels-last: the image embedding (SAM
+    /// 2: with `no_mem_embed`) and SAM 2's two high-resolution levels.
+    #[allow(clippy::type_complexity)]
+    fn fused_decoder_inputs(
+        &self,
+        embedding: &Embedding,
+    ) -> Result<(std::sync::Arc<Vec<f32>>, Option<[Vec<f32>; 2]>)> {
+        let Some(high_res) = embedding.high_res() else {
+            return Ok((embedding.host_channels_last()?, None));
+        };
+        let channels = embedding.channels();
+        let image = to_channels_last(&self.decoder_image_embedding(embedding)?, channels);
+        let s0 = to_channels_last(&host_values(&high_res.s0)?, channels / 8);
+        let s1 = to_channels_last(&host_values(&high_res.s1)?, channels / 4);
+        Ok((std::sync::Arc::new(image), Some([s0, s1])))
+    }
+
     /// One object through the fused decoder.
     fn decode_fused(
         &self,
         decoder: &fused::MaskDecoder,
-        image: &[f32],
+        (image, high_res): (&[f32], Option<&fused::mask_decoder::HighRes>),
         no_mask: &[f32],
         prompt: &ScaledPrompt,
         multimask: bool,
@@ -529,11 +559,11 @@ impl Sam {
         } else {
             Dense::NoMask(no_mask)
         };
-        let (low_res_logits, scores) = decoder.forward(image, &sparse, dense, multimask, extent)?;
+        let out = decoder.forward(image, &sparse, dense, high_res, multimask, extent)?;
         Ok(RawObjectMasks {
-            low_res_logits,
-            scores,
-            object_score_logit: None,
+            low_res_logits: out.masks,
+            scores: out.scores,
+            object_score_logit: out.object_score,
         })
     }
 

@@ -219,3 +219,83 @@ fn the_reduced_model_is_read_from_its_shapes() {
 fn full_size_hiera_tiny_on_coffee() {
     common::full_size::check_on_coffee("sam2.1_hiera_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_t");
 }
+
+/// SAM 2.1 Hiera-T at its official widths decodes with the fused CPU decoder when the
+/// fused backend is asked for (the CPU default): the same masks, scores and object scores
+/// as the candle decoder, on an embedding made up for the test (no encoder run).
+#[test]
+fn hiera_tiny_decodes_on_the_fused_decoder_as_on_candle() {
+    let text =
+        std::fs::read_to_string(common::fixtures().join("sam/manifests/sam2.1_hiera_tiny.json"))
+            .expect("manifest");
+    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
+        .and_then(|m| m.generate())
+        .expect("the manifest generates");
+    let device = candle_core::Device::Cpu;
+    let fused = Sam::with_backend(&checkpoint, &device, Backend::Fused).expect("builds");
+    let candle = Sam::with_backend(&checkpoint, &device, Backend::Candle).expect("builds");
+    assert_eq!(
+        (fused.backend(), fused.decoder_backend()),
+        (Backend::Candle, Backend::Fused)
+    );
+    assert_eq!(candle.decoder_backend(), Backend::Candle);
+    assert_eq!(
+        sam().decoder_backend(),
+        Backend::Candle,
+        "the reduced decoder is 64 wide"
+    );
+    let wave = |n: usize, k: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * k).sin() + (i as f32 * 0.0131).cos()) * 0.6)
+            .collect()
+    };
+    let [n, n0, n1] = mobilesam_model::HostEmbedding::expected_lengths(256);
+    let host = mobilesam_model::HostEmbedding {
+        channels: 256,
+        values: wave(n, 0.37),
+        high_res: Some([wave(n0, 0.23), wave(n1, 0.71)]),
+        original_size: (400, 600),
+        input_size: (1024, 1024),
+    };
+    let embedding = mobilesam_model::Embedding::from_host(host, &device).expect("embedding");
+    let prompts = [
+        (
+            serde_json::json!([[[300, 200]]]),
+            serde_json::json!([[1]]),
+            None,
+        ),
+        (
+            serde_json::json!([[[300, 200], [100, 50]]]),
+            serde_json::json!([[1, 0]]),
+            Some(serde_json::json!([[50, 40, 400, 300]])),
+        ),
+    ];
+    for (points, labels, bboxes) in &prompts {
+        let objects = from_values(Some(points), Some(labels), bboxes.as_ref()).expect("prompt");
+        for multimask in [false, true] {
+            let a = fused
+                .decode_raw(&embedding, &objects, multimask)
+                .expect("fused");
+            let b = candle
+                .decode_raw(&embedding, &objects, multimask)
+                .expect("candle");
+            let (a, b) = (&a[0], &b[0]);
+            assert_eq!(a.scores.len(), b.scores.len());
+            for ((x, y), (sx, sy)) in a
+                .low_res_logits
+                .iter()
+                .zip(&b.low_res_logits)
+                .zip(a.scores.iter().zip(&b.scores))
+            {
+                let error = common::relative_l2(x, y);
+                assert!(error < 1e-4, "multimask {multimask}: logits rel L2 {error}");
+                assert!((sx - sy).abs() < 1e-4, "{sx} vs {sy}");
+            }
+            let (oa, ob) = (a.object_score_logit, b.object_score_logit);
+            assert!(
+                matches!((oa, ob), (Some(x), Some(y)) if (x - y).abs() < 1e-4),
+                "{oa:?} vs {ob:?}"
+            );
+        }
+    }
+}

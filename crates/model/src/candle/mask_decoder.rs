@@ -13,6 +13,7 @@ use crate::architecture::NUM_MASK_TOKENS;
 use crate::embedding::HighResFeatures;
 use crate::error::Result;
 use crate::family::DecoderWidths;
+use crate::single_mask::dynamic_single_mask;
 use crate::weights::Weights;
 
 /// A stack of linear layers with ReLU between them.
@@ -51,11 +52,6 @@ pub struct DecoderOutput {
     /// SAM 2: (B, 1) object-score logits (> 0: the object is present).
     pub object_score_logits: Option<Tensor>,
 }
-
-/// SAM 2's single-mask rule: mask 0 when its stability (logits > 0.05 over logits > -0.05)
-/// is at least 0.98, else the best of the three multimask outputs.
-const STABILITY_DELTA: f32 = 0.05;
-const STABILITY_THRESHOLD: f32 = 0.98;
 
 /// SAM 2's additions to the decoder.
 struct Sam2Heads {
@@ -229,7 +225,7 @@ impl MaskDecoder {
                 sam_tokens,
             ));
         }
-        let chosen = dynamic_single_mask(&masks, &iou)?;
+        let chosen = single_mask_indices(&masks, &iou)?;
         let pick = |t: &Tensor| -> Result<Tensor> {
             let rows = chosen
                 .iter()
@@ -250,9 +246,8 @@ impl MaskDecoder {
 }
 
 /// Per object, the index of the mask SAM 2 returns for a single-mask request
-/// (`_dynamic_multimask_via_stability`): 0 when mask 0 is stable, else the multimask output
-/// (1..=3) with the highest predicted IoU (the first of equals, as `argmax`).
-fn dynamic_single_mask(masks: &Tensor, iou: &Tensor) -> Result<Vec<usize>> {
+/// ([`dynamic_single_mask`]).
+fn single_mask_indices(masks: &Tensor, iou: &Tensor) -> Result<Vec<usize>> {
     let scores = iou.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
     let first = masks
         .narrow(1, 0, 1)?
@@ -262,24 +257,6 @@ fn dynamic_single_mask(masks: &Tensor, iou: &Tensor) -> Result<Vec<usize>> {
     Ok(first
         .iter()
         .zip(&scores)
-        .map(|(logits, scores)| {
-            let above = logits.iter().filter(|&&l| l > STABILITY_DELTA).count();
-            let union = logits.iter().filter(|&&l| l > -STABILITY_DELTA).count();
-            let stability = if union > 0 {
-                above as f32 / union as f32
-            } else {
-                1.0
-            };
-            if stability >= STABILITY_THRESHOLD {
-                return 0;
-            }
-            let mut best = 1;
-            for m in 2..NUM_MASK_TOKENS {
-                if scores[m] > scores[best] {
-                    best = m;
-                }
-            }
-            best
-        })
+        .map(|(logits, scores)| dynamic_single_mask(logits, scores))
         .collect())
 }

@@ -1,7 +1,9 @@
 //! The mask decoder on the CPU kernels: the fused two-way transformer, then the 4x upscaling (two 2x2 transposed convolutions with
 //! LayerNorm and GELU) fused with the hypernetwork products, one embedding row per task, so
 //! that the 256x256x32 upscaled features never exist as a whole; only the masks that will be
-//! returned are formed.
+//! returned are formed. SAM 2's decoder ([`Sam2Head`]) adds the object-score token and head,
+//! the high-resolution features inside the upscaling, a sigmoid on the IoU and the
+//! stability-based single mask.
 
 use rayon::prelude::*;
 
@@ -9,6 +11,7 @@ use super::transformer::TwoWayTransformerCpu;
 use super::{layer_norm, linear};
 use crate::architecture::{DECODER_DIM as DIM, EMBED_SIDE, IOU_HIDDEN, NUM_MASK_TOKENS};
 use crate::error::{ModelError, Result};
+use crate::single_mask::dynamic_single_mask;
 use crate::weights::Weights;
 use mobilesam_kernels::buffers::{with_scratch, BufferPool, PoolCache};
 use mobilesam_kernels::gelu::gelu_slice;
@@ -26,8 +29,30 @@ pub enum Dense<'a> {
     Planar(&'a [f32]),
 }
 
-/// Low-resolution logits (one `256 x 256` map per returned mask) and predicted IoUs.
-pub type DecodedMasks = (Vec<Vec<f32>>, Vec<f32>);
+/// What the decoder returns for one object.
+#[derive(Debug, Clone)]
+pub struct DecodedMasks {
+    /// One `256 x 256` low-resolution logit map per returned mask.
+    pub masks: Vec<Vec<f32>>,
+    /// Predicted IoU per returned mask.
+    pub scores: Vec<f32>,
+    /// SAM 2: the object-score logit.
+    pub object_score: Option<f32>,
+}
+
+/// SAM 2's high-resolution features on the host, channels-last: `s0` 256 x 256 x 32 and
+/// `s1` 128 x 128 x 64 (after `conv_s0` / `conv_s1`).
+pub struct HighRes<'a> {
+    /// The 256x256 level.
+    pub s0: &'a [f32],
+    /// The 128x128 level.
+    pub s1: &'a [f32],
+}
+
+/// SAM 2's object-score head (its token is the first output token).
+struct Sam2Head {
+    obj_score_head: Vec<Linear>,
+}
 
 /// SAM's mask decoder on the fused CPU kernels.
 pub struct MaskDecoder {
@@ -39,6 +64,7 @@ pub struct MaskDecoder {
     up1: Linear,
     hypernetworks: Vec<Vec<Linear>>,
     iou_head: Vec<Linear>,
+    sam2: Option<Sam2Head>,
     /// The prompt encoder's dense positional encoding, token-major.
     pe_tokens: Vec<f32>,
     /// The transformer's image-token buffers, kept between calls.
@@ -94,10 +120,16 @@ fn run_mlp(layers: &[Linear], x: &[f32]) -> Vec<f32> {
 }
 
 impl MaskDecoder {
-    /// Loads `mask_decoder.*` host weights; `dense_pe` is the prompt encoder's positional
-    /// encoding of the embedding grid, channel-planar (256 x 64 x 64).
-    pub fn load(w: &Weights, dense_pe: &[f32]) -> Result<Self> {
-        let mut output_tokens = w.values("iou_token.weight", &[1, DIM])?;
+    /// Loads `mask_decoder.*` (SAM 2: `sam_mask_decoder.*`, `sam2` true) host weights;
+    /// `dense_pe` is the prompt encoder's positional encoding of the embedding grid,
+    /// channel-planar (256 x 64 x 64).
+    pub fn load(w: &Weights, dense_pe: &[f32], sam2: bool) -> Result<Self> {
+        let mut output_tokens = if sam2 {
+            w.values("obj_score_token.weight", &[1, DIM])?
+        } else {
+            Vec::new()
+        };
+        output_tokens.extend(w.values("iou_token.weight", &[1, DIM])?);
         output_tokens.extend(w.values("mask_tokens.weight", &[NUM_MASK_TOKENS, DIM])?);
         if dense_pe.len() != DIM * EMBED_SIDE * EMBED_SIDE {
             return Err(ModelError::Shape(format!(
@@ -123,24 +155,52 @@ impl MaskDecoder {
                 &w.pp("iou_prediction_head"),
                 &[DIM, IOU_HIDDEN, IOU_HIDDEN, NUM_MASK_TOKENS],
             )?,
+            sam2: sam2
+                .then(|| -> Result<Sam2Head> {
+                    Ok(Sam2Head {
+                        obj_score_head: mlp(&w.pp("pred_obj_score_head"), &[DIM, DIM, DIM, 1])?,
+                    })
+                })
+                .transpose()?,
             pe_tokens,
             pools: PoolCache::default(),
         })
     }
 
     /// Decodes one object: `image` the embedding channels-last (`64 * 64` rows of 256),
-    /// `sparse` prompt tokens (n x 256 values), `dense`. Returns the three multimask
-    /// outputs or the single-mask output. With `extent` = (rows, columns), only that
-    /// top-left part of each 256 x 256 logit map is computed (whole embedding pixels of it;
-    /// the rest is 0).
+    /// `sparse` prompt tokens (n x 256 values), `dense`, and for SAM 2 the image's
+    /// `high_res` features. Returns the three multimask outputs or the single-mask output.
+    /// With `extent` = (rows, columns), only that top-left part of each 256 x 256 logit
+    /// map is computed (whole embedding pixels of it; the rest is 0).
     pub fn forward(
         &self,
         image: &[f32],
         sparse: &[f32],
         dense: Dense,
+        high_res: Option<&HighRes>,
         multimask: bool,
         extent: Option<(usize, usize)>,
     ) -> Result<DecodedMasks> {
+        let (c1, c0) = (self.up_norm.dim(), self.up1.out_dim / 4);
+        let high_res = match (&self.sam2, high_res) {
+            (Some(_), Some(h)) => {
+                let [side0, side1] = crate::embedding::HIGH_RES_SIDES;
+                if h.s0.len() != side0 * side0 * c0 || h.s1.len() != side1 * side1 * c1 {
+                    return Err(ModelError::Shape(format!(
+                        "mask decoder: high-resolution features of {} and {} values",
+                        h.s0.len(),
+                        h.s1.len()
+                    )));
+                }
+                Some(h)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ModelError::Shape(
+                    "mask decoder: SAM 2 needs the high-resolution features, SAM none".into(),
+                ))
+            }
+        };
         let channels = DIM;
         let (h, w) = (EMBED_SIDE, EMBED_SIDE);
         if image.len() != h * w * channels || !sparse.len().is_multiple_of(channels) {
@@ -171,27 +231,53 @@ impl MaskDecoder {
             self.transformer.forward(keys, spare, pe, &tokens)
         });
         let row = |i: usize| &hs[i * channels..(i + 1) * channels];
-        let iou = run_mlp(&self.iou_head, row(0));
+        // SAM 2's object-score token comes first and shifts the others by one.
+        let first = usize::from(self.sam2.is_some());
+        let mut iou = run_mlp(&self.iou_head, row(first));
+        let object_score = self
+            .sam2
+            .as_ref()
+            .map(|head| run_mlp(&head.obj_score_head, row(0))[0]);
+        if self.sam2.is_some() {
+            for v in &mut iou {
+                *v = 1.0 / (1.0 + (-*v).exp());
+            }
+        }
+        // SAM 2's single mask is chosen by stability: every mask is formed first.
+        let dynamic = self.sam2.is_some() && !multimask;
         let chosen: Vec<usize> = if multimask {
             (1..NUM_MASK_TOKENS).collect()
+        } else if dynamic {
+            (0..NUM_MASK_TOKENS).collect()
         } else {
             vec![0]
         };
         let hyper: Vec<f32> = chosen
             .iter()
-            .flat_map(|&i| run_mlp(&self.hypernetworks[i], row(1 + i)))
+            .flat_map(|&i| run_mlp(&self.hypernetworks[i], row(first + 1 + i)))
             .collect();
         // Embedding pixels whose 4 x 4 low-resolution cells are needed.
         let (rows, cols) = extent.map_or((h, w), |(r, c)| {
             (r.div_ceil(4).clamp(1, h), c.div_ceil(4).clamp(1, w))
         });
         let masks = step("decoder upscale", || {
-            self.upscale_masks(&keys, w, (rows, cols), &hyper, chosen.len())
+            self.upscale_masks(&keys, w, (rows, cols), &hyper, chosen.len(), high_res)
         });
         pool.give(keys);
         pool.give(spare);
         self.pools.checkin(pool);
-        Ok((masks, chosen.iter().map(|&i| iou[i]).collect()))
+        let mut scores: Vec<f32> = chosen.iter().map(|&i| iou[i]).collect();
+        let mut masks = masks;
+        if dynamic {
+            let pick = dynamic_single_mask(&masks[0], &scores);
+            masks = vec![masks.swap_remove(pick)];
+            scores = vec![scores[pick]];
+        }
+        Ok(DecodedMasks {
+            masks,
+            scores,
+            object_score,
+        })
     }
 
     /// The image tokens with the dense embedding added, in a buffer from `pool`.
@@ -239,6 +325,7 @@ impl MaskDecoder {
         (rows, cols): (usize, usize),
         hyper: &[f32],
         count: usize,
+        high_res: Option<&HighRes>,
     ) -> Vec<Vec<f32>> {
         let (c_in, mid) = (self.up0.in_dim, self.up_norm.dim());
         let c_out = self.up1.out_dim / 4;
@@ -254,16 +341,37 @@ impl MaskDecoder {
                 // y0: cols pixels x (2x2 x mid); y1: (cols * 4) x (2x2 x c_out);
                 // logits: (cols * 16) x count.
                 let (n0, n1, n2) = (cols * 4 * mid, cols * 16 * c_out, cols * 16 * count);
-                with_scratch(n0 + n1 + n2, |scratch| {
+                let extra = if high_res.is_some() { n0 + n1 } else { 0 };
+                with_scratch(n0 + n1 + n2 + extra, |scratch| {
                     let (y0, rest) = scratch.split_at_mut(n0);
-                    let (y1, logits) = rest.split_at_mut(n1);
-                    self.up0.forward_serial(src, y0, Fused::default());
+                    let (y1, rest) = rest.split_at_mut(n1);
+                    let (logits, rest) = rest.split_at_mut(n2);
+                    // SAM 2: the high-resolution features at each output pixel, laid out as
+                    // the two products' outputs, added before the LayerNorm and the GELU.
+                    let (add0, add1) = match high_res {
+                        Some(h) => {
+                            let (a0, a1) = rest.split_at_mut(n0);
+                            gather_s1(h.s1, y, cols, mid, a0);
+                            gather_s0(h.s0, y, cols, c_out, a1);
+                            (Some(&*a0), Some(&*a1))
+                        }
+                        None => (None, None),
+                    };
+                    self.up0.forward_serial(
+                        src,
+                        y0,
+                        Fused {
+                            residual: add0,
+                            ..Fused::default()
+                        },
+                    );
                     self.up_norm.rows_inplace(y0);
                     gelu_slice(y0);
                     self.up1.forward_serial(
                         y0,
                         y1,
                         Fused {
+                            residual: add1,
                             gelu: true,
                             ..Fused::default()
                         },
@@ -302,5 +410,35 @@ impl MaskDecoder {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// SAM 2's 128x128 level (channels-last, `mid` channels) for embedding row `y`, pixels
+/// `0..cols`, in the first product's output layout: pixel x, sub-pixel `dy * 2 + dx`,
+/// channel; the sub-pixel sits at (2y + dy, 2x + dx).
+fn gather_s1(s1: &[f32], y: usize, cols: usize, mid: usize, out: &mut [f32]) {
+    let side = crate::embedding::HIGH_RES_SIDES[1];
+    for x in 0..cols {
+        for d in 0..4 {
+            let (r, c) = (2 * y + d / 2, 2 * x + d % 2);
+            out[(x * 4 + d) * mid..][..mid].copy_from_slice(&s1[(r * side + c) * mid..][..mid]);
+        }
+    }
+}
+
+/// SAM 2's 256x256 level (channels-last, `c_out` channels) for embedding row `y` in the
+/// second product's output layout: row `x * 4 + d` (the first sub-pixel), sub-pixel
+/// `e = ey * 2 + ex`, channel; the pixel sits at (4y + 2dy + ey, 4x + 2dx + ex).
+fn gather_s0(s0: &[f32], y: usize, cols: usize, c_out: usize, out: &mut [f32]) {
+    let side = crate::embedding::HIGH_RES_SIDES[0];
+    for x in 0..cols {
+        for d in 0..4 {
+            for e in 0..4 {
+                let r = 4 * y + 2 * (d / 2) + e / 2;
+                let c = 4 * x + 2 * (d % 2) + e % 2;
+                out[((x * 4 + d) * 4 + e) * c_out..][..c_out]
+                    .copy_from_slice(&s0[(r * side + c) * c_out..][..c_out]);
+            }
+        }
     }
 }

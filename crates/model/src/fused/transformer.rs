@@ -315,13 +315,19 @@ impl BlockCpu {
     fn load(w: &Weights, dim: usize, skip_first_pe: bool) -> Result<Self> {
         let down = CROSS_ATTENTION_DOWNSAMPLE;
         let norm = |name: &str| layer_norm(&w.pp(name), dim, 1e-5);
+        // segment-anything names the MLP's layers `lin1`/`lin2`, sam2 `layers.0`/`.1`.
+        let (first, second) = if w.shape("mlp.lin1.weight").is_ok() {
+            ("mlp.lin1", "mlp.lin2")
+        } else {
+            ("mlp.layers.0", "mlp.layers.1")
+        };
         Ok(Self {
             self_attn: AttentionCpu::load(&w.pp("self_attn"), dim, 1)?,
             norm1: norm("norm1")?,
             token_to_image: AttentionCpu::load(&w.pp("cross_attn_token_to_image"), dim, down)?,
             norm2: norm("norm2")?,
-            lin1: linear(&w.pp("mlp.lin1"), dim, TRANSFORMER_MLP_DIM)?,
-            lin2: linear(&w.pp("mlp.lin2"), TRANSFORMER_MLP_DIM, dim)?,
+            lin1: linear(&w.pp(first), dim, TRANSFORMER_MLP_DIM)?,
+            lin2: linear(&w.pp(second), TRANSFORMER_MLP_DIM, dim)?,
             norm3: norm("norm3")?,
             norm4: norm("norm4")?,
             image_to_token: AttentionCpu::load(&w.pp("cross_attn_image_to_token"), dim, down)?,
