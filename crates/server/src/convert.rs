@@ -27,7 +27,8 @@ pub fn masks(request_id: u64, decoded: Decoded) -> v1::Masks {
 
 /// One mask. The box is the mask's tight `[x, y, w, h]` (pycocotools' `toBbox`) written
 /// as corners: `x2 = x + w`, `y2 = y + h`.
-fn mask(m: MaskOutput) -> v1::Mask {
+/// One mask as its wire message.
+pub fn mask(m: MaskOutput) -> v1::Mask {
     let [x, y, w, h] = m.bbox;
     v1::Mask {
         score: m.score,

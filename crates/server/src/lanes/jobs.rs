@@ -12,6 +12,7 @@ use mobilesam_model::{DecodeOptions, Embedding, ObjectMasks, ObjectPrompt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queues::{Cancellable, LaneQueues};
+use super::video_job::VideoJob;
 use crate::error::RequestError;
 
 /// Where a worker sends a job's result.
@@ -20,9 +21,37 @@ pub type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 /// Where a stream waits for a job's result.
 pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
-/// The scheduler of this server's jobs: one lane each for prompt decodes, image encodes
-/// and mask generations.
-pub type JobQueues = LaneQueues<DecodeJob, EncodeJob, BackgroundJob>;
+/// The scheduler of this server's jobs: one lane each for prompt decodes (and
+/// memory-tracking steps), image encodes and mask generations.
+pub type JobQueues = LaneQueues<DecodeLaneJob, EncodeJob, BackgroundJob>;
+
+/// The decode lane's work: interactive jobs on one frame.
+#[derive(Debug)]
+pub enum DecodeLaneJob {
+    /// Prompts decoded on an embedding.
+    Decode(DecodeJob),
+    /// SAM 2.1 memory tracking on one frame.
+    Video(VideoJob),
+}
+
+impl DecodeLaneJob {
+    /// The owner of a prompt decode (memory-tracking steps have none: never superseded).
+    pub fn owner(&self) -> Option<&Owner> {
+        match self {
+            Self::Decode(job) => Some(&job.owner),
+            Self::Video(_) => None,
+        }
+    }
+}
+
+impl Cancellable for DecodeLaneJob {
+    fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Decode(job) => job.is_cancelled(),
+            Self::Video(job) => job.is_cancelled(),
+        }
+    }
+}
 
 /// Whose prompt a decode job answers, for `supersede_pending`: a newer prompt of the same
 /// owner takes the owner's queued decodes out of the lane (latest wins).

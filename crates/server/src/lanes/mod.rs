@@ -25,6 +25,7 @@ pub mod lane;
 pub mod priority;
 pub mod queues;
 pub mod submit;
+pub mod video_job;
 pub mod workers;
 pub mod yield_gate;
 
@@ -32,5 +33,5 @@ pub use config::LaneConfig;
 pub use jobs::{JobQueues, Owner};
 pub use lane::Lane;
 pub use submit::{
-    decode, encode, prefetch, submit_decode, submit_generate, supersede, PendingDecode,
+    decode, encode, prefetch, submit_decode, submit_generate, supersede, track_video, PendingDecode,
 };

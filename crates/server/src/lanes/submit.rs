@@ -7,9 +7,10 @@ use mobilesam_model::amg::AmgParams;
 use mobilesam_model::{DecodeOptions, Embedding, ObjectPrompt};
 
 use super::jobs::{
-    BackgroundJob, DecodeJob, Decoded, EncodeJob, Encoded, GenerateEvents, GenerateInput,
-    GenerateJob, JobQueues, Owner, Pending,
+    BackgroundJob, DecodeJob, DecodeLaneJob, Decoded, EncodeJob, Encoded, GenerateEvents,
+    GenerateInput, GenerateJob, JobQueues, Owner, Pending,
 };
+use super::video_job::{VideoDone, VideoJob, VideoWork};
 use crate::error::RequestError;
 
 /// A decode in the decode lane; [`PendingDecode::result`] waits for its masks.
@@ -36,8 +37,23 @@ pub fn submit_decode(
     options: DecodeOptions,
 ) -> Result<PendingDecode, RequestError> {
     let (job, pending) = DecodeJob::new(owner, embedding, objects, options);
-    queues.decode.submit(job)?;
+    queues.decode.submit(DecodeLaneJob::Decode(job))?;
     Ok(PendingDecode(pending))
+}
+
+/// Runs memory-tracking steps (SAM 2.1) of `objects` on frame `frame` (`embedding`) in the
+/// decode lane and waits for the trackers and results. A full decode queue refuses it.
+pub async fn track_video(
+    queues: &JobQueues,
+    embedding: Arc<Embedding>,
+    frame: usize,
+    objects: Vec<VideoWork>,
+) -> Result<VideoDone, RequestError> {
+    let (job, pending) = VideoJob::new(embedding, frame, objects);
+    queues.decode.submit(DecodeLaneJob::Video(job))?;
+    pending
+        .await
+        .unwrap_or_else(|_| Err(server_stopped("tracking")))
 }
 
 /// Decodes `objects` on `embedding` for `owner` and waits for the masks.
@@ -88,8 +104,11 @@ pub async fn prefetch(queues: &JobQueues, image: Vec<u8>) -> Result<Encoded, Req
 /// Latest wins: `owner`'s queued decodes that no worker has started are taken out of the
 /// decode lane and answered ABORTED, naming the request that superseded them.
 pub fn supersede(queues: &JobQueues, owner: &Owner, by_request_id: u64) {
-    let superseded = queues.supersede(|job| &job.owner == owner);
+    let superseded = queues.supersede(|job| job.owner() == Some(owner));
     for job in superseded {
+        let DecodeLaneJob::Decode(job) = job else {
+            continue;
+        };
         let _ = job.reply.send(Err(RequestError::Aborted(format!(
             "superseded by request {by_request_id}"
         ))));

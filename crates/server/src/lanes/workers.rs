@@ -16,15 +16,20 @@ use std::time::Instant;
 use candle_core::Device;
 use mobilesam_checkpoint::Checkpoint;
 use mobilesam_model::image::decode_image;
-use mobilesam_model::{Backend, Sam};
+use mobilesam_model::video::VideoModel;
+use mobilesam_model::{Backend, ModelError, Sam};
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
+use crate::error::RequestError;
 use crate::error::ServerError;
 use crate::generate;
 use crate::lanes::job_guard::{guarded, in_pool};
-use crate::lanes::jobs::{BackgroundJob, DecodeJob, Decoded, EncodeJob, Encoded, JobQueues};
+use crate::lanes::jobs::{
+    BackgroundJob, DecodeJob, DecodeLaneJob, Decoded, EncodeJob, Encoded, JobQueues,
+};
 use crate::lanes::priority::Priority;
+use crate::lanes::video_job::{self, VideoDone, VideoJob};
 use crate::lanes::yield_gate::YieldGate;
 use crate::lanes::Lane;
 use crate::{fault_injection, metrics};
@@ -216,14 +221,14 @@ fn spawn_worker(
         .name(format!("mobilesam-{lane}-{index}"))
         .spawn(move || {
             apply_priority(lane, spec.priority);
-            let mut sam =
-                match Sam::with_backend(&shared.checkpoint, &shared.device, shared.backend) {
-                    Ok(sam) => sam,
-                    Err(e) => {
-                        let _ = ready.send(Err(ServerError::Model(e)));
-                        return;
-                    }
-                };
+            let mut models = match Models::build(spec.lane, &shared) {
+                Ok(models) => models,
+                Err(e) => {
+                    let _ = ready.send(Err(ServerError::Model(e)));
+                    return;
+                }
+            };
+            let sam = &models.sam;
             let summary = ModelSummary {
                 parameters: sam.parameter_counts().total,
                 checkpoint_bytes: sam.checkpoint_bytes(),
@@ -235,8 +240,8 @@ fn spawn_worker(
             drop(ready);
             // The checkpoint stays (one copy shared by all workers) so that a worker
             // whose job panicked can replace its model.
-            while run(spec.lane, index, &sam, &shared, &kernels) == RunEnd::Panicked {
-                sam = replace_model(index, sam, &shared);
+            while run(spec.lane, index, &models, &shared, &kernels) == RunEnd::Panicked {
+                models = replace_models(spec.lane, index, models, &shared);
             }
         })
         .map_err(|source| ServerError::Io {
@@ -254,13 +259,36 @@ enum RunEnd {
     Panicked,
 }
 
-/// A fresh model for a worker whose job panicked; the old one when the rebuild fails.
-fn replace_model(index: usize, old: Sam, shared: &Shared) -> Sam {
-    match Sam::with_backend(&shared.checkpoint, &shared.device, shared.backend) {
-        Ok(sam) => {
+/// What one worker computes with: the image model and, on the decode lane of a SAM 2.1
+/// checkpoint, the video tracker's modules beside it.
+struct Models {
+    sam: Arc<Sam>,
+    video: Option<VideoModel>,
+}
+
+impl Models {
+    fn build(lane: Lane, shared: &Shared) -> Result<Self, ModelError> {
+        let sam = Arc::new(Sam::with_backend(
+            &shared.checkpoint,
+            &shared.device,
+            shared.backend,
+        )?);
+        let video = if lane == Lane::Decode && sam.family().memory_tracking() {
+            Some(VideoModel::load(&shared.checkpoint, Arc::clone(&sam))?)
+        } else {
+            None
+        };
+        Ok(Self { sam, video })
+    }
+}
+
+/// Fresh models for a worker whose job panicked; the old ones when the rebuild fails.
+fn replace_models(lane: Lane, index: usize, old: Models, shared: &Shared) -> Models {
+    match Models::build(lane, shared) {
+        Ok(models) => {
             metrics::record_worker_restart();
             warn!(worker = index, "worker replaced its model after a panic");
-            sam
+            models
         }
         Err(e) => {
             warn!(worker = index, error = %e, "cannot rebuild the model; keeping the old one");
@@ -274,10 +302,11 @@ fn replace_model(index: usize, old: Sam, shared: &Shared) -> Sam {
 fn run(
     lane: Lane,
     index: usize,
-    sam: &Sam,
+    models: &Models,
     shared: &Shared,
     kernels: &rayon::ThreadPool,
 ) -> RunEnd {
+    let sam = &*models.sam;
     debug!(lane = lane.label(), worker = index, "worker ready");
     let queues = &shared.queues;
     let max_image_pixels = shared.max_image_pixels;
@@ -286,7 +315,7 @@ fn run(
             Lane::Decode => queues
                 .decode
                 .next()
-                .map(|job| in_pool(kernels, || decode(sam, job, &shared.gate))),
+                .map(|job| in_pool(kernels, || decode_lane(models, job, &shared.gate))),
             Lane::Encode => queues
                 .encode
                 .next()
@@ -345,6 +374,33 @@ fn run_encode(sam: &Sam, job: EncodeJob, max_image_pixels: u64) {
             embedding: Arc::new(embedding),
             elapsed,
         }
+    });
+    let _ = job.reply.send(result);
+}
+
+/// A job of the decode lane: a prompt decode or a memory-tracking step.
+fn decode_lane(models: &Models, job: DecodeLaneJob, gate: &YieldGate) {
+    match job {
+        DecodeLaneJob::Decode(job) => decode(&models.sam, job, gate),
+        DecodeLaneJob::Video(job) => video(models.video.as_ref(), job, gate),
+    }
+}
+
+/// Memory-tracking steps: only a SAM 2.1 checkpoint has the modules.
+fn video(model: Option<&VideoModel>, job: VideoJob, gate: &YieldGate) {
+    let _running = gate.decoding(job.created);
+    let start = Instant::now();
+    let result = guarded("memory tracking", || {
+        let model = model.ok_or_else(|| {
+            RequestError::FailedPrecondition("memory tracking needs a SAM 2.1 checkpoint".into())
+        })?;
+        fault_injection::decode();
+        video_job::run(model, &job)
+    });
+    let elapsed = start.elapsed();
+    let result = result.map(|objects| {
+        metrics::record_decode(elapsed);
+        VideoDone { objects, elapsed }
     });
     let _ = job.reply.send(result);
 }

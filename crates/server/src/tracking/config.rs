@@ -5,6 +5,9 @@ use crate::error::ServerError;
 /// Default largest number of objects one session tracks.
 pub const DEFAULT_MAX_TRACKED_OBJECTS: usize = 64;
 
+/// Default largest number of frames one session holds memory-tracking results for.
+pub const DEFAULT_MAX_TRACKED_FRAMES: usize = 10_000;
+
 /// How sessions follow objects from frame to frame.
 #[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
 pub struct TrackingConfig {
@@ -12,6 +15,12 @@ pub struct TrackingConfig {
     /// would track more is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "MOBILESAM_MAX_TRACKED_OBJECTS", default_value_t = DEFAULT_MAX_TRACKED_OBJECTS)]
     pub max_tracked_objects: usize,
+
+    /// SAM 2.1 memory tracking: largest number of frames one session keeps results for
+    /// (each object's mask per frame index, as RLE); tracking onto one more frame is
+    /// answered RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MOBILESAM_MAX_TRACKED_FRAMES", default_value_t = DEFAULT_MAX_TRACKED_FRAMES)]
+    pub max_tracked_frames: usize,
 
     /// Marks a followed object LOST when its mask's score (predicted IoU) is below this
     /// (off by default: only an empty mask loses an object).
@@ -29,6 +38,7 @@ impl Default for TrackingConfig {
     fn default() -> Self {
         Self {
             max_tracked_objects: DEFAULT_MAX_TRACKED_OBJECTS,
+            max_tracked_frames: DEFAULT_MAX_TRACKED_FRAMES,
             track_min_score: None,
             track_max_area_change: None,
         }
@@ -41,6 +51,11 @@ impl TrackingConfig {
         if self.max_tracked_objects == 0 {
             return Err(ServerError::Config(
                 "--max-tracked-objects must be at least 1".into(),
+            ));
+        }
+        if self.max_tracked_frames == 0 {
+            return Err(ServerError::Config(
+                "--max-tracked-frames must be at least 1".into(),
             ));
         }
         if let Some(score) = self.track_min_score {
@@ -90,6 +105,10 @@ mod tests {
         let bad = [
             TrackingConfig {
                 max_tracked_objects: 0,
+                ..Default::default()
+            },
+            TrackingConfig {
+                max_tracked_frames: 0,
                 ..Default::default()
             },
             TrackingConfig {

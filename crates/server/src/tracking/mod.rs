@@ -12,6 +12,7 @@
 //! are applied in the order they arrived.
 
 pub mod config;
+pub mod memory;
 pub mod recipe;
 mod session_ops;
 
@@ -19,24 +20,103 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use mobilesam_model::{DecodeOptions, Embedding, ObjectPrompt};
 use tokio::sync::Mutex;
+
+use crate::error::RequestError;
+use crate::state::AppState;
 
 pub use config::TrackingConfig;
 pub use recipe::{ObjectState, Thresholds, Track};
 pub use session_ops::{attach, follow, predict, prompt, untrack, untrack_rpc, wants_tracking};
 
-/// The objects one session follows, by object id (ascending).
+/// The objects one session follows, by object id (ascending): with the recipe (MobileSAM,
+/// SAM ViT) or with SAM 2.1's memory tracker (the served checkpoint decides).
 #[derive(Debug, Default)]
 pub struct SessionTracks {
-    /// Object id -> state.
+    /// Object id -> state, for the recipe.
     pub objects: BTreeMap<u64, ObjectState>,
+    /// Object id -> tracker and results, for memory tracking.
+    pub memory: BTreeMap<u64, memory::MemoryObject>,
 }
 
 impl SessionTracks {
-    /// Bytes of state held (256 KiB of logits per followed object).
+    /// Bytes of state held (256 KiB of logits per object followed by the recipe; the
+    /// tracker state and stored results of memory-tracked objects).
     pub fn size_bytes(&self) -> u64 {
-        self.objects.values().map(ObjectState::size_bytes).sum()
+        self.objects
+            .values()
+            .map(ObjectState::size_bytes)
+            .sum::<u64>()
+            + self
+                .memory
+                .values()
+                .map(memory::MemoryObject::size_bytes)
+                .sum::<u64>()
     }
+
+    /// Whether the session tracks `id`, either way.
+    pub fn contains(&self, id: u64) -> bool {
+        self.objects.contains_key(&id) || self.memory.contains_key(&id)
+    }
+
+    /// Number of objects tracked, either way.
+    pub fn len(&self) -> usize {
+        self.objects.len() + self.memory.len()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// RESOURCE_EXHAUSTED when tracking `ids` would make the session track more objects
+    /// than `max` (`--max-tracked-objects`).
+    pub fn check_capacity(&self, ids: &[u64], max: usize) -> Result<(), RequestError> {
+        let new = ids.iter().filter(|&&id| !self.contains(id)).count();
+        let total = self.len() + new;
+        if total > max {
+            return Err(RequestError::ResourceExhausted(format!(
+                "the session would track {total} objects; at most {max} are allowed \
+                 (--max-tracked-objects): untrack some first"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A checked prompt that goes through tracking.
+#[derive(Debug)]
+pub struct Prompted {
+    /// The prompt's request id.
+    pub request_id: u64,
+    /// `Prompt.track`.
+    pub track: bool,
+    /// Each object's id (0: none).
+    pub ids: Vec<u64>,
+    /// The model prompts, in order.
+    pub objects: Vec<ObjectPrompt>,
+    /// The decode options.
+    pub options: DecodeOptions,
+}
+
+/// Records the session's memory: its embedding and its tracking state.
+pub fn record_size(
+    state: &AppState,
+    session_id: &str,
+    embedding: &Embedding,
+    tracks: &SessionTracks,
+) {
+    let size = embedding.size_bytes() as u64 + tracks.size_bytes();
+    state.sessions.resize(session_id, size);
+}
+
+/// Whether the served checkpoint tracks with SAM 2.1's memory (`ModelInfo.memory_tracking`).
+pub fn memory_tracking(state: &AppState) -> bool {
+    state
+        .model_info
+        .get()
+        .is_some_and(|info| info.memory_tracking)
 }
 
 /// One session's tracking state, behind its lock.

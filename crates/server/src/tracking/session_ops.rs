@@ -9,7 +9,7 @@ use mobilesam_model::{DecodeOptions, Embedding, MaskOutput, ObjectPrompt};
 use mobilesam_proto::v1;
 
 use super::recipe::{self, ObjectState};
-use super::SessionTracks;
+use super::{memory, record_size, Prompted, SessionTracks};
 use crate::convert;
 use crate::error::RequestError;
 use crate::lanes::jobs::Decoded;
@@ -26,15 +26,29 @@ pub fn wants_tracking(prompt: &v1::Prompt) -> bool {
 /// A prompt with `track` set or object ids, on `embedding`, the current image of
 /// `session_id`. Objects of a `track` prompt, and tracked objects prompted again, take
 /// their result as their state: the highest-scoring mask (LOST when it is empty).
+///
+/// With a SAM 2.1 checkpoint the objects go to their memory trackers instead
+/// ([`super::memory::prompt`]) on frame `frame_index`.
 pub async fn prompt(
     state: &AppState,
     session_id: &str,
     embedding: Arc<Embedding>,
+    frame_index: i64,
     message: &v1::Prompt,
 ) -> Result<v1::Masks, RequestError> {
     let (objects, mut options) = validate::prompt(message, state.limits)?;
     let ids: Vec<u64> = message.objects.iter().map(|o| o.object_id).collect();
     check_ids(&ids, message.track)?;
+    if super::memory_tracking(state) {
+        let prompted = Prompted {
+            request_id: message.request_id,
+            track: message.track,
+            ids,
+            objects,
+            options,
+        };
+        return memory::prompt(state, session_id, embedding, frame_index, prompted).await;
+    }
     let shared = if message.track {
         Some(state.tracking.session(session_id))
     } else {
@@ -55,7 +69,7 @@ pub async fn prompt(
         .map(|id| message.track || tracks.objects.contains_key(id))
         .collect();
     if message.track {
-        check_capacity(&tracks, &ids, state.tracking.config().max_tracked_objects)?;
+        tracks.check_capacity(&ids, state.tracking.config().max_tracked_objects)?;
     }
     let logits_asked = options.return_low_res_logits;
     options.return_low_res_logits |= updates.iter().any(|&u| u);
@@ -78,17 +92,22 @@ pub async fn prompt(
                 .for_each(|m| m.low_res_logits = None);
         }
     }
-    resize_session(state, session_id, &embedding, &tracks);
+    record_size(state, session_id, &embedding, &tracks);
     Ok(masks(message.request_id, decoded, &ids, &states))
 }
 
-/// The follow-up on a new frame (`embedding`) of `session_id`: every followed object is
-/// decoded with the recipe, in one job. `None` when the session tracks nothing.
+/// The follow-up on a new frame (`embedding`, frame `frame_index`) of `session_id`: every
+/// followed object is decoded with the recipe, in one job (with a SAM 2.1 checkpoint:
+/// [`super::memory::follow`]). `None` when the session tracks nothing.
 pub async fn follow(
     state: &AppState,
     session_id: &str,
     embedding: &Arc<Embedding>,
+    frame_index: i64,
 ) -> Result<Option<v1::Masks>, RequestError> {
+    if super::memory_tracking(state) {
+        return memory::follow(state, session_id, embedding, frame_index).await;
+    }
     let Some(shared) = state.tracking.existing(session_id) else {
         return Ok(None);
     };
@@ -146,7 +165,7 @@ pub async fn follow(
         mask.low_res_logits = None;
         answered.push((id, kept.then_some(mask)));
     }
-    resize_session(state, session_id, embedding, &tracks);
+    record_size(state, session_id, embedding, &tracks);
     Ok(Some(tracked_masks(&tracks, answered, decode_ms)))
 }
 
@@ -158,20 +177,30 @@ pub async fn untrack(state: &AppState, session_id: &str, object_ids: &[u64]) -> 
     };
     let mut tracks = shared.lock().await;
     let removed: Vec<u64> = if object_ids.is_empty() {
-        let all = tracks.objects.keys().copied().collect();
+        let mut all: Vec<u64> = tracks
+            .objects
+            .keys()
+            .chain(tracks.memory.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
         tracks.objects.clear();
+        tracks.memory.clear();
         all
     } else {
         let mut removed: Vec<u64> = object_ids
             .iter()
-            .filter(|id| tracks.objects.remove(id).is_some())
+            .filter(|id| {
+                let recipe = tracks.objects.remove(id).is_some();
+                tracks.memory.remove(id).is_some() || recipe
+            })
             .copied()
             .collect();
         removed.sort_unstable();
         removed
     };
     if let Some(session) = state.sessions.get(session_id) {
-        resize_session(state, session_id, &session.embedding, &tracks);
+        record_size(state, session_id, &session.embedding, &tracks);
     }
     removed
 }
@@ -184,10 +213,15 @@ pub async fn predict(
     message: &v1::Prompt,
 ) -> Result<v1::Masks, RequestError> {
     // A session this replica does not hold may be in the shared store.
-    let embedding = crate::sessions::resume(state, session_id.to_string())
-        .await?
-        .embedding;
-    prompt(state, session_id, embedding, message).await
+    let opened = crate::sessions::resume(state, session_id.to_string()).await?;
+    prompt(
+        state,
+        session_id,
+        opened.embedding,
+        opened.frame_index,
+        message,
+    )
+    .await
 }
 
 /// Puts the follow-up's masks into an `ImageReady` answer.
@@ -239,23 +273,6 @@ fn check_ids(ids: &[u64], track: bool) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// RESOURCE_EXHAUSTED when tracking `ids` would make the session track more objects than
-/// `--max-tracked-objects`.
-fn check_capacity(tracks: &SessionTracks, ids: &[u64], max: usize) -> Result<(), RequestError> {
-    let new = ids
-        .iter()
-        .filter(|id| !tracks.objects.contains_key(id))
-        .count();
-    let total = tracks.objects.len() + new;
-    if total > max {
-        return Err(RequestError::ResourceExhausted(format!(
-            "the session would track {total} objects; at most {max} are allowed \
-             (--max-tracked-objects): untrack some first"
-        )));
-    }
-    Ok(())
-}
-
 /// The highest-scoring mask (the first of equals, as the reference's argmax).
 fn best_mask(masks: &[MaskOutput]) -> Option<&MaskOutput> {
     masks
@@ -268,17 +285,6 @@ fn wire_state(state: &ObjectState) -> v1::TrackState {
         ObjectState::Tracked(_) => v1::TrackState::Tracked,
         ObjectState::Lost => v1::TrackState::Lost,
     }
-}
-
-/// Records the session's memory: its embedding and its tracking state.
-fn resize_session(
-    state: &AppState,
-    session_id: &str,
-    embedding: &Embedding,
-    tracks: &SessionTracks,
-) {
-    let size = embedding.size_bytes() as u64 + tracks.size_bytes();
-    state.sessions.resize(session_id, size);
 }
 
 async fn decode(
@@ -373,8 +379,8 @@ mod tests {
         let mut tracks = SessionTracks::default();
         tracks.objects.insert(1, ObjectState::Lost);
         tracks.objects.insert(2, ObjectState::Lost);
-        assert!(check_capacity(&tracks, &[1, 2, 3], 3).is_ok());
-        let over = check_capacity(&tracks, &[3, 4], 3).unwrap_err();
+        assert!(tracks.check_capacity(&[1, 2, 3], 3).is_ok());
+        let over = tracks.check_capacity(&[3, 4], 3).unwrap_err();
         assert_eq!(over.code(), Code::ResourceExhausted);
         assert!(over.to_string().contains("--max-tracked-objects"));
     }

@@ -98,6 +98,7 @@ enum End {
 struct Current {
     session_id: String,
     embedding: Arc<Embedding>,
+    frame_index: i64,
 }
 
 /// Serves one stream until the client is done or gone, or the server shuts down.
@@ -233,7 +234,7 @@ impl Reader {
         // A new frame (an image) of a session moves the objects it follows onto it.
         let tracked = if kind == RequestKind::SetImage {
             tokio::select! {
-                tracked = tracking::follow(&self.state, &opened.session_id, &opened.embedding) => tracked,
+                tracked = tracking::follow(&self.state, &opened.session_id, &opened.embedding, opened.frame_index) => tracked,
                 _ = self.out.closed() => return None,
             }
         } else {
@@ -243,6 +244,7 @@ impl Reader {
         self.current = Some(Current {
             session_id: opened.session_id,
             embedding: opened.embedding,
+            frame_index: opened.frame_index,
         });
         Some(match tracked {
             Ok(tracked) => {
@@ -367,7 +369,7 @@ impl Reader {
         self.state.sessions.touch(&current.session_id);
         let embedding = Arc::clone(&current.embedding);
         let result = tokio::select! {
-            result = tracking::prompt(&self.state, &current.session_id, embedding, prompt) => result,
+            result = tracking::prompt(&self.state, &current.session_id, embedding, current.frame_index, prompt) => result,
             _ = self.out.closed() => return None,
         };
         Some(match result {
