@@ -12,14 +12,9 @@ use mobilesam_model::{DecodeOptions, Embedding, ObjectMasks, ObjectPrompt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queues::{Cancellable, LaneQueues};
+pub use super::reply::{Pending, Reply};
 use super::video_job::VideoJob;
 use crate::error::RequestError;
-
-/// Where a worker sends a job's result.
-pub type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
-
-/// Where a stream waits for a job's result.
-pub type Pending<T> = oneshot::Receiver<Result<T, RequestError>>;
 
 /// The scheduler of this server's jobs: one lane each for prompt decodes (and
 /// memory-tracking steps), image encodes and mask generations.

@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod lane;
 pub mod priority;
 pub mod queues;
+pub mod reply;
 pub mod submit;
 pub mod video_job;
 pub mod workers;

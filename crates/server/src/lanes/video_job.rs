@@ -13,8 +13,8 @@ use mobilesam_model::video::{Direction, FrameResult, ObjectTracker, VideoModel};
 use mobilesam_model::{Embedding, MaskOutput, ObjectPrompt};
 use tokio::sync::oneshot;
 
-use super::jobs::{Pending, Reply};
 use super::queues::Cancellable;
+use super::reply::{Pending, Reply};
 use crate::error::RequestError;
 
 /// What one object's tracker does on the job's frame.

@@ -15,20 +15,21 @@ pub mod config;
 pub mod memory;
 pub mod recipe;
 mod session_ops;
+pub mod session_size;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use mobilesam_model::{DecodeOptions, Embedding, ObjectPrompt};
+use mobilesam_model::{DecodeOptions, ObjectPrompt};
 use tokio::sync::Mutex;
 
 use crate::error::RequestError;
-use crate::state::AppState;
 
 pub use config::TrackingConfig;
 pub use recipe::{ObjectState, Thresholds, Track};
 pub use session_ops::{attach, follow, predict, prompt, untrack, untrack_rpc, wants_tracking};
+pub use session_size::record_size;
 
 /// The objects one session follows, by object id (ascending): with the recipe (MobileSAM,
 /// SAM ViT) or with SAM 2.1's memory tracker (the served checkpoint decides).
@@ -98,25 +99,6 @@ pub struct Prompted {
     pub objects: Vec<ObjectPrompt>,
     /// The decode options.
     pub options: DecodeOptions,
-}
-
-/// Records the session's memory: its embedding and its tracking state.
-pub fn record_size(
-    state: &AppState,
-    session_id: &str,
-    embedding: &Embedding,
-    tracks: &SessionTracks,
-) {
-    let size = embedding.size_bytes() as u64 + tracks.size_bytes();
-    state.sessions.resize(session_id, size);
-}
-
-/// Whether the served checkpoint tracks with SAM 2.1's memory (`ModelInfo.memory_tracking`).
-pub fn memory_tracking(state: &AppState) -> bool {
-    state
-        .model_info
-        .get()
-        .is_some_and(|info| info.memory_tracking)
 }
 
 /// One session's tracking state, behind its lock.

@@ -39,7 +39,7 @@ pub async fn prompt(
     let (objects, mut options) = validate::prompt(message, state.limits)?;
     let ids: Vec<u64> = message.objects.iter().map(|o| o.object_id).collect();
     check_ids(&ids, message.track)?;
-    if super::memory_tracking(state) {
+    if memory::in_use(state) {
         let prompted = Prompted {
             request_id: message.request_id,
             track: message.track,
@@ -105,7 +105,7 @@ pub async fn follow(
     embedding: &Arc<Embedding>,
     frame_index: i64,
 ) -> Result<Option<v1::Masks>, RequestError> {
-    if super::memory_tracking(state) {
+    if memory::in_use(state) {
         return memory::follow(state, session_id, embedding, frame_index).await;
     }
     let Some(shared) = state.tracking.existing(session_id) else {

@@ -20,6 +20,14 @@ use mobilesam_proto::v1;
 
 pub use ops::{follow, prompt};
 
+/// Whether the served checkpoint tracks with SAM 2.1's memory (`ModelInfo.memory_tracking`).
+pub fn in_use(state: &crate::state::AppState) -> bool {
+    state
+        .model_info
+        .get()
+        .is_some_and(|info| info.memory_tracking)
+}
+
 /// One object's result on one frame, as answered.
 #[derive(Debug, Clone)]
 pub struct StoredResult {
