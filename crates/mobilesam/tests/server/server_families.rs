@@ -238,10 +238,16 @@ async fn sam_vit_reports_its_family_and_serves_the_library_masks() {
 }
 
 /// `Prompt.track` with both fixtures: two objects tracked on frame 0 are followed on the
-/// next two frames (`ImageReady.tracked`, one mask each, ids ascending).
+/// next two frames (`ImageReady.tracked`, one mask each, ids ascending). SAM ViT follows
+/// them with the recipe (TRACKED); SAM 2.1 with its memory tracker, whose seeded
+/// object-score head finds no object on these frames: OCCLUDED, an empty mask, still
+/// followed (`server_memory_tracking` checks visible objects with a rescaled head).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracking_follows_objects_with_sam2_and_sam_vit() {
-    for checkpoint in [sam2(), sam_vit()] {
+    for (checkpoint, state) in [
+        (sam2(), v1::TrackState::Occluded),
+        (sam_vit(), v1::TrackState::Tracked),
+    ] {
         let server = serve(checkpoint.clone(), &[]).await;
         let mut client = server.client().await;
         let mut stream = Stream::open(&mut client).await;
@@ -262,8 +268,14 @@ async fn tracking_follows_objects_with_sam2_and_sam_vit() {
             let ids: Vec<u64> = tracked.objects.iter().map(|o| o.object_id).collect();
             assert_eq!(ids, [1, 2], "{checkpoint:?} frame {variant}");
             for object in &tracked.objects {
-                assert_eq!(object.state(), v1::TrackState::Tracked, "{checkpoint:?}");
+                assert_eq!(object.state(), state, "{checkpoint:?}");
                 assert_eq!(object.masks.len(), 1);
+                if state == v1::TrackState::Occluded {
+                    assert_eq!(
+                        object.masks[0].area, 0,
+                        "an occluded object's mask is empty"
+                    );
+                }
             }
         }
     }
