@@ -225,12 +225,7 @@ fn full_size_hiera_tiny_on_coffee() {
 /// as the candle decoder, on an embedding made up for the test (no encoder run).
 #[test]
 fn hiera_tiny_decodes_on_the_fused_decoder_as_on_candle() {
-    let text =
-        std::fs::read_to_string(common::fixtures().join("sam/manifests/sam2.1_hiera_tiny.json"))
-            .expect("manifest");
-    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
-        .and_then(|m| m.generate())
-        .expect("the manifest generates");
+    let checkpoint = common::full_size::seeded("sam2.1_hiera_tiny");
     let device = candle_core::Device::Cpu;
     let fused = Sam::with_backend(&checkpoint, &device, Backend::Fused).expect("builds");
     let candle = Sam::with_backend(&checkpoint, &device, Backend::Candle).expect("builds");

@@ -106,11 +106,7 @@ fn the_fused_backend_choice_runs_sam_vit_on_candle() {
 /// an embedding made up for the test (no encoder run).
 #[test]
 fn vit_b_decodes_on_the_fused_decoder_as_on_candle() {
-    let dir = common::fixtures();
-    let text = std::fs::read_to_string(dir.join("sam/manifests/sam_vit_b.json")).expect("manifest");
-    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
-        .and_then(|m| m.generate())
-        .expect("the manifest generates");
+    let checkpoint = common::full_size::seeded("sam_vit_b");
     let device = candle_core::Device::Cpu;
     let fused = Sam::with_backend(&checkpoint, &device, Backend::Fused).expect("builds");
     let candle = Sam::with_backend(&checkpoint, &device, Backend::Candle).expect("builds");

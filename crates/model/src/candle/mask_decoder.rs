@@ -161,26 +161,19 @@ impl MaskDecoder {
         let (hs, src) = self.transformer.forward(&src, &pos, &tokens)?;
         let iou_token_out = hs.narrow(1, first, 1)?.squeeze(1)?;
         let src = src.transpose(1, 2)?.reshape((b, c, h, w))?;
-        let up = match (high_res, &self.sam2) {
-            (Some(features), Some(_)) => {
-                let up = self
-                    .upscale_conv0
-                    .forward(&src)?
-                    .broadcast_add(&features.s1)?;
-                let up = gelu(&self.upscale_norm.forward(&up)?)?;
-                gelu(
-                    &self
-                        .upscale_conv1
-                        .forward(&up)?
-                        .broadcast_add(&features.s0)?,
-                )?
-            }
-            _ => {
-                let up = self.upscale_conv0.forward(&src)?;
-                let up = gelu(&self.upscale_norm.forward(&up)?)?;
-                gelu(&self.upscale_conv1.forward(&up)?)?
-            }
-        };
+        // SAM 2 adds its high-resolution features before the LayerNorm and the last GELU.
+        let features = high_res.filter(|_| self.sam2.is_some());
+        let mut up = self.upscale_conv0.forward(&src)?;
+        if let Some(f) = features {
+            up = up.broadcast_add(&f.s1)?;
+        }
+        let mut up = self
+            .upscale_conv1
+            .forward(&gelu(&self.upscale_norm.forward(&up)?)?)?;
+        if let Some(f) = features {
+            up = up.broadcast_add(&f.s0)?;
+        }
+        let up = gelu(&up)?;
         let (_, uc, uh, uw) = up.dims4()?;
         let hyper = self
             .hypernetworks

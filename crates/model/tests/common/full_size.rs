@@ -12,14 +12,20 @@ use mobilesam_model::prompt_json::from_values;
 use mobilesam_model::{DecodeOptions, Sam};
 use serde_json::Value;
 
+/// The seeded checkpoint of an official size, rebuilt from
+/// `tests/fixtures/sam/manifests/<manifest>.json`.
+pub fn seeded(manifest: &str) -> mobilesam_checkpoint::Checkpoint {
+    let path = super::fixtures().join(format!("sam/manifests/{manifest}.json"));
+    let text = std::fs::read_to_string(path).expect("manifest");
+    mobilesam_checkpoint::seeded::Manifest::from_json(&text)
+        .and_then(|m| m.generate())
+        .expect("the manifest generates")
+}
+
 /// Checks the model of `manifest` (detected as `family`) against fixture `stem`.
 pub fn check_on_coffee(manifest: &str, stem: &str, family: &str) {
     let dir = super::fixtures();
-    let text = std::fs::read_to_string(dir.join(format!("sam/manifests/{manifest}.json")))
-        .expect("manifest");
-    let checkpoint = mobilesam_checkpoint::seeded::Manifest::from_json(&text)
-        .and_then(|m| m.generate())
-        .expect("the manifest generates");
+    let checkpoint = seeded(manifest);
     let sam = Sam::from_checkpoint(&checkpoint, &candle_core::Device::Cpu).expect("model builds");
     assert_eq!(sam.family().name(), family);
     let file = std::fs::File::open(dir.join(format!("sam/fullsize_reference/{stem}.json.gz")))
