@@ -11,6 +11,7 @@
 //! come, first served): a tracked prompt, the follow-up on the next frame and an untrack
 //! are applied in the order they arrived.
 
+mod answer;
 pub mod config;
 pub mod memory;
 pub mod recipe;

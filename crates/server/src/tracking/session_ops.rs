@@ -8,12 +8,12 @@ use std::sync::Arc;
 use mobilesam_model::{DecodeOptions, Embedding, MaskOutput, ObjectPrompt};
 use mobilesam_proto::v1;
 
+use super::answer::{decode, masks};
 use super::recipe::{self, ObjectState};
 use super::{memory, record_size, Prompted, SessionTracks};
 use crate::convert;
 use crate::error::RequestError;
 use crate::lanes::jobs::Decoded;
-use crate::lanes::{self, Owner};
 use crate::state::AppState;
 use crate::validate;
 
@@ -285,32 +285,6 @@ fn wire_state(state: &ObjectState) -> v1::TrackState {
         ObjectState::Tracked(_) => v1::TrackState::Tracked,
         ObjectState::Lost => v1::TrackState::Lost,
     }
-}
-
-async fn decode(
-    state: &AppState,
-    embedding: Arc<Embedding>,
-    objects: Vec<ObjectPrompt>,
-    options: DecodeOptions,
-) -> Result<Decoded, RequestError> {
-    lanes::decode(&state.queues, Owner::Tracking, embedding, objects, options).await
-}
-
-/// A prompt's masks with the objects' ids and, for tracked ones, their states.
-fn masks(
-    request_id: u64,
-    decoded: Decoded,
-    ids: &[u64],
-    states: &[Option<v1::TrackState>],
-) -> v1::Masks {
-    let mut masks = convert::masks(request_id, decoded);
-    for ((object, &id), state) in masks.objects.iter_mut().zip(ids).zip(states) {
-        object.object_id = id;
-        if let Some(state) = state {
-            object.set_state(*state);
-        }
-    }
-    masks
 }
 
 /// `ImageReady.tracked`: every tracked object, ascending id; followed ones with their

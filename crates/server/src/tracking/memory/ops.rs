@@ -4,16 +4,17 @@
 use std::sync::Arc;
 
 use mobilesam_model::video::{Direction, ObjectTracker};
-use mobilesam_model::{DecodeOptions, Embedding, MaskOutput, ObjectPrompt};
+use mobilesam_model::{Embedding, MaskOutput};
 use mobilesam_proto::v1;
 
 use super::{stored_frames, MemoryObject, StoredResult};
 use crate::convert;
 use crate::error::RequestError;
+use crate::lanes;
 use crate::lanes::jobs::Decoded;
 use crate::lanes::video_job::{VideoObjectDone, VideoStep, VideoWork};
-use crate::lanes::{self, Owner};
 use crate::state::AppState;
+use crate::tracking::answer::{decode, masks};
 use crate::tracking::{record_size, Prompted, SessionTracks};
 
 /// A prompt on frame `frame_index` of `session_id` (image `embedding`): objects of a
@@ -41,7 +42,7 @@ pub async fn prompt(
     };
     let Some(shared) = shared else {
         let decoded = decode(state, embedding, objects, options).await?;
-        return Ok(answer(request_id, &ids, decoded, Vec::new()));
+        return Ok(masks(request_id, decoded, &ids, &[]));
     };
     let mut tracks = shared.lock().await;
     let updates: Vec<bool> = ids
@@ -117,7 +118,7 @@ pub async fn prompt(
         objects,
         elapsed: decoded.elapsed,
     };
-    Ok(answer(request_id, &ids, decoded, states))
+    Ok(masks(request_id, decoded, &ids, &states))
 }
 
 /// The follow-up on frame `frame_index` (image `embedding`) of `session_id`: every object
@@ -239,32 +240,6 @@ fn frame_of(frame_index: i64) -> Result<usize, RequestError> {
 
 fn missing() -> RequestError {
     RequestError::Internal("a prompted object got no mask".into())
-}
-
-async fn decode(
-    state: &AppState,
-    embedding: Arc<Embedding>,
-    objects: Vec<ObjectPrompt>,
-    options: DecodeOptions,
-) -> Result<Decoded, RequestError> {
-    lanes::decode(&state.queues, Owner::Tracking, embedding, objects, options).await
-}
-
-/// A prompt's masks with the objects' ids and, for tracked ones, their states.
-fn answer(
-    request_id: u64,
-    ids: &[u64],
-    decoded: Decoded,
-    states: Vec<Option<v1::TrackState>>,
-) -> v1::Masks {
-    let mut masks = convert::masks(request_id, decoded);
-    for (i, (object, &id)) in masks.objects.iter_mut().zip(ids).enumerate() {
-        object.object_id = id;
-        if let Some(Some(state)) = states.get(i) {
-            object.set_state(*state);
-        }
-    }
-    masks
 }
 
 #[cfg(test)]
