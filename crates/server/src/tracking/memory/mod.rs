@@ -7,10 +7,11 @@
 //! prompt is tracked again. The tracker keeps only what later frames read (flat in the
 //! clip's length); older frames' results are kept as RLE masks, not logits.
 //!
-//! Everything here is plain data: the tracker's [`mobilesam_model::video::TrackerState`] is
-//! serialisable, and so are the stored masks' parts, for a store shared by replicas.
+//! Everything here is plain data: a session's objects have a stored form ([`stored`]) for
+//! a store shared by replicas.
 
 mod ops;
+pub mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 
