@@ -1,7 +1,8 @@
 //! Content addresses: an embedding is named by the SHA-256 of the image bytes and the
 //! model's identity (the checkpoint file's SHA-256 and the preprocessing version), so two
 //! uploads of the same bytes share one embedding and a different image, or the same image
-//! under other weights, never finds it. Session records name a session's embedding.
+//! under other weights, never finds it. Session records name a session's embedding; a
+//! session's tracking state is kept under the model's identity and the session id.
 
 use mobilesam_checkpoint::digest::is_sha256_hex;
 
@@ -30,6 +31,16 @@ impl ModelId {
     pub fn embedding_key(&self, image_sha256: &str) -> String {
         format!(
             "{KEY_PREFIX}:emb:{}:p{}:{image_sha256}",
+            self.checkpoint_sha256, self.preprocess_version
+        )
+    }
+
+    /// The store key of a session's SAM 2.1 tracking state: under the model's identity
+    /// too, since the tracker's memories are this checkpoint's features of this
+    /// preprocessing, so another model never reads them.
+    pub fn tracks_key(&self, session_id: &str) -> String {
+        format!(
+            "{KEY_PREFIX}:track:{}:p{}:{session_id}",
             self.checkpoint_sha256, self.preprocess_version
         )
     }
@@ -93,6 +104,9 @@ mod tests {
         let other = ModelId::new(sha256_hex(b"other"));
         assert_ne!(a, other.embedding_key(&sha256_hex(b"a")));
         assert_eq!(session_key("s1"), "mobilesam:session:s1");
+        let tracks = model.tracks_key("s1");
+        assert!(tracks.starts_with("mobilesam:track:") && tracks.ends_with(":s1"));
+        assert_ne!(tracks, other.tracks_key("s1"));
     }
 
     #[test]

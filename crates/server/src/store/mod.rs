@@ -1,7 +1,8 @@
 //! The shared embedding store: the optional tier behind the local session cache, on
 //! Redis 7 or Valkey. Replicas that share it reuse each other's embeddings (content
-//! addressed, see [`key`]) and resume each other's sessions (session records), and
-//! `mobilesam embed --data` fills it ahead of time.
+//! addressed, see [`key`]) and resume each other's sessions (session records and, with
+//! SAM 2.1, the sessions' tracking state), and `mobilesam embed --data` fills it ahead of
+//! time.
 //!
 //! The store never makes a request fail: reads have a timeout and any miss, error or
 //! foreign value ([`value`]) means "encode"; writes run in the background, bounded
@@ -11,6 +12,8 @@
 pub mod client;
 pub mod config;
 pub mod key;
+pub mod ordered;
+mod tracks;
 pub mod value;
 pub mod writer;
 
@@ -24,6 +27,7 @@ use tracing::{debug, warn};
 pub use client::{Op, StoreClient, StoreError};
 pub use config::{StoreConfig, StoreDtype};
 pub use key::{ModelId, SessionRecord};
+pub use ordered::OrderedKey;
 pub use value::HostEmbedding;
 
 use crate::error::ServerError;
@@ -157,11 +161,14 @@ impl EmbeddingStore {
         SessionRecord::parse(&bytes)
     }
 
-    /// Deletes a session record in the background (a client closed its session).
+    /// Deletes a session record and the session's tracking state in the background (a
+    /// client closed its session).
     pub fn forget_session(&self, session_id: &str) {
         let client = Arc::clone(&self.client);
         let mut command = redis::cmd("DEL");
-        command.arg(key::session_key(session_id));
+        command
+            .arg(key::session_key(session_id))
+            .arg(self.model.tracks_key(session_id));
         self.writes.spawn(async move {
             let _ = client
                 .call_within::<i64>(Op::Put, &command, WRITE_TIMEOUT)
