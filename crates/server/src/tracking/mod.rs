@@ -26,6 +26,7 @@ use mobilesam_model::{DecodeOptions, ObjectPrompt};
 use tokio::sync::Mutex;
 
 use crate::error::RequestError;
+use crate::store::OrderedKey;
 
 pub use config::TrackingConfig;
 pub use recipe::{ObjectState, Thresholds, Track};
@@ -40,6 +41,8 @@ pub struct SessionTracks {
     pub objects: BTreeMap<u64, ObjectState>,
     /// Object id -> tracker and results, for memory tracking.
     pub memory: BTreeMap<u64, memory::MemoryObject>,
+    /// The order of the writes of `memory` to the shared store.
+    pub memory_writes: OrderedKey,
 }
 
 impl SessionTracks {
@@ -144,6 +147,17 @@ impl Tracker {
         )
     }
 
+    /// The state of `session_id`: `tracks` when it has none yet (loaded from the store),
+    /// else the one it has (a request on this replica made it meanwhile).
+    pub fn adopt(&self, session_id: &str, tracks: SessionTracks) -> SharedTracks {
+        Arc::clone(
+            self.sessions
+                .entry(session_id.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(tracks)))
+                .value(),
+        )
+    }
+
     /// The state of `session_id`, if it ever tracked anything.
     pub fn existing(&self, session_id: &str) -> Option<SharedTracks> {
         self.sessions.get(session_id).map(|s| Arc::clone(s.value()))
@@ -186,6 +200,12 @@ mod tests {
         tracker.session("b");
         assert_eq!(tracker.retain(|id| id == "b"), 1);
         assert!(tracker.existing("a").is_none());
+        let adopted = tracker.adopt("c", SessionTracks::default());
+        assert!(Arc::ptr_eq(
+            &adopted,
+            &tracker.adopt("c", SessionTracks::default())
+        ));
+        assert!(tracker.close("c"));
         assert!(tracker.close("b"));
         assert!(!tracker.close("b"));
         assert!(tracker.is_empty());

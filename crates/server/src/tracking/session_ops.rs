@@ -172,7 +172,7 @@ pub async fn follow(
 /// Stops following `object_ids` of `session_id` (every object when empty); returns the
 /// ids that were tracked, ascending.
 pub async fn untrack(state: &AppState, session_id: &str, object_ids: &[u64]) -> Vec<u64> {
-    let Some(shared) = state.tracking.existing(session_id) else {
+    let Some(shared) = memory::existing_or_stored(state, session_id).await else {
         return Vec::new();
     };
     let mut tracks = shared.lock().await;
@@ -199,6 +199,9 @@ pub async fn untrack(state: &AppState, session_id: &str, object_ids: &[u64]) -> 
         removed.sort_unstable();
         removed
     };
+    if !removed.is_empty() {
+        memory::save(state, session_id, &shared, &tracks);
+    }
     if let Some(session) = state.sessions.get(session_id) {
         record_size(state, session_id, &session.embedding, &tracks);
     }

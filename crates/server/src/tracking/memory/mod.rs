@@ -7,10 +7,12 @@
 //! prompt is tracked again. The tracker keeps only what later frames read (flat in the
 //! clip's length); older frames' results are kept as RLE masks, not logits.
 //!
-//! Everything here is plain data: a session's objects have a stored form ([`stored`]) for
-//! a store shared by replicas.
+//! Everything here is plain data: with the embedding store configured, a session's objects
+//! are written to it after every change and read back by a replica that carries the
+//! session on ([`persist`], in the layout of [`stored`]).
 
 mod ops;
+pub mod persist;
 pub mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +22,7 @@ use mobilesam_model::MaskOutput;
 use mobilesam_proto::v1;
 
 pub use ops::{follow, prompt};
+pub use persist::{existing_or_stored, save};
 
 /// Whether the served checkpoint tracks with SAM 2.1's memory (`ModelInfo.memory_tracking`).
 pub fn in_use(state: &crate::state::AppState) -> bool {

@@ -1,5 +1,7 @@
 //! Memory tracking's session operations: a prompt that starts or corrects objects on the
-//! current frame, and the follow-up on a new frame (or a revisited one).
+//! current frame, and the follow-up on a new frame (or a revisited one). Each change is
+//! written to the store ([`super::persist`]); a session this replica has no state for is
+//! read from there first.
 
 use std::sync::Arc;
 
@@ -7,6 +9,7 @@ use mobilesam_model::video::{Direction, ObjectTracker};
 use mobilesam_model::{Embedding, MaskOutput};
 use mobilesam_proto::v1;
 
+use super::persist::{existing_or_stored, save};
 use super::{stored_frames, MemoryObject, StoredResult};
 use crate::convert;
 use crate::error::RequestError;
@@ -35,10 +38,12 @@ pub async fn prompt(
         objects,
         options,
     } = prompted;
+    // A session carried on from another replica brings its objects from the store.
+    let existing = existing_or_stored(state, session_id).await;
     let shared = if track {
         Some(state.tracking.session(session_id))
     } else {
-        state.tracking.existing(session_id)
+        existing
     };
     let Some(shared) = shared else {
         let decoded = decode(state, embedding, objects, options).await?;
@@ -88,6 +93,7 @@ pub async fn prompt(
             let stored = keep(object, frame, done);
             tracked.push(stored);
         }
+        save(state, session_id, &shared, &tracks);
     }
     let mut decoded = if plain.is_empty() {
         Decoded {
@@ -130,7 +136,7 @@ pub async fn follow(
     embedding: &Arc<Embedding>,
     frame_index: i64,
 ) -> Result<Option<v1::Masks>, RequestError> {
-    let Some(shared) = state.tracking.existing(session_id) else {
+    let Some(shared) = existing_or_stored(state, session_id).await else {
         return Ok(None);
     };
     let mut tracks = shared.lock().await;
@@ -170,6 +176,7 @@ pub async fn follow(
                 keep(object, frame, done);
             }
         }
+        save(state, session_id, &shared, &tracks);
     }
     let objects = tracks
         .memory
