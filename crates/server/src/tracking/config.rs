@@ -5,7 +5,7 @@ use crate::error::ServerError;
 /// Default largest number of objects one session tracks.
 pub const DEFAULT_MAX_TRACKED_OBJECTS: usize = 64;
 
-/// Default largest number of frames one session holds memory-tracking results for.
+/// Default largest number of frames one session holds tracking results for.
 pub const DEFAULT_MAX_TRACKED_FRAMES: usize = 10_000;
 
 /// How sessions follow objects from frame to frame.
@@ -16,9 +16,9 @@ pub struct TrackingConfig {
     #[arg(long, env = "MOBILESAM_MAX_TRACKED_OBJECTS", default_value_t = DEFAULT_MAX_TRACKED_OBJECTS)]
     pub max_tracked_objects: usize,
 
-    /// SAM 2.1 memory tracking: largest number of frames one session keeps results for
-    /// (each object's mask per frame index, as RLE); tracking onto one more frame is
-    /// answered RESOURCE_EXHAUSTED.
+    /// Largest number of frames one session keeps tracking results for (each object's
+    /// mask per frame index, as RLE; with the recipe or SAM 2.1's memory); tracking onto
+    /// one more frame is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "MOBILESAM_MAX_TRACKED_FRAMES", default_value_t = DEFAULT_MAX_TRACKED_FRAMES)]
     pub max_tracked_frames: usize,
 

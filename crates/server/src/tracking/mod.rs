@@ -3,7 +3,7 @@
 //! A `Prompt` with `track` set makes its session follow the prompt's objects (each named
 //! by its `object_id`); every later `SetImage` with an image on that session decodes the
 //! new frame once per followed object with the [recipe] and answers `ImageReady.tracked`.
-//! The state (per object, its last mask's logits, box and frame size) belongs to the
+//! The state (per object, its result per frame index: [`RecipeObject`]) belongs to the
 //! session, not to the stream, so a resumed session keeps tracking; it counts toward the
 //! session's memory and is dropped with the session (`CloseSession`, expiry, eviction).
 //!
@@ -13,12 +13,15 @@
 
 mod answer;
 pub mod config;
+pub mod frames;
 pub mod memory;
 pub mod recipe;
+pub mod recipe_object;
+mod recipe_ops;
 mod session_ops;
 pub mod session_size;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -30,6 +33,7 @@ use crate::store::OrderedKey;
 
 pub use config::TrackingConfig;
 pub use recipe::{ObjectState, Thresholds, Track};
+pub use recipe_object::RecipeObject;
 pub use session_ops::{attach, follow, predict, prompt, untrack, untrack_rpc, wants_tracking};
 pub use session_size::record_size;
 
@@ -37,8 +41,11 @@ pub use session_size::record_size;
 /// SAM ViT) or with SAM 2.1's memory tracker (the served checkpoint decides).
 #[derive(Debug, Default)]
 pub struct SessionTracks {
-    /// Object id -> state, for the recipe.
-    pub objects: BTreeMap<u64, ObjectState>,
+    /// Object id -> results per frame, for the recipe.
+    pub objects: BTreeMap<u64, RecipeObject>,
+    /// The frame the recipe last answered on (a prompt or a follow-up): the direction of
+    /// travel onto the next frame is read from it.
+    pub previous_frame: Option<usize>,
     /// Object id -> tracker and results, for memory tracking.
     pub memory: BTreeMap<u64, memory::MemoryObject>,
     /// The order of the writes of `memory` to the shared store.
@@ -46,18 +53,27 @@ pub struct SessionTracks {
 }
 
 impl SessionTracks {
-    /// Bytes of state held (256 KiB of logits per object followed by the recipe; the
-    /// tracker state and stored results of memory-tracked objects).
+    /// Bytes of state held (the recipe's stored masks, with 256 KiB of logits on at most
+    /// three frames per object; the tracker state and stored results of memory-tracked
+    /// objects).
     pub fn size_bytes(&self) -> u64 {
         self.objects
             .values()
-            .map(ObjectState::size_bytes)
+            .map(RecipeObject::size_bytes)
             .sum::<u64>()
             + self
                 .memory
                 .values()
                 .map(memory::MemoryObject::size_bytes)
                 .sum::<u64>()
+    }
+
+    /// The frames for which any object followed by the recipe holds a result.
+    pub fn recipe_frames(&self) -> BTreeSet<usize> {
+        self.objects
+            .values()
+            .flat_map(RecipeObject::frames)
+            .collect()
     }
 
     /// Whether the session tracks `id`, either way.
@@ -212,19 +228,29 @@ mod tests {
     }
 
     #[test]
-    fn size_counts_logits_of_followed_objects_only() {
+    fn size_and_frames_count_the_recipe_objects() {
+        let mask = mobilesam_model::MaskOutput {
+            score: 0.9,
+            area: 1,
+            bbox: [0.0, 0.0, 1.0, 1.0],
+            rle: mobilesam_model::masks::Rle {
+                size: [2, 2],
+                counts: "0".into(),
+            },
+            stability_score: 0.9,
+            low_res_logits: Some(vec![0.0; 256 * 256]),
+            polygons: None,
+        };
         let mut tracks = SessionTracks::default();
-        tracks.objects.insert(
-            3,
-            ObjectState::Tracked(Track {
-                logits: vec![0.0; 256 * 256],
-                bbox: [0.0, 0.0, 1.0, 1.0],
-                frame: (2, 2),
-                area: 1,
-                return_polygons: false,
-            }),
-        );
-        tracks.objects.insert(4, ObjectState::Lost);
-        assert_eq!(tracks.size_bytes(), 256 * 1024);
+        let mut followed = RecipeObject::default();
+        followed.prompt(3, ObjectState::from_mask(mask, (2, 2)), false);
+        tracks.objects.insert(3, followed);
+        let mut lost = RecipeObject::default();
+        lost.prompt(5, ObjectState::Lost, false);
+        tracks.objects.insert(4, lost);
+        let fixed = std::mem::size_of::<mobilesam_model::MaskOutput>() as u64;
+        let lost_bytes = std::mem::size_of::<ObjectState>() as u64;
+        assert_eq!(tracks.size_bytes(), 256 * 1024 + 1 + fixed + lost_bytes);
+        assert_eq!(tracks.recipe_frames(), BTreeSet::from([3, 5]));
     }
 }

@@ -5,15 +5,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use mobilesam_model::{DecodeOptions, Embedding, MaskOutput, ObjectPrompt};
+use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 
-use super::answer::{decode, masks};
-use super::recipe::{self, ObjectState};
-use super::{memory, record_size, Prompted, SessionTracks};
-use crate::convert;
+use super::{memory, recipe_ops, record_size, Prompted};
 use crate::error::RequestError;
-use crate::lanes::jobs::Decoded;
 use crate::state::AppState;
 use crate::validate;
 
@@ -23,12 +19,9 @@ pub fn wants_tracking(prompt: &v1::Prompt) -> bool {
     prompt.track || prompt.objects.iter().any(|o| o.object_id != 0)
 }
 
-/// A prompt with `track` set or object ids, on `embedding`, the current image of
-/// `session_id`. Objects of a `track` prompt, and tracked objects prompted again, take
-/// their result as their state: the highest-scoring mask (LOST when it is empty).
-///
-/// With a SAM 2.1 checkpoint the objects go to their memory trackers instead
-/// ([`super::memory::prompt`]) on frame `frame_index`.
+/// A prompt with `track` set or object ids, on `embedding` (frame `frame_index`), the
+/// current image of `session_id`: checked, then the recipe's ([`super::recipe_ops::prompt`])
+/// or, with a SAM 2.1 checkpoint, the memory trackers' ([`super::memory::prompt`]).
 pub async fn prompt(
     state: &AppState,
     session_id: &str,
@@ -36,69 +29,26 @@ pub async fn prompt(
     frame_index: i64,
     message: &v1::Prompt,
 ) -> Result<v1::Masks, RequestError> {
-    let (objects, mut options) = validate::prompt(message, state.limits)?;
+    let (objects, options) = validate::prompt(message, state.limits)?;
     let ids: Vec<u64> = message.objects.iter().map(|o| o.object_id).collect();
     check_ids(&ids, message.track)?;
+    let prompted = Prompted {
+        request_id: message.request_id,
+        track: message.track,
+        ids,
+        objects,
+        options,
+    };
     if memory::in_use(state) {
-        let prompted = Prompted {
-            request_id: message.request_id,
-            track: message.track,
-            ids,
-            objects,
-            options,
-        };
         return memory::prompt(state, session_id, embedding, frame_index, prompted).await;
     }
-    let shared = if message.track {
-        Some(state.tracking.session(session_id))
-    } else {
-        state.tracking.existing(session_id)
-    };
-    let Some(shared) = shared else {
-        let decoded = decode(state, embedding, objects, options).await?;
-        return Ok(masks(
-            message.request_id,
-            decoded,
-            &ids,
-            &vec![None; ids.len()],
-        ));
-    };
-    let mut tracks = shared.lock().await;
-    let updates: Vec<bool> = ids
-        .iter()
-        .map(|id| message.track || tracks.objects.contains_key(id))
-        .collect();
-    if message.track {
-        tracks.check_capacity(&ids, state.tracking.config().max_tracked_objects)?;
-    }
-    let logits_asked = options.return_low_res_logits;
-    options.return_low_res_logits |= updates.iter().any(|&u| u);
-    let mut decoded = decode(state, Arc::clone(&embedding), objects, options).await?;
-    let mut states = Vec::with_capacity(ids.len());
-    for ((object, &id), &update) in decoded.objects.iter_mut().zip(&ids).zip(&updates) {
-        if update {
-            let new_state = best_mask(&object.masks).map_or(ObjectState::Lost, |mask| {
-                ObjectState::from_mask(mask, embedding.original_size, options.return_polygons)
-            });
-            states.push(Some(wire_state(&new_state)));
-            tracks.objects.insert(id, new_state);
-        } else {
-            states.push(None);
-        }
-        if !logits_asked {
-            object
-                .masks
-                .iter_mut()
-                .for_each(|m| m.low_res_logits = None);
-        }
-    }
-    record_size(state, session_id, &embedding, &tracks);
-    Ok(masks(message.request_id, decoded, &ids, &states))
+    recipe_ops::prompt(state, session_id, embedding, frame_index, prompted).await
 }
 
-/// The follow-up on a new frame (`embedding`, frame `frame_index`) of `session_id`: every
-/// followed object is decoded with the recipe, in one job (with a SAM 2.1 checkpoint:
-/// [`super::memory::follow`]). `None` when the session tracks nothing.
+/// The follow-up on frame `frame_index` (image `embedding`) of `session_id`: every
+/// followed object's result there, stored or computed with the recipe
+/// ([`super::recipe_ops::follow`]; with a SAM 2.1 checkpoint: [`super::memory::follow`]).
+/// `None` when the session tracks nothing.
 pub async fn follow(
     state: &AppState,
     session_id: &str,
@@ -108,65 +58,7 @@ pub async fn follow(
     if memory::in_use(state) {
         return memory::follow(state, session_id, embedding, frame_index).await;
     }
-    let Some(shared) = state.tracking.existing(session_id) else {
-        return Ok(None);
-    };
-    let mut tracks = shared.lock().await;
-    if tracks.objects.is_empty() {
-        return Ok(None);
-    }
-    let frame = embedding.original_size;
-    let (followed, prompts): (Vec<u64>, Vec<ObjectPrompt>) = tracks
-        .objects
-        .iter()
-        .filter_map(|(&id, object)| match object {
-            ObjectState::Tracked(track) => Some((id, recipe::follow_prompt(track, frame))),
-            ObjectState::Lost => None,
-        })
-        .unzip();
-    let polygons_asked = tracks
-        .objects
-        .values()
-        .any(|o| matches!(o, ObjectState::Tracked(t) if t.return_polygons));
-    let mut decode_ms = 0.0;
-    let mut found: Vec<(u64, MaskOutput)> = Vec::with_capacity(followed.len());
-    if !prompts.is_empty() {
-        let options = DecodeOptions {
-            multimask: false,
-            return_low_res_logits: true,
-            return_polygons: polygons_asked,
-        };
-        let decoded = decode(state, Arc::clone(embedding), prompts, options).await?;
-        decode_ms = decoded.elapsed.as_secs_f64() * 1e3;
-        for (id, object) in followed.into_iter().zip(decoded.objects) {
-            let Some(mask) = object.masks.into_iter().next() else {
-                return Err(RequestError::Internal(
-                    "a followed object got no mask".into(),
-                ));
-            };
-            found.push((id, mask));
-        }
-    }
-    let thresholds = state.tracking.thresholds();
-    let mut answered = Vec::with_capacity(found.len());
-    for (id, mut mask) in found {
-        let (next, wants_polygons) = match tracks.objects.get(&id) {
-            Some(ObjectState::Tracked(previous)) => (
-                recipe::next_state(previous, &mask, frame, thresholds),
-                previous.return_polygons,
-            ),
-            _ => (ObjectState::Lost, false),
-        };
-        if !wants_polygons {
-            mask.polygons = None;
-        }
-        let kept = matches!(next, ObjectState::Tracked(_));
-        tracks.objects.insert(id, next);
-        mask.low_res_logits = None;
-        answered.push((id, kept.then_some(mask)));
-    }
-    record_size(state, session_id, embedding, &tracks);
-    Ok(Some(tracked_masks(&tracks, answered, decode_ms)))
+    recipe_ops::follow(state, session_id, embedding, frame_index).await
 }
 
 /// Stops following `object_ids` of `session_id` (every object when empty); returns the
@@ -276,68 +168,10 @@ fn check_ids(ids: &[u64], track: bool) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// The highest-scoring mask (the first of equals, as the reference's argmax).
-fn best_mask(masks: &[MaskOutput]) -> Option<&MaskOutput> {
-    masks
-        .iter()
-        .reduce(|best, m| if m.score > best.score { m } else { best })
-}
-
-fn wire_state(state: &ObjectState) -> v1::TrackState {
-    match state {
-        ObjectState::Tracked(_) => v1::TrackState::Tracked,
-        ObjectState::Lost => v1::TrackState::Lost,
-    }
-}
-
-/// `ImageReady.tracked`: every tracked object, ascending id; followed ones with their
-/// mask, lost ones without.
-fn tracked_masks(
-    tracks: &SessionTracks,
-    mut answered: Vec<(u64, Option<MaskOutput>)>,
-    decode_ms: f64,
-) -> v1::Masks {
-    let objects = tracks
-        .objects
-        .iter()
-        .map(|(&id, object)| {
-            let mask = answered
-                .iter_mut()
-                .find(|(answered_id, _)| *answered_id == id)
-                .and_then(|(_, mask)| mask.take());
-            let masks = match (object, mask) {
-                (ObjectState::Tracked(_), Some(mask)) => {
-                    let decoded = Decoded {
-                        objects: vec![mobilesam_model::ObjectMasks { masks: vec![mask] }],
-                        elapsed: std::time::Duration::ZERO,
-                    };
-                    convert::masks(0, decoded)
-                        .objects
-                        .into_iter()
-                        .flat_map(|o| o.masks)
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            let mut out = v1::ObjectMasks {
-                masks,
-                object_id: id,
-                ..v1::ObjectMasks::default()
-            };
-            out.set_state(wire_state(object));
-            out
-        })
-        .collect();
-    v1::Masks {
-        request_id: 0,
-        objects,
-        decode_ms,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracking::{RecipeObject, SessionTracks};
     use tonic::Code;
 
     #[test]
@@ -354,8 +188,8 @@ mod tests {
     #[test]
     fn capacity_counts_new_ids_only() {
         let mut tracks = SessionTracks::default();
-        tracks.objects.insert(1, ObjectState::Lost);
-        tracks.objects.insert(2, ObjectState::Lost);
+        tracks.objects.insert(1, RecipeObject::default());
+        tracks.objects.insert(2, RecipeObject::default());
         assert!(tracks.check_capacity(&[1, 2, 3], 3).is_ok());
         let over = tracks.check_capacity(&[3, 4], 3).unwrap_err();
         assert_eq!(over.code(), Code::ResourceExhausted);
