@@ -6,6 +6,9 @@
 //! `Segment` stream and over the unary RPCs. Also: a correction on frame 3, a new object,
 //! untracking, an object lost (by `--track-min-score`), frames of another size, a session
 //! resumed on another stream, the tracked-object cap, memory accounting, bad requests.
+//! And frames with `frame_index` visited in any order (issue 29), checked against the
+//! library's decodes: jumps, reverse travel, revisits without a decode, a correction on a
+//! middle frame, the frames bound.
 
 use crate::server_support;
 
@@ -23,8 +26,24 @@ use tonic::Code;
 
 const MIN_IOU: f64 = 0.99;
 const MAX_SCORE_DIFF: f32 = 5e-3;
-/// 256x256 float32 logits per followed object.
+/// 256x256 float32 logits, kept per followed object on its prompted frame (and on the
+/// last frame followed each way).
 const TRACK_BYTES: f64 = 256.0 * 256.0 * 4.0;
+/// Most bytes one stored mask holds besides its RLE counts and logits (the fixed part).
+const MASK_FIXED_BYTES: f64 = 512.0;
+
+/// Whether `held` bytes of tracking state are `logits` frames of logits plus the stored
+/// masks `rle_counts` (their RLE counts' bytes) with their fixed parts.
+fn holds(held: f64, logits: f64, rle_counts: &[usize]) -> bool {
+    let masks = rle_counts.len() as f64;
+    let least = logits * TRACK_BYTES + rle_counts.iter().sum::<usize>() as f64;
+    (least..least + masks * MASK_FIXED_BYTES).contains(&held)
+}
+
+/// The bytes of a wire mask's RLE counts.
+fn counts(mask: &v1::Mask) -> usize {
+    mask.rle.as_ref().map_or(0, |r| r.counts.len())
+}
 
 fn reference() -> Value {
     let path = workspace().join("tests/fixtures/tracking/reference.json.gz");
@@ -452,7 +471,7 @@ async fn tracking_state_counts_toward_session_memory_and_bad_requests_are_refuse
         other => panic!("expected an error, got {other:?}"),
     }
 
-    // Two tracked objects: 2 x 256 KiB on top of the embedding.
+    // Two tracked objects: 2 x 256 KiB of logits and their masks on top of the embedding.
     let mut both = prompt_of(&reference["prompts"]["start"], 3, true);
     both.multimask_output = false;
     both.return_low_res_logits = true;
@@ -470,7 +489,9 @@ async fn tracking_state_counts_toward_session_memory_and_bad_requests_are_refuse
         .iter()
         .all(|o| o.masks[0].low_res_logits.len() == TRACK_BYTES as usize));
     let bytes_tracking = metric(&server.scrape(), "mobilesam_session_cache_bytes");
-    assert_eq!(bytes_tracking - bytes_before, 2.0 * TRACK_BYTES);
+    let held = bytes_tracking - bytes_before;
+    let rle: Vec<usize> = answer.objects.iter().map(|o| counts(&o.masks[0])).collect();
+    assert!(holds(held, 2.0, &rle), "two objects hold {held} bytes");
 
     // A plain prompt that names no tracked object leaves the state alone; ids are echoed.
     let mut plain = prompt_of(&reference["prompts"]["new_object"], 4, false);
@@ -492,7 +513,8 @@ async fn tracking_state_counts_toward_session_memory_and_bad_requests_are_refuse
         .into_inner();
     assert_eq!(untracked.object_ids, [2]);
     let bytes_one = metric(&server.scrape(), "mobilesam_session_cache_bytes");
-    assert_eq!(bytes_one - bytes_before, TRACK_BYTES);
+    let held = bytes_one - bytes_before;
+    assert!(holds(held, 1.0, &rle[..1]), "one object holds {held} bytes");
     let next = ready(stream.set_image(frame(&reference, 1)).await);
     let ids: Vec<u64> = next
         .tracked
@@ -599,4 +621,287 @@ async fn tracked_masks_carry_polygons_when_their_track_prompt_asked() {
         }
     }
     assert!(outlined > 0, "object 1 was followed on some frame");
+}
+
+/// The library's recipe on the fixture's frames 0..=5 (all 240x160, so boxes need no
+/// scaling): each frame's embedding, and the decodes the server should make.
+struct Library {
+    sam: mobilesam_model::Sam,
+    embeddings: std::collections::HashMap<u64, mobilesam_model::Embedding>,
+}
+
+impl Library {
+    fn new() -> Self {
+        let sam = mobilesam_model::Sam::from_checkpoint(
+            &server_support::seeded(),
+            &candle_core::Device::Cpu,
+        )
+        .expect("load model");
+        Self {
+            sam,
+            embeddings: std::collections::HashMap::new(),
+        }
+    }
+
+    /// One mask with its logits, as the server's tracking decodes do.
+    fn decode(
+        &mut self,
+        reference: &Value,
+        k: u64,
+        object: mobilesam_model::ObjectPrompt,
+    ) -> mobilesam_model::MaskOutput {
+        let sam = &self.sam;
+        let embedding = self.embeddings.entry(k).or_insert_with(|| {
+            let name = reference["frames"][k as usize]["image"]
+                .as_str()
+                .expect("frame path");
+            let path = workspace().join("tests/fixtures").join(name);
+            let image = mobilesam_model::image::read_image(&path, u64::MAX).expect("frame");
+            sam.embed(&image).expect("embed")
+        });
+        let options = mobilesam_model::DecodeOptions {
+            multimask: false,
+            return_low_res_logits: true,
+            return_polygons: false,
+        };
+        let decoded = sam.decode(embedding, &[object], options).expect("decode");
+        decoded
+            .into_iter()
+            .next()
+            .and_then(|o| o.masks.into_iter().next())
+            .expect("one mask")
+    }
+
+    /// The recipe from `start` onto frame `k`: its box, with its logits as `mask_input`
+    /// when `with_logits` (the server kept them), else the box alone.
+    fn follow(
+        &mut self,
+        reference: &Value,
+        k: u64,
+        start: &mobilesam_model::MaskOutput,
+        with_logits: bool,
+    ) -> mobilesam_model::MaskOutput {
+        let [x, y, w, h] = start.bbox;
+        let object = mobilesam_model::ObjectPrompt {
+            points: Vec::new(),
+            bbox: Some(mobilesam_model::BoxPrompt {
+                x1: x,
+                y1: y,
+                x2: x + w,
+                y2: y + h,
+            }),
+            mask_input: if with_logits {
+                Some(start.low_res_logits.clone().expect("start logits"))
+            } else {
+                None
+            },
+        };
+        self.decode(reference, k, object)
+    }
+}
+
+/// The tracked object's id in the frame-index test.
+const INDEXED_ID: u64 = 2;
+
+/// `SetImage{image: frame k, frame_index: k}` on `stream`.
+async fn set_indexed(stream: &mut Stream, reference: &Value, k: u64) -> Resp {
+    stream
+        .send(Req::SetImage(v1::SetImage {
+            image: frame(reference, k),
+            frame_index: Some(k as i64),
+            ..Default::default()
+        }))
+        .await;
+    stream.recv().await
+}
+
+/// Frame `k`'s answer: the one object's mask, and the answer's `decode_ms`.
+async fn indexed_frame(stream: &mut Stream, reference: &Value, k: u64) -> (v1::Mask, f64) {
+    let ready = ready(set_indexed(stream, reference, k).await);
+    assert_eq!(ready.frame_index, k as i64);
+    let tracked = ready.tracked.expect("ImageReady.tracked");
+    assert_eq!(tracked.objects.len(), 1, "frame {k}: one object");
+    let object = &tracked.objects[0];
+    assert_eq!(object.object_id, INDEXED_ID);
+    assert_eq!(object.state(), v1::TrackState::Tracked, "frame {k}");
+    assert_eq!(object.masks.len(), 1, "frame {k}: one mask");
+    assert!(object.masks[0].low_res_logits.is_empty(), "frame {k}");
+    (object.masks[0].clone(), tracked.decode_ms)
+}
+
+/// The server's mask is the library's: the same RLE, the same scores.
+fn same_mask(got: &v1::Mask, want: &mobilesam_model::MaskOutput, what: &str) {
+    let rle = got.rle.as_ref().expect("rle");
+    assert_eq!(rle.counts, want.rle.counts, "{what}: mask");
+    assert!(want.area > 0, "{what}: the library's mask is not empty");
+    assert!(
+        (got.score - want.score).abs() <= 1e-4,
+        "{what}: score {} vs the library's {}",
+        got.score,
+        want.score
+    );
+}
+
+fn decodes(server: &Server) -> f64 {
+    metric(&server.scrape(), "mobilesam_decode_duration_seconds_count")
+}
+
+/// Issue 29 with the recipe: frames with `frame_index`, visited in any order. A frame
+/// starts from the object's result on the nearest processed frame in the direction of
+/// travel; a revisit answers the stored result without a decode; a correction makes the
+/// frames computed before it stale; logits are kept on the prompted frame and the last
+/// frame each way, other starts give the box alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_with_an_index_start_from_the_nearest_result_the_way_of_travel() {
+    let server = Server::start(&[]).await;
+    let mut client = server.client().await;
+    let reference = reference();
+    let mut lib = Library::new();
+    let mut stream = Stream::open(&mut client).await;
+    let first = ready(set_indexed(&mut stream, &reference, 0).await);
+    assert!(first.tracked.is_none(), "nothing tracked yet");
+    let bytes_before = metric(&server.scrape(), "mobilesam_session_cache_bytes");
+
+    // Frame 0: the fixture's box prompt for object 2.
+    let start = &reference["prompts"]["start"][1];
+    assert_eq!(start["object_id"].as_u64(), Some(INDEXED_ID));
+    let mut prompt = prompt_of(&Value::Array(vec![start.clone()]), 1, true);
+    prompt.multimask_output = false;
+    let answer = masks(stream.ask(prompt.clone()).await);
+    let b = floats(&start["box"]);
+    let boxed = mobilesam_model::ObjectPrompt {
+        points: Vec::new(),
+        bbox: Some(mobilesam_model::BoxPrompt {
+            x1: b[0],
+            y1: b[1],
+            x2: b[2],
+            y2: b[3],
+        }),
+        mask_input: None,
+    };
+    let m0 = lib.decode(&reference, 0, boxed);
+    same_mask(&answer.objects[0].masks[0], &m0, "the prompt on frame 0");
+
+    // A jump, 0 -> 5, starts from frame 0; then back to 4 and 3, each from the one after.
+    let (got, ms) = indexed_frame(&mut stream, &reference, 5).await;
+    assert!(ms > 0.0, "frame 5 is decoded");
+    let m5 = lib.follow(&reference, 5, &m0, true);
+    same_mask(&got, &m5, "frame 5 from frame 0");
+    let (got4, _) = indexed_frame(&mut stream, &reference, 4).await;
+    let m4 = lib.follow(&reference, 4, &m5, true);
+    same_mask(&got4, &m4, "frame 4 from frame 5");
+    let (got, _) = indexed_frame(&mut stream, &reference, 3).await;
+    let m3 = lib.follow(&reference, 3, &m4, true);
+    same_mask(&got, &m3, "frame 3 from frame 4");
+
+    // A revisit: the stored mask, no decode.
+    let before = decodes(&server);
+    let (again, ms) = indexed_frame(&mut stream, &reference, 4).await;
+    assert_eq!(again, got4, "frame 4 revisited");
+    assert_eq!(ms, 0.0, "a revisit decodes nothing");
+    assert_eq!(decodes(&server), before, "a revisit runs no decode job");
+
+    // 4 -> 1 in reverse starts from 3 (the nearest after 1); 1 -> 2 forward from 1.
+    let (got, _) = indexed_frame(&mut stream, &reference, 1).await;
+    let m1 = lib.follow(&reference, 1, &m3, true);
+    same_mask(&got, &m1, "frame 1 from frame 3");
+    let (got, _) = indexed_frame(&mut stream, &reference, 2).await;
+    let m2 = lib.follow(&reference, 2, &m1, true);
+    same_mask(&got, &m2, "frame 2 from frame 1");
+
+    // A correction on frame 2 (a click): the frames computed before it are stale.
+    let correction = &reference["prompts"]["correction"][0];
+    let mut fix = prompt_of(&Value::Array(vec![correction.clone()]), 2, true);
+    fix.objects[0].object_id = INDEXED_ID;
+    let corrected = masks(stream.ask(fix).await);
+    let p = floats(&correction["points"][0]);
+    let click = mobilesam_model::ObjectPrompt {
+        points: vec![mobilesam_model::Point {
+            x: p[0],
+            y: p[1],
+            label: 1,
+        }],
+        ..Default::default()
+    };
+    let c2 = lib.decode(&reference, 2, click);
+    same_mask(
+        &corrected.objects[0].masks[0],
+        &c2,
+        "the correction on frame 2",
+    );
+    assert_eq!(corrected.objects[0].state(), v1::TrackState::Tracked);
+
+    // 2 -> 4 starts from the correction (frame 3's result is stale), then 5 from 4.
+    let (got, ms) = indexed_frame(&mut stream, &reference, 4).await;
+    assert!(ms > 0.0, "a stale frame is decoded again");
+    let c4 = lib.follow(&reference, 4, &c2, true);
+    same_mask(&got, &c4, "frame 4 after the correction");
+    assert_ne!(
+        c4.rle.counts, m4.rle.counts,
+        "the correction changed frame 4"
+    );
+    let (got, _) = indexed_frame(&mut stream, &reference, 5).await;
+    let c5 = lib.follow(&reference, 5, &c4, true);
+    same_mask(&got, &c5, "frame 5 after the correction");
+    let got5 = got;
+
+    // 5 -> 3 in reverse starts from 4, whose logits were dropped when 5 became the last
+    // frame forward: the box alone.
+    let (got, _) = indexed_frame(&mut stream, &reference, 3).await;
+    let c3 = lib.follow(&reference, 3, &c4, false);
+    same_mask(&got, &c3, "frame 3 from frame 4's box");
+    let with_logits = lib.follow(&reference, 3, &c4, true);
+    assert_ne!(
+        with_logits.rle.counts, c3.rle.counts,
+        "the box alone is told apart from box + logits"
+    );
+
+    // 3 -> 1 starts from the correction on 2 (1 is stale); a revisit of 5 decodes nothing;
+    // 5 -> 0 starts from 1, the last frame in reverse (with its logits).
+    let (got, _) = indexed_frame(&mut stream, &reference, 1).await;
+    let c1 = lib.follow(&reference, 1, &c2, true);
+    same_mask(&got, &c1, "frame 1 from the correction");
+    let before = decodes(&server);
+    let (again, ms) = indexed_frame(&mut stream, &reference, 5).await;
+    assert_eq!((again, ms), (got5, 0.0), "frame 5 revisited");
+    assert_eq!(decodes(&server), before);
+    let (got, _) = indexed_frame(&mut stream, &reference, 0).await;
+    let c0 = lib.follow(&reference, 0, &c1, true);
+    same_mask(&got, &c0, "frame 0 from frame 1");
+
+    // Memory: logits on three frames (the correction's 2, 5 forward, 0 in reverse) and
+    // six masks; the embedding is the same size on every frame.
+    let bytes = metric(&server.scrape(), "mobilesam_session_cache_bytes") - bytes_before;
+    let rle: Vec<usize> = [&c0, &c1, &c2, &c3, &c4, &c5]
+        .iter()
+        .map(|m| m.rle.counts.len())
+        .collect();
+    assert!(holds(bytes, 3.0, &rle), "tracking holds {bytes} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recipe_keeps_results_for_at_most_max_tracked_frames() {
+    let server = Server::start(&["--max-tracked-frames", "3"]).await;
+    let mut client = server.client().await;
+    let reference = reference();
+    let mut stream = Stream::open(&mut client).await;
+    ready(set_indexed(&mut stream, &reference, 0).await);
+    let start = &reference["prompts"]["start"][1];
+    masks(
+        stream
+            .ask(prompt_of(&Value::Array(vec![start.clone()]), 1, true))
+            .await,
+    );
+    indexed_frame(&mut stream, &reference, 1).await;
+    indexed_frame(&mut stream, &reference, 2).await;
+    let refused = server_support::error(set_indexed(&mut stream, &reference, 3).await);
+    assert_eq!(Code::from(refused.code), Code::ResourceExhausted);
+    assert!(
+        refused.message.contains("--max-tracked-frames"),
+        "{}",
+        refused.message
+    );
+    // Stored frames are still answered, without a decode.
+    let (_, ms) = indexed_frame(&mut stream, &reference, 1).await;
+    assert_eq!(ms, 0.0);
 }
