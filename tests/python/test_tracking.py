@@ -1,6 +1,7 @@
 """Server-side tracking (issue 16) from a Python grpcio client against the real server:
 the parity clip of tests/fixtures/tracking (made by make_tracking_fixture.py with the
-reference SamPredictor) followed on a stream, then untracked with the unary RPC.
+reference SamPredictor) followed on a stream, then untracked with the unary RPC; and the
+clip sent with frame_index, then a frame revisited (issue 29).
 
 Same requirements and environment as test_grpc_client.py.
 """
@@ -97,6 +98,40 @@ def test_stream_follows_the_clip_like_the_reference_then_untrack(pb, stub):  # n
     s.send(untrack=pb2.Untrack())
     s.send(set_image=pb2.SetImage(image=frame_bytes(ref, 1)))
     assert not s.recv().image_ready.HasField("tracked")
+    assert s.close() == []
+
+
+def test_frames_with_an_index_follow_like_the_reference_and_revisits_are_stored(pb, stub):  # noqa: F811
+    """Issue 29 with the recipe: frames sent with frame_index in clip order follow the
+    reference as before; scrubbing back answers the stored masks with no decode."""
+    pb2, _ = pb
+    ref = reference()
+    run = ref["follow"]
+    s = Session(pb2, stub)
+    s.send(set_image=pb2.SetImage(image=frame_bytes(ref, 0), frame_index=0))
+    assert s.recv().image_ready.frame_index == 0
+    for i, obj in enumerate(ref["prompts"]["start"]):
+        s.send(prompt=to_prompt(pb2, i + 1, [obj]))
+        assert s.recv().WhichOneof("response") == "masks"
+
+    answered = {}
+    for fr in run["frames"][:3]:
+        k = fr["frame"]
+        s.send(set_image=pb2.SetImage(image=frame_bytes(ref, k), frame_index=k))
+        ready = s.recv().image_ready
+        assert ready.frame_index == k
+        assert ready.tracked.decode_ms > 0, f"frame {k} is decoded"
+        for o, t in zip(ready.tracked.objects, fr["tracked"]):
+            assert o.object_id == t["object_id"] and o.state == pb2.TRACK_STATE_TRACKED
+            [m] = o.masks
+            assert iou(m, t) >= MIN_IOU and abs(m.score - t["score"]) <= MAX_SCORE_DIFF
+        answered[k] = ready.tracked
+
+    first = run["frames"][0]["frame"]
+    s.send(set_image=pb2.SetImage(image=frame_bytes(ref, first), frame_index=first))
+    again = s.recv().image_ready.tracked
+    assert again.decode_ms == 0, "a revisit decodes nothing"
+    assert list(again.objects) == list(answered[first].objects), "the stored masks"
     assert s.close() == []
 
 
