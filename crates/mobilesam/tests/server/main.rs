@@ -17,6 +17,7 @@ mod server_generate;
 mod server_grpc;
 mod server_lanes;
 mod server_logs;
+mod server_memory_failover;
 mod server_memory_tracking;
 mod server_polygons;
 mod server_prefetch;

@@ -8,7 +8,8 @@
 //!
 //! The fixture's object-score head calls every frame empty, so the server is given the
 //! checkpoint with the head rescaled as the fixture does (a test-only weight edit), written
-//! as safetensors into a temporary directory.
+//! as safetensors into a temporary directory. The helpers are shared with
+//! `server_memory_failover.rs`.
 
 use crate::server_support;
 
@@ -31,11 +32,11 @@ const SIDE: u32 = 1024;
 /// The inverted frame, where the object score falls below zero.
 const OCCLUDED_FRAME: usize = 8;
 /// The click of the fixture's `forward` scenario.
-const CLICK: (f32, f32) = (520.0, 430.0);
+pub(crate) const CLICK: (f32, f32) = (520.0, 430.0);
 
 /// The fixture's checkpoint with the object-score head's last layer rescaled as
 /// `make_sam2_video_fixtures.py` does: weight x 10, (bias + 0.9) x 10.
-fn rescaled_checkpoint() -> Checkpoint {
+pub(crate) fn rescaled_checkpoint() -> Checkpoint {
     let path = server_support::workspace().join("tests/fixtures/sam2/sam2.1_hiera_r_seed0.pt");
     let ckpt = Checkpoint::load(&path).expect("checkpoint");
     let head = "sam_mask_decoder.pred_obj_score_head.layers.2";
@@ -55,7 +56,7 @@ fn rescaled_checkpoint() -> Checkpoint {
 
 /// Frame `t` by the fixture's rule: `coffee.png` upscaled x3 by pixel repetition, cropped
 /// at (300 + 8t, 60 + 5t); the occluded frame inverted.
-fn frame(src: &image::RgbImage, t: usize) -> image::RgbImage {
+pub(crate) fn frame(src: &image::RgbImage, t: usize) -> image::RgbImage {
     let (x0, y0) = (300 + 8 * t as u32, 60 + 5 * t as u32);
     image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
         let mut p = *src.get_pixel((x + x0) / 3, (y + y0) / 3);
@@ -68,7 +69,7 @@ fn frame(src: &image::RgbImage, t: usize) -> image::RgbImage {
     })
 }
 
-fn png_of(img: &image::RgbImage) -> Vec<u8> {
+pub(crate) fn png_of(img: &image::RgbImage) -> Vec<u8> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
@@ -79,14 +80,14 @@ fn png_of(img: &image::RgbImage) -> Vec<u8> {
 }
 
 /// The library side: the model, the clip's frames and their embeddings (lazily).
-struct Library {
+pub(crate) struct Library {
     model: VideoModel,
-    frames: Vec<image::RgbImage>,
+    pub(crate) frames: Vec<image::RgbImage>,
     embeddings: HashMap<usize, Embedding>,
 }
 
 impl Library {
-    fn new(ckpt: &Checkpoint) -> Self {
+    pub(crate) fn new(ckpt: &Checkpoint) -> Self {
         let sam = Arc::new(Sam::from_checkpoint(ckpt, &Device::Cpu).expect("model"));
         let model = VideoModel::load(ckpt, sam).expect("video model");
         let src = mobilesam_model::image::read_image(
@@ -102,7 +103,7 @@ impl Library {
         }
     }
 
-    fn embedding(&mut self, t: usize) -> &Embedding {
+    pub(crate) fn embedding(&mut self, t: usize) -> &Embedding {
         let sam = self.model.sam().clone();
         let img = &self.frames[t];
         self.embeddings
@@ -111,7 +112,12 @@ impl Library {
     }
 
     /// `add_prompt`: (RLE counts, occluded).
-    fn prompt(&mut self, tracker: &mut ObjectTracker, t: usize, p: &ObjectPrompt) -> Expected {
+    pub(crate) fn prompt(
+        &mut self,
+        tracker: &mut ObjectTracker,
+        t: usize,
+        p: &ObjectPrompt,
+    ) -> Expected {
         self.embedding(t);
         let r = tracker
             .add_prompt(&self.model, t, p, &self.embeddings[&t])
@@ -120,7 +126,7 @@ impl Library {
     }
 
     /// The server's follow-up: the prompted frame visited first, then `t`.
-    fn track(
+    pub(crate) fn track(
         &mut self,
         tracker: &mut ObjectTracker,
         t: usize,
@@ -137,7 +143,7 @@ impl Library {
 }
 
 /// A mask as the server should answer it: RLE counts, whether occluded.
-type Expected = (String, bool);
+pub(crate) type Expected = (String, bool);
 
 fn expected(logits: &[f32], score: f32) -> Expected {
     let (mask, _) =
@@ -145,14 +151,14 @@ fn expected(logits: &[f32], score: f32) -> Expected {
     (mask.to_rle().counts, score <= 0.0)
 }
 
-fn click(x: f32, y: f32) -> ObjectPrompt {
+pub(crate) fn click(x: f32, y: f32) -> ObjectPrompt {
     ObjectPrompt {
         points: vec![Point { x, y, label: 1 }],
         ..Default::default()
     }
 }
 
-fn wire_prompt(request_id: u64, object_id: u64, (x, y): (f32, f32)) -> v1::Prompt {
+pub(crate) fn wire_prompt(request_id: u64, object_id: u64, (x, y): (f32, f32)) -> v1::Prompt {
     v1::Prompt {
         request_id,
         objects: vec![v1::ObjectPrompt {
@@ -165,7 +171,7 @@ fn wire_prompt(request_id: u64, object_id: u64, (x, y): (f32, f32)) -> v1::Promp
     }
 }
 
-async fn set_frame(stream: &mut Stream, frames: &[Vec<u8>], t: usize) -> Resp {
+pub(crate) async fn set_frame(stream: &mut Stream, frames: &[Vec<u8>], t: usize) -> Resp {
     stream
         .send(Req::SetImage(v1::SetImage {
             image: frames[t].clone(),
@@ -177,7 +183,7 @@ async fn set_frame(stream: &mut Stream, frames: &[Vec<u8>], t: usize) -> Resp {
 }
 
 /// The one object's (RLE counts, occluded) of an answer.
-fn answered(object: &v1::ObjectMasks) -> Expected {
+pub(crate) fn answered(object: &v1::ObjectMasks) -> Expected {
     let state = object.state();
     assert!(
         matches!(state, v1::TrackState::Tracked | v1::TrackState::Occluded),
@@ -188,7 +194,7 @@ fn answered(object: &v1::ObjectMasks) -> Expected {
     (rle.counts.clone(), state == v1::TrackState::Occluded)
 }
 
-fn tracked(response: Resp, t: usize) -> Expected {
+pub(crate) fn tracked(response: Resp, t: usize) -> Expected {
     let ready = ready(response);
     assert_eq!(ready.frame_index, t as i64);
     let tracked = ready.tracked.expect("tracked masks");
@@ -197,11 +203,11 @@ fn tracked(response: Resp, t: usize) -> Expected {
     answered(&tracked.objects[0])
 }
 
-fn decodes(server: &Server) -> f64 {
+pub(crate) fn decodes(server: &Server) -> f64 {
     metric(&server.scrape(), "mobilesam_decode_duration_seconds_count")
 }
 
-async fn serve(dir: &Path, args: &[&str]) -> (Server, PathBuf) {
+pub(crate) async fn serve(dir: &Path, args: &[&str]) -> (Server, PathBuf) {
     let path = dir.join("sam2.1_rescaled.safetensors");
     if !path.exists() {
         rescaled_checkpoint()
