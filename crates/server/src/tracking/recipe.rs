@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(state.size_bytes(), 16 + fixed);
         let empty = ObjectState::from_mask(mask(0.9, 0, [0.0; 4]), (10, 20));
         assert!(matches!(empty, ObjectState::Lost));
-        assert_eq!(empty.size_bytes(), std::mem::size_of::<ObjectState>() as u64);
+        assert_eq!(
+            empty.size_bytes(),
+            std::mem::size_of::<ObjectState>() as u64
+        );
         let no_logits = MaskOutput {
             low_res_logits: None,
             ..mask(0.9, 12, [3.0, 4.0, 5.0, 6.0])

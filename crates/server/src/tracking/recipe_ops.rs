@@ -1,7 +1,7 @@
 //! The recipe's session operations (MobileSAM, SAM ViT): a prompt that starts or corrects
 //! objects on the current frame, and the follow-up on a frame, new or revisited. Each
-//! object's results are kept per frame index ([`RecipeObject`]); the direction of travel
-//! is read from the session's previous frame.
+//! object's results are kept per frame index ([`RecipeObject`](super::RecipeObject)); the
+//! direction of travel is read from the session's previous frame.
 
 use std::sync::Arc;
 
