@@ -39,6 +39,11 @@ export interface Polygon {
   hole: boolean;
 }
 
+/** A tracked object on a video frame: followed with a mask ("tracked"), followed but not
+ * visible on this frame ("occluded", SAM 2.1 memory tracking: no mask, it comes back when
+ * visible), or no longer followed until a click corrects it ("lost", the MobileSAM recipe). */
+export type TrackState = "tracked" | "occluded" | "lost";
+
 /** One annotated object. */
 export interface AnnotatedObject {
   id: number;
@@ -47,8 +52,8 @@ export interface AnnotatedObject {
   box: BoxCorners | null;
   candidates: MaskCandidate[];
   chosen: number;
-  /** On video frames: whether the server still follows the object. */
-  state?: "tracked" | "lost";
+  /** On video frames: the server's track state on the frame shown (see tracking.ts). */
+  state?: TrackState;
 }
 
 const PALETTE: [number, number, number][] = [

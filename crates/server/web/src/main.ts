@@ -1,6 +1,6 @@
 // The annotation page: open an image or a video, click to segment, export.
 import "./style.css";
-import { MobilesamError, type PredictOptions, type Session } from "@mobilesam/client";
+import { Code, MobilesamError, type Frame, type PredictOptions, type Session } from "@mobilesam/client";
 import {
   Annotations,
   toCandidate,
@@ -14,12 +14,17 @@ import { connect } from "./connection";
 import { download, toCoco, toCocoVideo, toYolo, toYoloVideo } from "./export";
 import { showModel } from "./model";
 import { drawMasks, drawPrompts } from "./overlay";
+import { Playback, type Direction, type Run } from "./playback";
+import { Prefetcher } from "./prefetch";
 import { LivePreview } from "./preview";
-import { applyTracked, recordFrame, type FrameRecord } from "./tracking";
+import { applyResult, applyTracked, recordFrame, restoreClicks, type FrameRecord } from "./tracking";
 import { canvasJpeg, FrameSource } from "./video";
 
 /** A drag longer than this (in screen pixels) is a box, shorter a click. */
 const DRAG_THRESHOLD = 6;
+/** Frames prefetched behind the playhead (against the direction of travel), at most; the
+ * frames ahead are the *prefetch* setting. */
+const PREFETCH_BEHIND = 1;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -33,11 +38,22 @@ const status = $<HTMLSpanElement>("status");
 let session: Session | null = null;
 let image: ImageInfo | null = null;
 let frames: FrameSource | null = null;
-let playing = false;
-let tracking = false;
+/** The video's frames around the playhead, prefetched on the server. */
+let prefetcher: Prefetcher | null = null;
+/** The direction of the last move between frames (the server reads it from the indices). */
+let direction: Direction = 1;
 let predictions = 0;
-/** Per video frame: the objects' masks, for the exports. */
+/** Per video frame: the objects' masks and clicks, for the exports and revisits. */
 const frameRecords = new Map<number, FrameRecord>();
+/** How each video frame was sent and answered, in order (for the tests and the console). */
+const frameLog: {
+  frameIndex: number;
+  sent: "image" | "sha256";
+  encodeMs: number;
+  decodeMs: number;
+  source: string;
+  tracked: { id: number; state: string }[];
+}[] = [];
 /** Serialises server calls: clicks queue behind the one in flight. */
 let queue: Promise<void> = Promise.resolve();
 
@@ -91,8 +107,10 @@ function renderObjects(): void {
       const mask = Annotations.chosenMask(object);
       item.textContent = `object ${object.id}: ${object.points.length} points${object.box ? ", box" : ""}${
         mask ? `, ${mask.area} px` : ""
-      }${object.state === "lost" ? ", LOST: click to correct" : ""}`;
+      }${STATE_NOTES[object.state ?? "tracked"]}`;
+      item.dataset.state = object.state ?? "";
       item.classList.toggle("lost", object.state === "lost");
+      item.classList.toggle("occluded", object.state === "occluded");
       item.onclick = () => {
         annotations.current = index;
         redraw();
@@ -101,6 +119,13 @@ function renderObjects(): void {
     }),
   );
 }
+
+/** What the object list says of a tracked object's state on the frame shown. */
+const STATE_NOTES = {
+  tracked: "",
+  occluded: ", occluded: not visible on this frame (still tracked)",
+  lost: ", LOST: click to correct",
+} as const;
 
 function renderCandidates(): void {
   const box = $<HTMLDivElement>("candidates");
@@ -125,19 +150,45 @@ function renderCandidates(): void {
   );
 }
 
-/** Sends `bytes` as the session's image (a new session, or the next frame of this one).
- * On a video the server follows the tracked objects onto the frame: their masks are
- * applied; returns the ids of the objects it lost. */
-async function setImage(bytes: Uint8Array): Promise<number[]> {
+/** Opens a session on `bytes` (an image, or a video's first frame: `frameIndex` 0). */
+async function openSession(bytes: Uint8Array, frameIndex?: number): Promise<void> {
   const started = performance.now();
-  const ready = session ? await session.setImage(bytes) : null;
-  if (!session) session = await client.openSession(bytes);
-  showLatency("lat-encode", ready?.encodeMs ?? session.encodeMs);
+  session = await client.openSession(bytes, { frameIndex });
+  showLatency("lat-encode", session.encodeMs);
   showLatency("lat-round-trip", performance.now() - started);
   document.body.dataset.sessionId = session.id;
-  if (!ready || ready.tracked.length === 0) return [];
-  showLatency("lat-decode", ready.decodeMs);
-  return applyTracked(annotations.objects, ready.tracked);
+}
+
+/** Sends video frame `index` (drawn on the image canvas) as the session's image, with its
+ * frame index: by its digest when it was prefetched (no upload, no encode), else as JPEG
+ * bytes. A digest the server no longer has (NOT_FOUND: its cache dropped it) falls back to
+ * the bytes. */
+async function sendFrame(current: Session, index: number): Promise<Frame> {
+  const digest = await prefetcher?.digest(index);
+  if (digest) {
+    try {
+      const ready = await current.setImage({ imageSha256: digest }, { frameIndex: index });
+      logFrame(ready, "sha256");
+      return ready;
+    } catch (error) {
+      if (!(error instanceof MobilesamError && error.code === Code.NotFound)) throw error;
+      prefetcher?.forget(index);
+    }
+  }
+  const ready = await current.setImage(await canvasJpeg(imageCanvas), { frameIndex: index });
+  logFrame(ready, "image");
+  return ready;
+}
+
+function logFrame(ready: Frame, sent: "image" | "sha256"): void {
+  frameLog.push({
+    frameIndex: ready.frameIndex,
+    sent,
+    encodeMs: ready.encodeMs,
+    decodeMs: ready.decodeMs,
+    source: ready.source,
+    tracked: ready.tracked.map((o) => ({ id: o.objectId, state: o.state })),
+  });
 }
 
 /** The prompt of one object: its clicks (one object, several points) and its box. */
@@ -170,17 +221,20 @@ async function predict(object: AnnotatedObject): Promise<void> {
     objectIds: [object.id],
   });
   const roundTrip = performance.now() - started;
-  object.candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
-  object.chosen = object.candidates.reduce(
-    (best, candidate, index, all) => (candidate.score > all[best].score ? index : best),
-    0,
-  );
+  if (frames && image) {
+    // Tracked from here on (memory tracking: this frame conditions the object; the
+    // answer may say it is occluded here).
+    applyResult(object, masks.objects[0]);
+    frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
+  } else {
+    object.candidates = (masks.objects[0]?.masks ?? []).map(toCandidate);
+    object.chosen = object.candidates.reduce(
+      (best, candidate, index, all) => (candidate.score > all[best].score ? index : best),
+      0,
+    );
+  }
   showLatency("lat-decode", masks.decodeMs);
   showLatency("lat-round-trip", roundTrip);
-  if (frames && image) {
-    object.state = masks.objects[0]?.state === "lost" ? "lost" : "tracked";
-    frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
-  }
   document.body.dataset.predictions = String(predictions);
 }
 
@@ -229,8 +283,7 @@ function hoverPreview(event: PointerEvent): void {
 }
 
 async function openImage(file: File): Promise<void> {
-  frames = null;
-  $("video-controls").hidden = true;
+  closeVideo();
   const bitmap = await createImageBitmap(file);
   resizeCanvases(bitmap.width, bitmap.height);
   imageCanvas.getContext("2d")?.drawImage(bitmap, 0, 0);
@@ -238,17 +291,38 @@ async function openImage(file: File): Promise<void> {
   await startSession(new Uint8Array(await file.arrayBuffer()));
 }
 
+/** Leaves video mode: playback and prefetching stop, the frames are forgotten. */
+function closeVideo(): void {
+  playback.stop();
+  prefetcher?.stop();
+  prefetcher = null;
+  frames = null;
+  frameRecords.clear();
+  frameLog.length = 0;
+  $("video-controls").hidden = true;
+}
+
+/** Opens a video: the browser decodes it (one <video> element shows the frames, another
+ * grabs the ones to prefetch); frame 0 opens the session. */
 async function openVideo(file: File): Promise<void> {
-  frames = await FrameSource.open($<HTMLVideoElement>("video"), file, fpsSetting());
-  $("video-controls").hidden = false;
-  await frames.show(0, imageCanvas);
+  closeVideo();
+  const shown = await FrameSource.open($<HTMLVideoElement>("video"), file, fpsSetting());
+  const grabbed = await FrameSource.open($<HTMLVideoElement>("prefetch-video"), file, shown.fps);
+  await shown.show(0, imageCanvas);
   resizeCanvases(imageCanvas.width, imageCanvas.height);
-  await frames.show(0, imageCanvas);
+  await shown.show(0, imageCanvas);
   image = { fileName: frameName(file.name, 0), width: imageCanvas.width, height: imageCanvas.height };
   videoName = file.name;
-  frameRecords.clear();
-  await startSession(await canvasJpeg(imageCanvas));
+  direction = 1;
+  await startSession(await canvasJpeg(imageCanvas), 0);
+  if (!session) return;
+  frames = shown;
+  prefetcher = new Prefetcher(grabbed, document.createElement("canvas"), session);
+  const scrub = $<HTMLInputElement>("scrub");
+  scrub.max = String(frames.frameCount - 1);
+  $("video-controls").hidden = false;
   showFrameLabel();
+  prefetchAround();
 }
 
 let videoName = "";
@@ -262,11 +336,27 @@ function fpsSetting(): number {
   return Number.isFinite(value) && value > 0 ? Math.min(value, 30) : 5;
 }
 
-function showFrameLabel(): void {
-  if (frames) $("frame-label").textContent = `frame ${frames.index + 1} / ${frames.frameCount}`;
+/** Frames to prefetch ahead of the playhead (the *prefetch* setting, 0 to 16). */
+function prefetchSetting(): number {
+  const value = Math.floor(Number($<HTMLInputElement>("prefetch").value));
+  return Number.isFinite(value) ? Math.min(Math.max(value, 0), 16) : 0;
 }
 
-async function startSession(bytes: Uint8Array): Promise<void> {
+function prefetchAround(): void {
+  if (!frames || !prefetcher) return;
+  const ahead = prefetchSetting();
+  prefetcher.around(frames.index, direction, { ahead, behind: Math.min(ahead, PREFETCH_BEHIND) });
+}
+
+function showFrameLabel(): void {
+  if (!frames) return;
+  $("frame-label").textContent = `frame ${frames.index + 1} / ${frames.frameCount}`;
+  if (scrubTarget === null) $<HTMLInputElement>("scrub").value = String(frames.index);
+  document.body.dataset.frameIndex = String(frames.index);
+}
+
+/** Opens a session on `bytes` (a video's first frame: `frameIndex` 0), with no objects. */
+async function startSession(bytes: Uint8Array, frameIndex?: number): Promise<void> {
   if (session) {
     const old = session;
     session = null;
@@ -276,63 +366,86 @@ async function startSession(bytes: Uint8Array): Promise<void> {
   preview.cancel();
   redraw();
   setStatus("encoding…");
-  await setImage(bytes);
+  await openSession(bytes, frameIndex);
   setStatus(`ready: ${image?.width}×${image?.height}; click to segment`);
 }
 
-/** Moves to frame `index`: sends it (JPEG) as the session's next image; the server
- * follows the tracked objects onto it. Returns the ids of the objects it lost. */
+/** Moves to frame `index` (clamped to the clip) and sends it with its frame index; the
+ * server follows the tracked objects onto it (SAM 2.1: a frame visited since the last
+ * prompt is answered from its stored result). Returns the ids of the objects it lost. */
 async function gotoFrame(index: number): Promise<number[]> {
-  if (!frames) return [];
+  if (!frames || !session) return [];
+  const from = frames.index;
   await frames.show(index, imageCanvas);
-  image = { fileName: frameName(videoName, frames.index), width: imageCanvas.width, height: imageCanvas.height };
-  // Clicks belong to the frame they were made on; the server carries the objects over.
-  for (const object of annotations.objects) {
-    object.points = [];
-    object.box = null;
-  }
-  const lost = await setImage(await canvasJpeg(imageCanvas));
-  frameRecords.set(frames.index, recordFrame(frames.index, image, annotations.objects));
+  const at = frames.index;
+  if (at !== from) direction = at > from ? 1 : -1;
+  image = { fileName: frameName(videoName, at), width: imageCanvas.width, height: imageCanvas.height };
+  // Clicks belong to the frame they were made on: a revisited frame gets its clicks back.
+  restoreClicks(annotations.objects, frameRecords.get(at));
+  const started = performance.now();
+  const ready = await sendFrame(session, at);
+  showLatency("lat-encode", ready.encodeMs);
+  showLatency("lat-round-trip", performance.now() - started);
+  if (ready.tracked.length > 0) showLatency("lat-decode", ready.decodeMs);
+  const lost = applyTracked(annotations.objects, ready.tracked);
+  frameRecords.set(at, recordFrame(at, image, annotations.objects));
   redraw();
   showFrameLabel();
-  setStatus(`frame ${frames.index + 1}`);
+  const occluded = annotations.objects.filter((o) => o.state === "occluded").map((o) => o.id);
+  setStatus(`frame ${at + 1}${occluded.length > 0 ? `: object ${occluded.join(", ")} occluded` : ""}`);
+  prefetchAround();
   return lost;
 }
 
-/** Track: steps through the frames, the server following every object, and pauses on the
- * first frame where an object is lost (a click corrects it; Track goes on from there). */
-async function track(): Promise<void> {
-  tracking = !tracking;
-  $("track").textContent = tracking ? "pause tracking" : "track";
-  document.body.dataset.tracking = tracking ? "1" : "0";
-  while (tracking && frames && frames.index < frames.frameCount - 1) {
-    let lost: number[] = [];
+/** Play and track, forward and backward (see playback.ts). */
+const playback = new Playback({
+  canStep: (step) => frames !== null && frames.index + step >= 0 && frames.index + step < frames.frameCount,
+  step: async (step) => {
+    let lost: number[] | null = null;
     await enqueue(async () => {
-      lost = await gotoFrame((frames?.index ?? 0) + 1);
+      if (frames) lost = await gotoFrame(frames.index + step);
     });
-    if (lost.length > 0) {
-      setStatus(`frame ${(frames?.index ?? 0) + 1}: object ${lost.join(", ")} lost; click to correct, then track`);
-      break;
-    }
+    return lost;
+  },
+  fps: fpsSetting,
+  changed: showPlayback,
+  lost: (ids) =>
+    setStatus(`frame ${(frames?.index ?? 0) + 1}: object ${ids.join(", ")} lost; click to correct, then track`),
+});
+
+/** The playback buttons' labels: the running one reads "pause". */
+const PLAY_BUTTONS: { id: string; run: Run; label: string }[] = [
+  { id: "play-reverse", run: { direction: -1, mode: "play" }, label: "◀ play" },
+  { id: "play", run: { direction: 1, mode: "play" }, label: "play ▶" },
+  { id: "track-reverse", run: { direction: -1, mode: "track" }, label: "◀ track" },
+  { id: "track", run: { direction: 1, mode: "track" }, label: "track ▶" },
+];
+
+function showPlayback(run: Run | null): void {
+  for (const button of PLAY_BUTTONS) {
+    const active = run?.direction === button.run.direction && run.mode === button.run.mode;
+    $(button.id).textContent = active ? "pause" : button.label;
   }
-  tracking = false;
-  $("track").textContent = "track";
-  document.body.dataset.tracking = "0";
+  // `data-tracking` is 1 while any playback runs (the tests wait for it to end).
+  document.body.dataset.tracking = run ? "1" : "0";
+  document.body.dataset.playing = run ? `${run.mode} ${run.direction > 0 ? "forward" : "reverse"}` : "";
 }
 
-async function play(): Promise<void> {
-  playing = !playing;
-  $("play").textContent = playing ? "pause" : "play";
-  while (playing && frames && frames.index < frames.frameCount - 1) {
-    const started = performance.now();
-    await enqueue(async () => {
-      await gotoFrame((frames?.index ?? 0) + 1);
-    });
-    const wait = 1000 / fpsSetting() - (performance.now() - started);
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-  }
-  playing = false;
-  $("play").textContent = "play";
+/** The frame the scrub slider asks for while a move is queued (null: none). */
+let scrubTarget: number | null = null;
+
+/** Scrubbing: moves to the slider's frame; while earlier moves are on their way only the
+ * latest position is kept, so dragging the slider sends no backlog of frames. */
+function scrubTo(index: number): void {
+  playback.stop();
+  const queued = scrubTarget !== null;
+  scrubTarget = index;
+  if (queued) return;
+  void enqueue(async () => {
+    const target = scrubTarget;
+    scrubTarget = null;
+    if (target !== null && frames && target !== frames.index) await gotoFrame(target);
+  });
 }
 
 // ---- pointer input: click = point, drag = box ----
@@ -404,7 +517,10 @@ $("new-object").onclick = () => {
 $("undo").onclick = () => undo();
 document.addEventListener("keydown", (event) => {
   if ((event.ctrlKey || event.metaKey) && event.key === "z") undo();
-  if (event.key === "n" && !(event.target instanceof HTMLInputElement)) $("new-object").click();
+  if (event.target instanceof HTMLInputElement) return;
+  if (event.key === "n") $("new-object").click();
+  if (event.key === "ArrowLeft" && frames) $("prev-frame").click();
+  if (event.key === "ArrowRight" && frames) $("next-frame").click();
 });
 function undo(): void {
   if (annotations.undo()) redraw();
@@ -424,20 +540,24 @@ $("export-yolo").onclick = () => {
     download(image.fileName.replace(/\.[^.]*$/, "") + ".txt", toYolo(image, annotations.objects), "text/plain");
   }
 };
-$("prev-frame").onclick = () =>
+$("prev-frame").onclick = () => step(-1);
+$("next-frame").onclick = () => step(1);
+/** One frame back or forward (a playback stops). */
+function step(by: Direction): void {
+  playback.stop();
   void enqueue(async () => {
-    await gotoFrame((frames?.index ?? 0) - 1);
+    if (frames && frames.index + by >= 0 && frames.index + by < frames.frameCount) await gotoFrame(frames.index + by);
   });
-$("next-frame").onclick = () =>
-  void enqueue(async () => {
-    await gotoFrame((frames?.index ?? 0) + 1);
-  });
-$("play").onclick = () => void play();
-$("track").onclick = () => void track();
+}
+for (const button of PLAY_BUTTONS) $(button.id).onclick = () => void playback.toggle(button.run);
+$<HTMLInputElement>("scrub").addEventListener("input", (event) =>
+  scrubTo(Number((event.target as HTMLInputElement).value)),
+);
+$<HTMLInputElement>("prefetch").addEventListener("change", () => prefetchAround());
 
 document.body.dataset.busy = "0";
 document.body.dataset.predictions = "0";
-document.body.dataset.tracking = "0";
+showPlayback(null);
 
 // Which model the server serves (GetModelInfo), in the header; an error shows there too.
 void showModel(client, $("model"), describe);
@@ -454,19 +574,31 @@ void showModel(client, $("model"), describe);
       state: o.state,
       polygons: Annotations.chosenMask(o)?.polygons,
     })),
+  /** Every visited frame's record, ascending frame index. */
   frames: () =>
-    [...frameRecords.values()].map((f) => ({
-      index: f.index,
-      fileName: f.image.fileName,
-      objects: f.objects.map((o) => ({
-        id: o.id,
-        state: o.state,
-        rle: o.mask?.rle,
-        score: o.mask?.score,
-        polygons: o.mask?.polygons,
+    [...frameRecords.values()]
+      .sort((a, b) => a.index - b.index)
+      .map((f) => ({
+        index: f.index,
+        fileName: f.image.fileName,
+        objects: f.objects.map((o) => ({
+          id: o.id,
+          state: o.state,
+          rle: o.mask?.rle,
+          score: o.mask?.score,
+          polygons: o.mask?.polygons,
+          points: o.points,
+        })),
       })),
-    })),
   frameIndex: () => frames?.index ?? 0,
+  frameCount: () => frames?.frameCount ?? 0,
+  /** Each video frame's SetImage after the first, in order: sent as `image` bytes or by
+   * `sha256`, and what the server answered. */
+  frameLog: () => frameLog.map((entry) => ({ ...entry })),
+  /** Prefetch counts and the frames prefetched so far. */
+  prefetch: () => ({ ...(prefetcher?.stats ?? { sent: 0, answered: 0, failed: 0, cancelled: 0 }), ready: prefetcher?.ready() ?? [] }),
+  /** The running playback (`{ direction, mode }`) or null. */
+  playing: () => playback.running,
   sessionId: () => session?.id ?? "",
   preview: () => ({ ...preview.stats, rle: previewMask?.rle }),
 };
