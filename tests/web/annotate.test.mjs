@@ -7,103 +7,33 @@
 // target/web-artifacts/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { createInterface } from "node:readline";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import {
+  artifacts,
+  bin,
+  checkpoint,
+  clickClip,
+  decodeRle,
+  download,
+  fixture,
+  idle,
+  launchBrowser,
+  mismatches,
+  overlayMask,
+  recordClip,
+  sam2Checkpoint,
+  startServer,
+  TIMEOUT,
+} from "./support.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../..");
-const bin = process.env.MOBILESAM_BIN ?? join(root, "target/debug/mobilesam");
-const checkpoint =
-  process.env.MOBILESAM_TEST_CHECKPOINT ?? join(root, "target/test-weights/seeded.safetensors");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const artifacts = join(root, "target/web-artifacts");
-const fixture = join(root, "tests/fixtures/images/chelsea.png");
-// The reduced SAM 2.1 test model (family "sam2.1_hiera"): a second server starts in seconds.
-const sam2Checkpoint = join(root, "tests/fixtures/sam2/sam2.1_hiera_r_seed0.pt");
 const WIDTH = 451;
 const HEIGHT = 300;
-const TIMEOUT = 180_000;
 
 let server;
 let baseUrl;
 let browser;
-
-/** Starts `mobilesam serve` (on `options.checkpoint`, by default the seeded MobileSAM
- * weights) and resolves with its address once it is serving. */
-function startServer(extra = [], extraEnv = {}, options = {}) {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith("MOBILESAM_")),
-  );
-  const child = spawn(
-    bin,
-    [
-      "serve",
-      "--checkpoint", options.checkpoint ?? checkpoint,
-      "--addr", "127.0.0.1:0",
-      "--metrics-addr", "127.0.0.1:0",
-      "--workers", "1",
-      "--log-format", "json",
-      ...extra,
-    ],
-    { env: { ...env, ...extraEnv, RUST_LOG: "info" }, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  const logs = [];
-  return new Promise((resolvePromise, reject) => {
-    let addr = null;
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join("\n")}`)), TIMEOUT);
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${logs.join("\n")}`)));
-    createInterface({ input: child.stderr }).on("line", (line) => {
-      logs.push(line);
-      let json;
-      try {
-        json = JSON.parse(line);
-      } catch {
-        return;
-      }
-      const message = json.fields?.message ?? "";
-      if (message.startsWith("gRPC") && json.fields.addr) addr = json.fields.addr;
-      if (message === "serving" && addr) {
-        clearTimeout(timer);
-        resolvePromise({ child, addr });
-      }
-    });
-  });
-}
-
-/** pycocotools' compressed counts string -> row-major 0/1 mask (an independent decoder). */
-function decodeRle(size, counts) {
-  const [h, w] = size;
-  const runs = [];
-  let p = 0;
-  while (p < counts.length) {
-    let x = 0;
-    let k = 0;
-    let more = true;
-    while (more) {
-      const c = counts.charCodeAt(p) - 48;
-      x += (c & 0x1f) * 2 ** (5 * k);
-      more = (c & 0x20) !== 0;
-      p++;
-      k++;
-      if (!more && (c & 0x10)) x -= 2 ** (5 * k);
-    }
-    if (runs.length > 2) x += runs[runs.length - 2];
-    runs.push(x);
-  }
-  const mask = new Uint8Array(w * h);
-  let i = 0;
-  runs.forEach((run, index) => {
-    for (let j = 0; j < run; j++, i++) {
-      if (index % 2 === 1) mask[(i % h) * w + Math.floor(i / h)] = 1;
-    }
-  });
-  assert.equal(i, w * h, "RLE runs cover the image");
-  return mask;
-}
 
 /** `mobilesam segment --multimask` for the page's clicks: the best-scoring mask, as the
  * page picks it by default. */
@@ -119,18 +49,6 @@ function segmentCli(points, weights = checkpoint) {
   ], { env: { ...process.env, RUST_LOG: "error" } });
   const masks = JSON.parse(out.toString()).objects[0].masks;
   return masks.reduce((best, m) => (m.score > best.score ? m : best));
-}
-
-/** The overlay canvas as 0/1 per pixel (alpha > 0). */
-async function overlayMask(page) {
-  const alpha = await page.evaluate(() => {
-    const canvas = document.getElementById("overlay-canvas");
-    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-    const out = [];
-    for (let i = 3; i < data.length; i += 4) out.push(data[i] > 0 ? 1 : 0);
-    return out;
-  });
-  return Uint8Array.from(alpha);
 }
 
 /** `[x0, y0, x1, y1, ...]` -> `[[x0, y0], [x1, y1], ...]`. */
@@ -161,12 +79,6 @@ function rasterizeEvenOdd(polygons, width, height) {
   return out;
 }
 
-function mismatches(a, b) {
-  let n = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) n++;
-  return n;
-}
-
 /** Clicks at image pixel (x, y) and waits for the prediction that follows. */
 async function clickImage(page, x, y, button) {
   const before = Number(await page.getAttribute("body", "data-predictions"));
@@ -193,31 +105,11 @@ async function expectOverlayMatchesCli(page) {
   return { reference, drawn };
 }
 
-async function download(page, button, name) {
-  const [file] = await Promise.all([page.waitForEvent("download"), page.click(button)]);
-  const path = join(artifacts, name);
-  await file.saveAs(path);
-  return readFileSync(path, "utf8");
-}
-
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
   server = await startServer();
   baseUrl = `http://${server.addr}`;
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    // No sandbox (CI runs as root); no background traffic (the network is closed).
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -405,36 +297,6 @@ test("annotate an image: clicks, refine, candidates, undo, export", { timeout: 1
   assert.doesNotMatch(await page.textContent("#status"), /invalid|notfound|unavailable|unauthenticated/i);
 });
 
-/** A short WebM recorded in the browser: the fixture sliding right, 10 frames per second. */
-async function recordClip(page) {
-  const png = readFileSync(fixture).toString("base64");
-  const base64 = await page.evaluate(async (png) => {
-    const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
-    const image = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
-    const canvas = document.createElement("canvas");
-    canvas.width = 320;
-    canvas.height = 240;
-    const context = canvas.getContext("2d");
-    const recorder = new MediaRecorder(canvas.captureStream(10), { mimeType: "video/webm;codecs=vp8" });
-    const chunks = [];
-    recorder.ondataavailable = (e) => chunks.push(e.data);
-    const stopped = new Promise((resolve) => (recorder.onstop = resolve));
-    context.drawImage(image, 0, 0);
-    recorder.start();
-    for (let frame = 0; frame < 15; frame++) {
-      context.drawImage(image, -frame * 4, 0);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    recorder.stop();
-    await stopped;
-    const buffer = new Uint8Array(await new Blob(chunks).arrayBuffer());
-    let text = "";
-    for (const b of buffer) text += String.fromCharCode(b);
-    return btoa(text);
-  }, png);
-  return Buffer.from(base64, "base64");
-}
-
 /** Opens the recorded clip in a fresh page; counts the frames sent as JPEG and as PNG. */
 async function openClip(url) {
   const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
@@ -455,27 +317,6 @@ async function openClip(url) {
   assert.equal(await page.isVisible("#video-controls"), true);
   assert.match(await page.textContent("#frame-label"), /^frame 1 \//);
   return { page, errors, sent };
-}
-
-/** Waits until the page has a session and is idle (no call in flight, not tracking). */
-async function idle(page) {
-  await page.waitForFunction(
-    () => document.body.dataset.sessionId && document.body.dataset.busy === "0" && document.body.dataset.tracking !== "1",
-    null,
-    { timeout: 10 * TIMEOUT },
-  );
-}
-
-/** Clicks at clip pixel (x, y) (320x240) and waits for the prediction. */
-async function clickClip(page, x, y) {
-  const before = Number(await page.getAttribute("body", "data-predictions"));
-  const box = await page.locator("#prompt-canvas").boundingBox();
-  await page.mouse.click(box.x + (x * box.width) / 320, box.y + (y * box.height) / 240);
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.predictions) > n && document.body.dataset.busy === "0",
-    before,
-    { timeout: TIMEOUT },
-  );
 }
 
 test("track a video: two objects over every frame, a correction, per-frame exports", { timeout: 20 * TIMEOUT }, async () => {
