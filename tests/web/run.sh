@@ -4,13 +4,17 @@
 #    clients/typescript first, its buf generate and tsc, then the page's tsc and vite build)
 #    and fail when the committed output differs: the page's dist/ (the binary embeds it, so
 #    `cargo build` needs no Node.js) or the package's generated code;
-# 2. drive the page in Debian's headless Chromium against the real `mobilesam serve`.
+# 2. drive the page in Debian's headless Chromium against the real `mobilesam serve`
+#    (tests/web/*.test.mjs: annotate.test.mjs on MobileSAM and SAM 2.1 images and MobileSAM
+#    video, video_sam2.test.mjs on SAM 2.1 memory tracking, whose rescaled checkpoint
+#    sam2_visible_checkpoint.py writes with python3's standard library).
 # Needs MOBILESAM_BIN and MOBILESAM_TEST_CHECKPOINT. Prints the seconds it took.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 started=$SECONDS
 
 bash tests/debian_package.sh /usr/bin/chromium chromium
+bash tests/debian_package.sh python3 python3
 /usr/bin/chromium --version
 
 npm ci --prefix crates/server/web --no-audit --no-fund --loglevel=error
