@@ -8,7 +8,8 @@
 //! resumed on another stream, the tracked-object cap, memory accounting, bad requests.
 //! And frames with `frame_index` visited in any order (issue 29), checked against the
 //! library's decodes: jumps, reverse travel, revisits without a decode, a correction on a
-//! middle frame, the frames bound.
+//! middle frame, the frames bound; a live stream (no `frame_index`) runs past that bound,
+//! dropping its oldest frames.
 
 use crate::server_support;
 
@@ -904,4 +905,62 @@ async fn the_recipe_keeps_results_for_at_most_max_tracked_frames() {
     // Stored frames are still answered, without a decode.
     let (_, ms) = indexed_frame(&mut stream, &reference, 1).await;
     assert_eq!(ms, 0.0);
+}
+
+/// A live stream (no `frame_index`: the server numbers the frames) is never refused by
+/// `--max-tracked-frames`: the oldest frames' results are dropped, the prompted frame and
+/// the last frame followed (the frames tracking starts from) are kept, and every frame is
+/// followed like the reference, on the stream and over the unary RPCs. A frame the client
+/// numbers is still refused at the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_runs_past_max_tracked_frames() {
+    let server = Server::start(&["--max-tracked-frames", "3"]).await;
+    let mut client = server.client().await;
+    let stream = Driver::stream(&mut client).await;
+    let streamed = follow_clip(&mut client, stream, true).await;
+    report("follow past the frames bound, stream", &streamed);
+    let unary_driver = Driver::unary(&client);
+    let unary = follow_clip(&mut client, unary_driver, false).await;
+    report("follow past the frames bound, unary", &unary);
+    assert_eq!(streamed.masks, unary.masks);
+
+    // Frames 0..5 numbered by the server: the session keeps 0 (the prompt), 4 and 5.
+    let reference = reference();
+    let mut stream = Stream::open(&mut client).await;
+    assert_eq!(
+        ready(stream.set_image(frame(&reference, 0)).await).frame_index,
+        0
+    );
+    let start = &reference["prompts"]["start"][1];
+    masks(
+        stream
+            .ask(prompt_of(&Value::Array(vec![start.clone()]), 1, true))
+            .await,
+    );
+    for k in 1..=5 {
+        let ready = ready(stream.set_image(frame(&reference, k)).await);
+        assert_eq!(ready.frame_index, k as i64);
+        let tracked = ready.tracked.expect("ImageReady.tracked");
+        assert_eq!(
+            tracked.objects[0].state(),
+            v1::TrackState::Tracked,
+            "frame {k}"
+        );
+        assert_eq!(tracked.objects[0].masks.len(), 1, "frame {k}: one mask");
+        assert!(tracked.decode_ms > 0.0, "frame {k} is decoded");
+    }
+    let before = decodes(&server);
+    for k in [0, 4, 5] {
+        let (_, ms) = indexed_frame(&mut stream, &reference, k).await;
+        assert_eq!(ms, 0.0, "frame {k} is kept");
+    }
+    assert_eq!(decodes(&server), before, "kept frames decode nothing");
+    // Frame 1 was dropped; asked for by index on a full session, it is refused.
+    let refused = server_support::error(set_indexed(&mut stream, &reference, 1).await);
+    assert_eq!(Code::from(refused.code), Code::ResourceExhausted);
+    assert!(
+        refused.message.contains("--max-tracked-frames"),
+        "{}",
+        refused.message
+    );
 }

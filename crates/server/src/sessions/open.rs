@@ -23,6 +23,7 @@ use crate::lanes;
 use crate::metrics::{self, RequestKind};
 use crate::state::AppState;
 use crate::store::SessionRecord;
+use crate::tracking::frames::FrameIndex;
 use crate::validate::ImageRequest;
 
 use super::image::SessionImage;
@@ -45,9 +46,20 @@ pub struct Opened {
     pub cached: bool,
     /// The image's position in the session's clip.
     pub frame_index: i64,
+    /// The server assigned `frame_index` (the one after the session's previous image): the
+    /// client sent none. False when the client gave it, and for a resumed session.
+    pub frame_assigned: bool,
 }
 
 impl Opened {
+    /// The image's frame, for tracking.
+    pub fn frame(&self) -> FrameIndex {
+        FrameIndex {
+            index: self.frame_index,
+            assigned: self.frame_assigned,
+        }
+    }
+
     /// The `ImageReady` answer.
     pub fn image_ready(&self) -> v1::ImageReady {
         let mut ready = convert::image_ready(&self.session_id, &self.embedding, self.encode_ms);
@@ -113,7 +125,8 @@ pub async fn open(
         ImageRequest::Encode { image, session_id } => {
             let session_id = session_for(session_id);
             let frame = frame_for(&session_id);
-            open_image(state, image, (session_id, frame)).await
+            let opened = open_image(state, image, (session_id, frame)).await?;
+            Ok(assigned(opened, frame_index))
         }
         ImageRequest::Digest {
             image_sha256,
@@ -121,11 +134,20 @@ pub async fn open(
         } => {
             let session_id = session_for(session_id);
             let frame = frame_for(&session_id);
-            open_digest(state, &image_sha256, (session_id, frame)).await
+            let opened = open_digest(state, &image_sha256, (session_id, frame)).await?;
+            Ok(assigned(opened, frame_index))
         }
         ImageRequest::Prefetch { .. } => Err(RequestError::Internal(
             "a prefetch opens no session; it is answered by sessions::prefetch".into(),
         )),
+    }
+}
+
+/// `opened`, marked as numbered by the server when the client gave no `frame_index`.
+fn assigned(opened: Opened, frame_index: Option<i64>) -> Opened {
+    Opened {
+        frame_assigned: frame_index.is_none(),
+        ..opened
     }
 }
 
@@ -250,6 +272,7 @@ pub async fn resume(state: &AppState, session_id: String) -> Result<Opened, Requ
             encode_ms: 0.0,
             cached: true,
             frame_index: cached.frame_index,
+            frame_assigned: false,
         });
     }
     let Some(store) = state.store.get() else {
@@ -327,5 +350,6 @@ fn keep(
         encode_ms,
         cached,
         frame_index,
+        frame_assigned: false,
     }
 }

@@ -17,8 +17,10 @@ pub struct TrackingConfig {
     pub max_tracked_objects: usize,
 
     /// Largest number of frames one session keeps tracking results for (each object's
-    /// mask per frame index, as RLE; with the recipe or SAM 2.1's memory); tracking onto
-    /// one more frame is answered RESOURCE_EXHAUSTED.
+    /// mask per frame index, as RLE; with the recipe or SAM 2.1's memory). Tracking onto
+    /// one more frame is answered RESOURCE_EXHAUSTED when the client numbered it
+    /// (SetImage.frame_index); when the server did (no frame_index: a live stream), the
+    /// oldest frames' results are dropped instead (not those tracking starts from).
     #[arg(long, env = "MOBILESAM_MAX_TRACKED_FRAMES", default_value_t = DEFAULT_MAX_TRACKED_FRAMES)]
     pub max_tracked_frames: usize,
 

@@ -4,7 +4,9 @@
 //! frame with a current result is answered from it, a stale one is computed again.
 //!
 //! Also the rules every tracker reads the clip with: the direction of travel, the nearest
-//! current result a new frame starts from, and the bound on the frames a session keeps.
+//! current result a new frame starts from, and the bound on the frames a session keeps
+//! ([`make_room`]: refused for a clip the client numbers, the oldest frames dropped for a
+//! live stream the server numbers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -100,6 +102,11 @@ impl<T> FrameResults<T> {
         found.map(|(&f, r)| (f, &r.value))
     }
 
+    /// Drops the result on `frame` (current or stale); `None` when there was none.
+    pub fn remove(&mut self, frame: usize) -> Option<Stamped<T>> {
+        self.results.remove(&frame)
+    }
+
     /// The frames with a result (current or stale), ascending.
     pub fn frames(&self) -> impl Iterator<Item = usize> + '_ {
         self.results.keys().copied()
@@ -121,6 +128,16 @@ impl<T> FrameResults<T> {
     }
 }
 
+/// A frame of a session's clip, as its `SetImage` numbered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameIndex {
+    /// Its index: `SetImage.frame_index`, else the one after the session's previous image.
+    pub index: i64,
+    /// The server assigned the index (the client sent no `frame_index`): a live stream,
+    /// which never comes back to a frame, so the bound drops old frames ([`make_room`]).
+    pub assigned: bool,
+}
+
 /// The direction of travel onto `frame` from the session's previous frame: reverse when
 /// the index decreases, forward otherwise (and for a session's first frame).
 pub fn travel(previous: Option<usize>, frame: usize) -> Direction {
@@ -139,7 +156,7 @@ pub fn frame_of(frame_index: i64) -> Result<usize, RequestError> {
 
 /// RESOURCE_EXHAUSTED when a result on `frame` would make a session that holds results
 /// for the frames `stored` hold them for more than `max` (`--max-tracked-frames`) frames.
-pub fn check_bound(stored: &BTreeSet<usize>, frame: usize, max: usize) -> Result<(), RequestError> {
+fn check_bound(stored: &BTreeSet<usize>, frame: usize, max: usize) -> Result<(), RequestError> {
     if stored.contains(&frame) || stored.len() < max {
         return Ok(());
     }
@@ -148,6 +165,40 @@ pub fn check_bound(stored: &BTreeSet<usize>, frame: usize, max: usize) -> Result
          (--max-tracked-frames): untrack objects or track in a new session",
         stored.len()
     )))
+}
+
+/// Room for a result on `frame` in a session that holds results for the frames `stored`,
+/// at most `max` (`--max-tracked-frames`): the frames whose results the caller drops from
+/// every object first (none while the session is under the bound or `frame` is stored).
+///
+/// At the bound, a frame whose index the client gave (`SetImage.frame_index`: a clip it
+/// may come back to) is refused as [`check_bound`] does. A frame whose index the server
+/// assigned (`frame_assigned`: a live stream, each frame the one after the last) never is:
+/// the oldest frames (lowest indexes) make room, except the `protected` ones, which the
+/// trackers still start from. When those alone fill the bound, they are all kept and the
+/// session holds one frame more than them.
+pub fn make_room(
+    stored: &BTreeSet<usize>,
+    protected: &BTreeSet<usize>,
+    frame: usize,
+    max: usize,
+    frame_assigned: bool,
+) -> Result<Vec<usize>, RequestError> {
+    if !frame_assigned {
+        check_bound(stored, frame, max)?;
+        return Ok(Vec::new());
+    }
+    if stored.contains(&frame) {
+        return Ok(Vec::new());
+    }
+    // Leave `max - 1` frames, so that `frame` makes `max`.
+    let over = (stored.len() + 1).saturating_sub(max);
+    Ok(stored
+        .iter()
+        .copied()
+        .filter(|f| !protected.contains(f))
+        .take(over)
+        .collect())
 }
 
 /// Bytes a stored mask holds: its RLE counts, polygon vertices and low-resolution logits
@@ -236,6 +287,64 @@ mod tests {
         let over = check_bound(&stored, 5, 3).unwrap_err();
         assert_eq!(over.code(), Code::ResourceExhausted);
         assert!(over.to_string().contains("--max-tracked-frames"));
+    }
+
+    #[test]
+    fn a_given_frame_index_is_refused_at_the_bound() {
+        let stored: BTreeSet<usize> = [0, 1, 2].into();
+        let none = BTreeSet::new();
+        assert_eq!(make_room(&stored, &none, 5, 4, false).ok(), Some(vec![]));
+        assert_eq!(make_room(&stored, &none, 2, 3, false).ok(), Some(vec![]));
+        let over = make_room(&stored, &none, 5, 3, false).unwrap_err();
+        assert_eq!(over.code(), Code::ResourceExhausted);
+        assert!(over.to_string().contains("--max-tracked-frames"));
+    }
+
+    #[test]
+    fn an_assigned_frame_index_drops_the_oldest_frames_to_stay_at_the_bound() {
+        let none = BTreeSet::new();
+        let mut stored = BTreeSet::new();
+        for frame in 0..10 {
+            let dropped = make_room(&stored, &none, frame, 3, true).expect("never refused");
+            dropped.iter().for_each(|f| {
+                stored.remove(f);
+            });
+            stored.insert(frame);
+            assert!(stored.len() <= 3, "frame {frame}: {stored:?}");
+        }
+        assert_eq!(stored, [7, 8, 9].into());
+        // Under the bound, or a stored frame: nothing dropped.
+        assert_eq!(make_room(&stored, &none, 8, 3, true).ok(), Some(vec![]));
+        assert_eq!(make_room(&stored, &none, 10, 4, true).ok(), Some(vec![]));
+        // A bound lowered below what is held (a session loaded from the store): back to it.
+        let held: BTreeSet<usize> = (0..6).collect();
+        assert_eq!(
+            make_room(&held, &none, 6, 3, true).ok(),
+            Some(vec![0, 1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn protected_frames_are_never_dropped() {
+        // The last prompted frame 1 and the frames 4 and 5 the trackers start from stay.
+        let stored: BTreeSet<usize> = [1, 2, 3, 4, 5].into();
+        let protected: BTreeSet<usize> = [1, 4, 5].into();
+        let dropped = make_room(&stored, &protected, 6, 4, true).expect("room");
+        assert_eq!(dropped, [2, 3]);
+        // When the protected frames alone fill the bound, every other one goes and they
+        // are kept: the session holds them and the new frame.
+        let dropped = make_room(&stored, &protected, 6, 2, true).expect("room");
+        assert_eq!(dropped, [2, 3]);
+        let all: BTreeSet<usize> = [1, 4, 5].into();
+        assert_eq!(make_room(&all, &all, 6, 3, true).ok(), Some(vec![]));
+    }
+
+    #[test]
+    fn removed_results_are_gone() {
+        let mut results = store(&[], &[1, 2]);
+        assert_eq!(results.remove(1).map(|r| r.value), Some(101));
+        assert_eq!(results.remove(1), None);
+        assert_eq!(results.frames().collect::<Vec<_>>(), [2]);
     }
 
     #[test]

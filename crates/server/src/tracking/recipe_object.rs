@@ -120,6 +120,24 @@ impl RecipeObject {
         self.results.frames()
     }
 
+    /// The frames later frames start from, whose results must stay: the last prompted
+    /// frame and the frames whose results keep logits.
+    pub fn start_frames(&self) -> impl Iterator<Item = usize> {
+        self.kept.frames()
+    }
+
+    /// Drops the result on `frame` (the session makes room under `--max-tracked-frames`).
+    /// A frame of [`Self::start_frames`] loses its place there too.
+    pub fn forget(&mut self, frame: usize) {
+        self.results.remove(frame);
+        let kept = &mut self.kept;
+        for slot in [&mut kept.prompt, &mut kept.forward, &mut kept.reverse] {
+            if *slot == Some(frame) {
+                *slot = None;
+            }
+        }
+    }
+
     /// Bytes held: every stored mask (RLE, polygons, kept logits).
     pub fn size_bytes(&self) -> u64 {
         self.results.values().map(|r| r.value.size_bytes()).sum()
@@ -256,6 +274,25 @@ mod tests {
         // Re-prompting the same frame keeps it.
         object.prompt(12, tracked(12.5), false);
         assert_eq!(object.frames_with_logits(), [12]);
+    }
+
+    #[test]
+    fn forgotten_frames_are_followed_again_from_the_kept_ones() {
+        let mut object = RecipeObject::default();
+        object.prompt(0, tracked(0.0), false);
+        for f in 1..=3 {
+            object.followed(f, f - 1, tracked(f as f32));
+        }
+        assert_eq!(object.start_frames().collect::<Vec<_>>(), [0, 3]);
+        object.forget(1);
+        object.forget(2);
+        assert_eq!(object.frames().collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(start(&object, 4, Direction::Forward), Some(Some(3)));
+        assert_eq!(start(&object, 2, Direction::Forward), Some(Some(0)));
+        // A start frame forgotten leaves its slot.
+        object.forget(3);
+        assert_eq!(object.start_frames().collect::<Vec<_>>(), [0]);
+        assert_eq!(object.frames_with_logits(), [0]);
     }
 
     #[test]

@@ -9,15 +9,15 @@ use mobilesam_model::{DecodeOptions, Embedding, MaskOutput};
 use mobilesam_proto::v1;
 
 use super::answer::{decode, masks};
-use super::frames::{check_bound, frame_of, travel};
+use super::frames::{frame_of, make_room, travel, FrameIndex};
 use super::recipe::{self, ObjectState};
-use super::recipe_object::Step;
-use super::{record_size, Prompted};
+use super::recipe_object::{RecipeObject, Step};
+use super::{record_size, Prompted, SessionTracks};
 use crate::convert;
 use crate::error::RequestError;
 use crate::state::AppState;
 
-/// A prompt on frame `frame_index` of `session_id` (image `embedding`): objects of a
+/// A prompt on frame `frame` of `session_id` (image `embedding`): objects of a
 /// `track` prompt, and objects the session already follows, take the result as theirs on
 /// this frame (the highest-scoring mask; LOST when it is empty), which starts a new
 /// generation of their results. Other objects are decoded as usual.
@@ -25,7 +25,7 @@ pub async fn prompt(
     state: &AppState,
     session_id: &str,
     embedding: Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
     prompted: Prompted,
 ) -> Result<v1::Masks, RequestError> {
     let Prompted {
@@ -54,9 +54,10 @@ pub async fn prompt(
         tracks.check_capacity(&ids, config.max_tracked_objects)?;
     }
     let updating = updates.iter().any(|&u| u);
-    let frame = frame_of(frame_index)?;
+    let bound = (config.max_tracked_frames, frame.assigned);
+    let frame = frame_of(frame.index)?;
     if updating {
-        check_bound(&tracks.recipe_frames(), frame, config.max_tracked_frames)?;
+        make_room_for(&mut tracks, frame, bound, &[])?;
     }
     let logits_asked = options.return_low_res_logits;
     options.return_low_res_logits |= updating;
@@ -90,7 +91,7 @@ pub async fn prompt(
     Ok(masks(request_id, decoded, &ids, &states))
 }
 
-/// The follow-up on frame `frame_index` (image `embedding`) of `session_id`: every object
+/// The follow-up on frame `frame` (image `embedding`) of `session_id`: every object
 /// followed by the recipe, with its current result on the frame when it has one (no
 /// decode), else followed from its result on the nearest frame the way of travel (all
 /// such objects in one decode job). `None` when the session follows nothing this way.
@@ -98,7 +99,7 @@ pub async fn follow(
     state: &AppState,
     session_id: &str,
     embedding: &Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
 ) -> Result<Option<v1::Masks>, RequestError> {
     let Some(shared) = state.tracking.existing(session_id) else {
         return Ok(None);
@@ -107,7 +108,8 @@ pub async fn follow(
     if tracks.objects.is_empty() {
         return Ok(None);
     }
-    let frame = frame_of(frame_index)?;
+    let bound = (state.tracking.config().max_tracked_frames, frame.assigned);
+    let frame = frame_of(frame.index)?;
     let size = embedding.original_size;
     let direction = travel(tracks.previous_frame, frame);
     tracks.previous_frame = Some(frame);
@@ -127,8 +129,8 @@ pub async fn follow(
         }
     }
     if !followed.is_empty() || !lost.is_empty() {
-        let max = state.tracking.config().max_tracked_frames;
-        check_bound(&tracks.recipe_frames(), frame, max)?;
+        let starts: Vec<usize> = followed.iter().map(|&(_, from)| from).collect();
+        make_room_for(&mut tracks, frame, bound, &starts)?;
     }
     for id in lost {
         if let Some(object) = tracks.objects.get_mut(&id) {
@@ -177,6 +179,34 @@ pub async fn follow(
         objects,
         decode_ms,
     }))
+}
+
+/// Room for results on `frame` under `--max-tracked-frames` (`max`; see [`make_room`]):
+/// for a frame whose index the server assigned, the oldest frames' results are dropped from every object, except
+/// the frames objects start from (theirs, and `starts`, this follow-up's).
+fn make_room_for(
+    tracks: &mut SessionTracks,
+    frame: usize,
+    (max, frame_assigned): (usize, bool),
+    starts: &[usize],
+) -> Result<(), RequestError> {
+    let protected = tracks
+        .objects
+        .values()
+        .flat_map(RecipeObject::start_frames)
+        .chain(starts.iter().copied())
+        .collect();
+    let dropped = make_room(
+        &tracks.recipe_frames(),
+        &protected,
+        frame,
+        max,
+        frame_assigned,
+    )?;
+    for object in tracks.objects.values_mut() {
+        dropped.iter().for_each(|&f| object.forget(f));
+    }
+    Ok(())
 }
 
 /// The answer of object `id` on a frame: its mask without logits, or LOST with none.

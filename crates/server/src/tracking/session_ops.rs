@@ -8,6 +8,7 @@ use std::sync::Arc;
 use mobilesam_model::Embedding;
 use mobilesam_proto::v1;
 
+use super::frames::FrameIndex;
 use super::{memory, recipe_ops, record_size, Prompted};
 use crate::error::RequestError;
 use crate::state::AppState;
@@ -19,14 +20,14 @@ pub fn wants_tracking(prompt: &v1::Prompt) -> bool {
     prompt.track || prompt.objects.iter().any(|o| o.object_id != 0)
 }
 
-/// A prompt with `track` set or object ids, on `embedding` (frame `frame_index`), the
+/// A prompt with `track` set or object ids, on `embedding` (frame `frame`), the
 /// current image of `session_id`: checked, then the recipe's ([`super::recipe_ops::prompt`])
 /// or, with a SAM 2.1 checkpoint, the memory trackers' ([`super::memory::prompt`]).
 pub async fn prompt(
     state: &AppState,
     session_id: &str,
     embedding: Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
     message: &v1::Prompt,
 ) -> Result<v1::Masks, RequestError> {
     let (objects, options) = validate::prompt(message, state.limits)?;
@@ -40,12 +41,12 @@ pub async fn prompt(
         options,
     };
     if memory::in_use(state) {
-        return memory::prompt(state, session_id, embedding, frame_index, prompted).await;
+        return memory::prompt(state, session_id, embedding, frame, prompted).await;
     }
-    recipe_ops::prompt(state, session_id, embedding, frame_index, prompted).await
+    recipe_ops::prompt(state, session_id, embedding, frame, prompted).await
 }
 
-/// The follow-up on frame `frame_index` (image `embedding`) of `session_id`: every
+/// The follow-up on frame `frame` (image `embedding`) of `session_id`: every
 /// followed object's result there, stored or computed with the recipe
 /// ([`super::recipe_ops::follow`]; with a SAM 2.1 checkpoint: [`super::memory::follow`]).
 /// `None` when the session tracks nothing.
@@ -53,12 +54,12 @@ pub async fn follow(
     state: &AppState,
     session_id: &str,
     embedding: &Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
 ) -> Result<Option<v1::Masks>, RequestError> {
     if memory::in_use(state) {
-        return memory::follow(state, session_id, embedding, frame_index).await;
+        return memory::follow(state, session_id, embedding, frame).await;
     }
-    recipe_ops::follow(state, session_id, embedding, frame_index).await
+    recipe_ops::follow(state, session_id, embedding, frame).await
 }
 
 /// Stops following `object_ids` of `session_id` (every object when empty); returns the
@@ -109,14 +110,8 @@ pub async fn predict(
 ) -> Result<v1::Masks, RequestError> {
     // A session this replica does not hold may be in the shared store.
     let opened = crate::sessions::resume(state, session_id.to_string()).await?;
-    prompt(
-        state,
-        session_id,
-        opened.embedding,
-        opened.frame_index,
-        message,
-    )
-    .await
+    let frame = opened.frame();
+    prompt(state, session_id, opened.embedding, frame, message).await
 }
 
 /// Puts the follow-up's masks into an `ImageReady` answer.

@@ -98,7 +98,8 @@ enum End {
 struct Current {
     session_id: String,
     embedding: Arc<Embedding>,
-    frame_index: i64,
+    /// The image's frame (given by the client or assigned by the server).
+    frame: tracking::frames::FrameIndex,
 }
 
 /// Serves one stream until the client is done or gone, or the server shuts down.
@@ -234,7 +235,7 @@ impl Reader {
         // A new frame (an image) of a session moves the objects it follows onto it.
         let tracked = if kind == RequestKind::SetImage {
             tokio::select! {
-                tracked = tracking::follow(&self.state, &opened.session_id, &opened.embedding, opened.frame_index) => tracked,
+                tracked = tracking::follow(&self.state, &opened.session_id, &opened.embedding, opened.frame()) => tracked,
                 _ = self.out.closed() => return None,
             }
         } else {
@@ -242,9 +243,9 @@ impl Reader {
         };
         let mut response = opened.response();
         self.current = Some(Current {
+            frame: opened.frame(),
             session_id: opened.session_id,
             embedding: opened.embedding,
-            frame_index: opened.frame_index,
         });
         Some(match tracked {
             Ok(tracked) => {
@@ -369,7 +370,7 @@ impl Reader {
         self.state.sessions.touch(&current.session_id);
         let embedding = Arc::clone(&current.embedding);
         let result = tokio::select! {
-            result = tracking::prompt(&self.state, &current.session_id, embedding, current.frame_index, prompt) => result,
+            result = tracking::prompt(&self.state, &current.session_id, embedding, current.frame, prompt) => result,
             _ = self.out.closed() => return None,
         };
         Some(match result {

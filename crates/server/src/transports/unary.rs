@@ -99,13 +99,8 @@ async fn open(
     let mut ready = opened.image_ready();
     if kind == RequestKind::SetImage {
         // A new frame (an image) of a session moves the objects it follows onto it.
-        ready.tracked = tracking::follow(
-            state,
-            &opened.session_id,
-            &opened.embedding,
-            opened.frame_index,
-        )
-        .await?;
+        ready.tracked =
+            tracking::follow(state, &opened.session_id, &opened.embedding, opened.frame()).await?;
     }
     Ok(ready)
 }

@@ -18,9 +18,10 @@ use crate::lanes::jobs::Decoded;
 use crate::lanes::video_job::{VideoObjectDone, VideoStep, VideoWork};
 use crate::state::AppState;
 use crate::tracking::answer::{decode, masks};
+use crate::tracking::frames::{self, FrameIndex};
 use crate::tracking::{record_size, Prompted, SessionTracks};
 
-/// A prompt on frame `frame_index` of `session_id` (image `embedding`): objects of a
+/// A prompt on frame `frame` of `session_id` (image `embedding`): objects of a
 /// `track` prompt, and objects the session already tracks, are prompted in their
 /// trackers (the frame becomes one of their conditioning frames); other objects are
 /// decoded as usual.
@@ -28,7 +29,7 @@ pub async fn prompt(
     state: &AppState,
     session_id: &str,
     embedding: Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
     prompted: Prompted,
 ) -> Result<v1::Masks, RequestError> {
     let Prompted {
@@ -57,7 +58,8 @@ pub async fn prompt(
     if track {
         tracks.check_capacity(&ids, state.tracking.config().max_tracked_objects)?;
     }
-    let frame = frame_of(frame_index)?;
+    let assigned = frame.assigned;
+    let frame = frame_of(frame.index)?;
     let mut work = Vec::new();
     let mut plain = Vec::new();
     for ((object, &id), &update) in objects.into_iter().zip(&ids).zip(&updates) {
@@ -78,7 +80,8 @@ pub async fn prompt(
     let mut tracked = Vec::new();
     let mut elapsed = std::time::Duration::ZERO;
     if !work.is_empty() {
-        check_frames(&tracks, frame, state.tracking.config().max_tracked_frames)?;
+        let max = state.tracking.config().max_tracked_frames;
+        make_room(&mut tracks, frame, max, assigned)?;
         let done = lanes::track_video(&state.queues, Arc::clone(&embedding), frame, work).await?;
         elapsed += done.elapsed;
         let updated = ids.iter().zip(&updates).filter(|(_, &u)| u);
@@ -127,14 +130,14 @@ pub async fn prompt(
     Ok(masks(request_id, decoded, &ids, &states))
 }
 
-/// The follow-up on frame `frame_index` (image `embedding`) of `session_id`: every object
+/// The follow-up on frame `frame` (image `embedding`) of `session_id`: every object
 /// followed by memory tracking, with its current result on the frame when it has one,
 /// else tracked there in one job. `None` when the session follows nothing this way.
 pub async fn follow(
     state: &AppState,
     session_id: &str,
     embedding: &Arc<Embedding>,
-    frame_index: i64,
+    frame: FrameIndex,
 ) -> Result<Option<v1::Masks>, RequestError> {
     let Some(shared) = existing_or_stored(state, session_id).await else {
         return Ok(None);
@@ -143,7 +146,8 @@ pub async fn follow(
     if tracks.memory.is_empty() {
         return Ok(None);
     }
-    let frame = frame_of(frame_index)?;
+    let assigned = frame.assigned;
+    let frame = frame_of(frame.index)?;
     let (ids, work): (Vec<u64>, Vec<VideoWork>) = tracks
         .memory
         .iter()
@@ -167,7 +171,8 @@ pub async fn follow(
         .unzip();
     let mut decode_ms = 0.0;
     if !work.is_empty() {
-        check_frames(&tracks, frame, state.tracking.config().max_tracked_frames)?;
+        let max = state.tracking.config().max_tracked_frames;
+        make_room(&mut tracks, frame, max, assigned)?;
         let done = lanes::track_video(&state.queues, Arc::clone(embedding), frame, work).await?;
         decode_ms = done.elapsed.as_secs_f64() * 1e3;
         for (id, done) in ids.into_iter().zip(done.objects) {
@@ -224,18 +229,25 @@ fn keep(
     (answered, state)
 }
 
-/// RESOURCE_EXHAUSTED when a result on `frame`, a frame the session holds no result for,
-/// would make it hold results for more than `--max-tracked-frames` frames.
-fn check_frames(tracks: &SessionTracks, frame: usize, max: usize) -> Result<(), RequestError> {
-    let frames = stored_frames(tracks.memory.values());
-    if frames.contains(&frame) || frames.len() < max {
-        return Ok(());
+/// Room for results on `frame` under `--max-tracked-frames` (`max`; see
+/// [`frames::make_room`]): for a frame whose index the server `assigned`, the oldest
+/// frames' results are dropped from every object, except the prompted frames the next
+/// propagation starts from; for one the client gave, RESOURCE_EXHAUSTED at the bound.
+fn make_room(
+    tracks: &mut SessionTracks,
+    frame: usize,
+    max: usize,
+    assigned: bool,
+) -> Result<(), RequestError> {
+    let stored = stored_frames(tracks.memory.values());
+    let starts = tracks.memory.values().filter_map(|o| o.start).collect();
+    let dropped = frames::make_room(&stored, &starts, frame, max, assigned)?;
+    for object in tracks.memory.values_mut() {
+        dropped.iter().for_each(|f| {
+            object.results.remove(f);
+        });
     }
-    Err(RequestError::ResourceExhausted(format!(
-        "the session holds tracking results for {} frames; at most {max} are allowed \
-         (--max-tracked-frames): untrack objects or track in a new session",
-        frames.len()
-    )))
+    Ok(())
 }
 
 /// The frame index as the tracker's.
@@ -298,12 +310,18 @@ mod tests {
             tracks.memory.insert(id, object);
         }
         // frames 0, 1, 2
-        assert!(check_frames(&tracks, 5, 4).is_ok());
-        assert!(check_frames(&tracks, 1, 3).is_ok());
-        let over = check_frames(&tracks, 5, 3).unwrap_err();
+        assert!(make_room(&mut tracks, 5, 4, false).is_ok());
+        assert!(make_room(&mut tracks, 1, 3, false).is_ok());
+        let over = make_room(&mut tracks, 5, 3, false).unwrap_err();
         assert_eq!(over.code(), Code::ResourceExhausted);
         assert!(over.to_string().contains("--max-tracked-frames"));
         assert!(tracks.size_bytes() > 0);
+        // A frame the server numbered drops the oldest, but not a prompted start (0).
+        if let Some(object) = tracks.memory.get_mut(&1) {
+            object.start = Some(0);
+        }
+        assert!(make_room(&mut tracks, 5, 3, true).is_ok());
+        assert_eq!(stored_frames(tracks.memory.values()), [0, 2].into());
     }
 
     #[test]
