@@ -95,10 +95,14 @@ async fn a_session_carries_on_on_another_replica_when_its_replica_dies() {
     // Replica B carries the session on from the next frame.
     let mut client_b = b.client().await;
     let mut on_b = Stream::open(&mut client_b).await;
-    for t in ON_A + 1..=ON_A + ON_B {
+    assert!(
+        frames.len() > ON_A + ON_B,
+        "the clip covers both replicas' frames"
+    );
+    for (t, frame) in frames.iter().enumerate().skip(ON_A + 1).take(ON_B) {
         let want = lib.track(&mut tracker, t, None);
         on_b.send(Req::SetImage(v1::SetImage {
-            image: frames[t].clone(),
+            image: frame.clone(),
             session_id: session.clone(),
             frame_index: Some(t as i64),
             ..Default::default()
