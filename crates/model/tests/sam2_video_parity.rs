@@ -4,7 +4,9 @@
 //! `ObjectTracker::add_prompt` / `track_in`, and each (frame, object) is compared: mask IoU
 //! at video resolution, object-score logit, a 32x32 sample of the low-resolution logits.
 //! The per-frame figures are printed (`cargo test --release --test sam2_video_parity --
-//! --nocapture`).
+//! --nocapture`). The full-size seeded Hiera-T against `fixtures/sam2/video/fullsize/`
+//! (three scenarios, made by the fixture script's `--full-size`) is an ignored test:
+//! `-- --ignored full_size`.
 
 mod common;
 
@@ -111,21 +113,19 @@ fn video_dir() -> std::path::PathBuf {
     common::fixtures().join("sam2/video")
 }
 
-fn reference() -> Reference {
+fn reference(dir: &std::path::Path) -> Reference {
     let mut text = String::new();
     flate2::read::GzDecoder::new(
-        std::fs::File::open(video_dir().join("reference.json.gz")).expect("fixture"),
+        std::fs::File::open(dir.join("reference.json.gz")).expect("fixture"),
     )
     .read_to_string(&mut text)
     .expect("gzip");
     serde_json::from_str(&text).expect("fixture parses")
 }
 
-/// The committed checkpoint with the object-score head's last layer rescaled as the fixture
-/// script does: weight x scale, (bias + shift) x scale.
-fn checkpoint(head: &ScoreHead) -> Checkpoint {
-    let ckpt = Checkpoint::load(&common::fixtures().join("sam2/sam2.1_hiera_r_seed0.pt"))
-        .expect("checkpoint");
+/// `ckpt` with the object-score head's last layer rescaled as the fixture script does:
+/// weight x scale, (bias + shift) x scale.
+fn rescaled(ckpt: &Checkpoint, head: &ScoreHead) -> Checkpoint {
     let mut tensors = std::collections::HashMap::new();
     for name in ckpt.names() {
         let shape = ckpt.shape(name).expect("shape").to_vec();
@@ -278,12 +278,31 @@ struct Object {
 
 #[test]
 fn tracker_matches_sam2_video_predictor() {
-    let reference = reference();
-    let ckpt = checkpoint(&reference.object_score_head);
+    let ckpt = Checkpoint::load(&common::fixtures().join("sam2/sam2.1_hiera_r_seed0.pt"))
+        .expect("checkpoint");
+    replay(&video_dir(), &ckpt);
+}
+
+/// The full-size seeded Hiera-T (rebuilt from its manifest) against the reference of the
+/// fixture script's `--full-size` run; about 10 minutes in a release build.
+#[test]
+#[ignore]
+fn full_size_hiera_tiny_tracks_as_sam2_video_predictor() {
+    replay(
+        &video_dir().join("fullsize"),
+        &common::full_size::seeded("sam2.1_hiera_tiny"),
+    );
+}
+
+/// Replays every scenario of the reference in `dir` on `base` (its object-score head
+/// rescaled as the reference's) and checks each (frame, object).
+fn replay(dir: &std::path::Path, base: &Checkpoint) {
+    let reference = reference(dir);
+    let ckpt = rescaled(base, &reference.object_score_head);
     let sam = Arc::new(Sam::from_checkpoint(&ckpt, &Device::Cpu).expect("model"));
     let model = VideoModel::load(&ckpt, sam.clone()).expect("video model");
     let clip = embed_clip(&sam, &reference);
-    let (_, lows) = common::read_npy_f32(&video_dir().join("low_res_sub8.npy"));
+    let (_, lows) = common::read_npy_f32(&dir.join("low_res_sub8.npy"));
     let mut checker = Checker {
         reference: &reference,
         lows,
@@ -363,7 +382,9 @@ fn tracker_matches_sam2_video_predictor() {
     for line in &summary {
         println!("{line}");
     }
-    debug_tensors(&reference, &model, &clip);
+    if !reference.debug.is_empty() {
+        debug_tensors(dir, &reference, &model, &clip);
+    }
     assert!(
         checker.worst_iou >= MIN_IOU,
         "min IoU {} < {MIN_IOU}",
@@ -383,8 +404,8 @@ fn tracker_matches_sam2_video_predictor() {
 
 /// Scenario `forward`'s stored memories against the reference's (printed; a tool for when
 /// a scenario disagrees).
-fn debug_tensors(reference: &Reference, model: &VideoModel, clip: &Clipped) {
-    let (_, values) = common::read_npy_f32(&video_dir().join("debug_sub4.npy"));
+fn debug_tensors(dir: &std::path::Path, reference: &Reference, model: &VideoModel, clip: &Clipped) {
+    let (_, values) = common::read_npy_f32(&dir.join("debug_sub4.npy"));
     let forward = &reference.scenarios[0].steps;
     let mut tracker = ObjectTracker::new(Some(reference.clip.num_frames));
     tracker
