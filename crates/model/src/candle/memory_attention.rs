@@ -12,9 +12,10 @@ use super::layers::{linear, softmax_last, LayerNorm, Linear};
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// Query rows per attention block: bounds the score matrix (rows x memory tokens) kept at
-/// once, which for 7 memory frames is 28,672 columns.
-const QUERY_BLOCK: usize = 512;
+/// Score values per attention block (16 MiB of f32): bounds the score matrix (query rows x
+/// memory tokens, 28,672 columns for 7 memory frames) kept at once, so that a block is
+/// reused from the allocator's heap instead of being mapped and faulted in afresh.
+const QUERY_BLOCK_VALUES: usize = 1 << 22;
 
 /// Axial rotary tables for a `side` x `side` grid: per token, `head_dim / 2` angles (the
 /// first half from the column, the second from the row), as `compute_axial_cis`.
@@ -114,15 +115,16 @@ impl RopeAttention {
             Tensor::cat(&[&head, &k.narrow(2, rotated, exclude_rope)?], 2)?
         };
         let (b, h, nq, d) = q.dims4()?;
-        let scale = 1.0 / (d as f64).sqrt();
+        // Scaling the queries (nq x d) costs far less than scaling the scores (nq x nk).
+        let q = (q * (1.0 / (d as f64).sqrt()))?;
         let kt = k.transpose(2, 3)?.contiguous()?;
-        let mut blocks = Vec::with_capacity(nq.div_ceil(QUERY_BLOCK));
+        let rows = (QUERY_BLOCK_VALUES / (b * h * nk).max(1)).clamp(1, nq.max(1));
+        let mut blocks = Vec::with_capacity(nq.div_ceil(rows));
         let mut start = 0;
         while start < nq {
-            let len = QUERY_BLOCK.min(nq - start);
+            let len = rows.min(nq - start);
             let qb = q.narrow(2, start, len)?;
-            let scores = (qb.matmul(&kt)? * scale)?;
-            blocks.push(softmax_last(&scores)?.matmul(&v)?);
+            blocks.push(softmax_last(&qb.matmul(&kt)?)?.matmul(&v)?);
             start += len;
         }
         let out = Tensor::cat(&blocks, 2)?
