@@ -23,31 +23,14 @@ Needs grpcio, grpcio-tools, numpy, pillow.
 """
 
 import argparse
-import importlib
 import io
-import queue
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def stubs():
-    from grpc_tools import protoc
-
-    out = tempfile.mkdtemp()
-    proto_root = ROOT / "proto"
-    assert protoc.main(["protoc", f"-I{proto_root}", f"--python_out={out}", f"--grpc_python_out={out}",
-                        str(proto_root / "mobilesam/v1/mobilesam.proto")]) == 0
-    sys.path.insert(0, out)
-    return importlib.import_module("mobilesam.v1.mobilesam_pb2"), importlib.import_module("mobilesam.v1.mobilesam_pb2_grpc")
-
+from bench_grpc import ROOT, Stream, stubs
 
 def frames(count):
     photo = Image.open(ROOT / "tests/fixtures/images/rocket.png").convert("RGB").resize((1600, 900), Image.BILINEAR)
@@ -68,27 +51,6 @@ def grid_boxes(pb2, n):
         r, c = divmod(i, side)
         boxes.append(pb2.Box(x1=c * w + 0.2 * w, y1=r * h + 0.2 * h, x2=c * w + 0.8 * w, y2=r * h + 0.8 * h))
     return boxes
-
-
-class Stream:
-    def __init__(self, pb2, stub):
-        self.pb2 = pb2
-        self.requests = queue.Queue()
-        self.answers = stub.Segment(iter(self.requests.get, None))
-        self.sent = self.received = 0
-
-    def ask(self, **request):
-        message = self.pb2.SegmentRequest(**request)
-        self.sent += message.ByteSize()
-        self.requests.put(message)
-        answer = next(self.answers)
-        self.received += answer.ByteSize()
-        if answer.WhichOneof("response") == "error":
-            raise RuntimeError(answer.error.message)
-        return answer
-
-    def close(self):
-        self.requests.put(None)
 
 
 def run_server_side(pb2, stub, jpegs, n):
