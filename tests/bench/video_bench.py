@@ -3,9 +3,9 @@
 SAM2VideoPredictor in PyTorch on the CPU, side by side in one run on one machine.
 
     /work/pyref-sam/bin/pip install grpcio grpcio-tools      # once, beside requirements-sam.txt
-    /work/pyref-sam/bin/python tests/bench/video_bench.py --model hiera_t --frames 12 --rounds 2
+    /work/pyref-sam/bin/python tests/bench/video_bench.py --model hiera_t --frames 8 --rounds 2
     /work/pyref-sam/bin/python tests/bench/video_bench.py --model reduced --frames 1000 --distinct 20 \
-        --reference-frames 100 --rounds 1
+        --rounds 1 --serve-arg=--session-ttl=2h
 
 What is measured, for one object prompted with one click on frame 0 and followed forward:
 - time per propagated frame (frames 1..N-1), wall clock:
