@@ -155,11 +155,12 @@ def build_reference(model: str, checkpoint: Path):
     return p
 
 
-def vm_rss_kib(pid: str = "self") -> int:
+def proc_status_kib(key: str, pid: str = "self") -> int:
+    """A memory line of /proc/PID/status (VmRSS, VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1])
-    return 0
+    raise KeyError(key)
 
 
 def reference_role(args) -> None:
@@ -193,7 +194,7 @@ def reference_role(args) -> None:
         for frame_idx, _, masks in pred.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=maxn):
             now = time.perf_counter()
             if frame_idx % 10 == 0:
-                rss_trace.append((frame_idx, vm_rss_kib()))
+                rss_trace.append((frame_idx, proc_status_kib("VmRSS")))
             if frame_idx > 0:
                 frames.append(now - t_prev)
                 track.append(frames[-1] - (encoder[-1] if encoder else 0.0))
@@ -236,10 +237,7 @@ class Server:
         grpc.channel_ready_future(self.channel).result(timeout=300)
 
     def status(self, key: str) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        raise KeyError(key)
+        return proc_status_kib(key, str(self.proc.pid))
 
     def stop(self):
         self.channel.close()

@@ -46,14 +46,8 @@ pub struct StoredResult {
 impl StoredResult {
     /// Bytes held (the RLE counts and polygon vertices, plus the fixed part).
     pub fn size_bytes(&self) -> u64 {
-        let polygons: usize = self.mask.polygons.as_ref().map_or(0, |regions| {
-            regions
-                .iter()
-                .map(|r| r.outline.len() + r.holes.iter().map(Vec::len).sum::<usize>())
-                .sum::<usize>()
-                * 8
-        });
-        (self.mask.rle.counts.len() + polygons + std::mem::size_of::<Self>()) as u64
+        let beside_mask = std::mem::size_of::<Self>() - std::mem::size_of::<MaskOutput>();
+        crate::tracking::frames::mask_bytes(&self.mask) + beside_mask as u64
     }
 
     /// The wire state.

@@ -59,7 +59,7 @@ pub async fn prompt(
         tracks.check_capacity(&ids, state.tracking.config().max_tracked_objects)?;
     }
     let assigned = frame.assigned;
-    let frame = frame_of(frame.index)?;
+    let frame = frames::frame_of(frame.index)?;
     let mut work = Vec::new();
     let mut plain = Vec::new();
     for ((object, &id), &update) in objects.into_iter().zip(&ids).zip(&updates) {
@@ -147,7 +147,7 @@ pub async fn follow(
         return Ok(None);
     }
     let assigned = frame.assigned;
-    let frame = frame_of(frame.index)?;
+    let frame = frames::frame_of(frame.index)?;
     let (ids, work): (Vec<u64>, Vec<VideoWork>) = tracks
         .memory
         .iter()
@@ -250,13 +250,6 @@ fn make_room(
     Ok(())
 }
 
-/// The frame index as the tracker's.
-fn frame_of(frame_index: i64) -> Result<usize, RequestError> {
-    usize::try_from(frame_index).map_err(|_| {
-        RequestError::InvalidArgument(format!("frame_index must be 0 or more, not {frame_index}"))
-    })
-}
-
 fn missing() -> RequestError {
     RequestError::Internal("a prompted object got no mask".into())
 }
@@ -322,11 +315,5 @@ mod tests {
         }
         assert!(make_room(&mut tracks, 5, 3, true).is_ok());
         assert_eq!(stored_frames(tracks.memory.values()), [0, 2].into());
-    }
-
-    #[test]
-    fn negative_frames_are_refused() {
-        assert_eq!(frame_of(7).ok(), Some(7));
-        assert_eq!(frame_of(-1).unwrap_err().code(), Code::InvalidArgument);
     }
 }
